@@ -96,6 +96,7 @@ struct rl_ctx {
     int tape_len, tape_cap;
     int grad_enabled;
     int create_graph;
+    int in_backward;
     int abort_on_error;
     rl_status status;
     char err[2048];
@@ -222,6 +223,8 @@ int rl_ctx_set_grad(rl_ctx *ctx, int enabled) {
 int rl_ctx_grad_enabled(const rl_ctx *ctx) { return ctx->grad_enabled; }
 void rl_ctx_set_create_graph(rl_ctx *ctx, int enabled) { ctx->create_graph = enabled != 0; }
 int rl_ctx_create_graph(const rl_ctx *ctx) { return ctx->create_graph; }
+int rl_ctx_in_backward(const rl_ctx *ctx) { return ctx->in_backward; }
+void rl_ctx_set_in_backward(rl_ctx *ctx, int on) { ctx->in_backward = on; }
 rl_backend *rl_ctx_backend(rl_ctx *ctx) { return ctx->backend; }
 const char *rl_ctx_error(const rl_ctx *ctx) { return ctx->status ? ctx->err : NULL; }
 rl_status rl_ctx_status(const rl_ctx *ctx) { return ctx->status; }

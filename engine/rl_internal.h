@@ -29,6 +29,7 @@ typedef struct rl_node {
     rl_tensor *out;
     rl_tensor *saved[RL_MAX_SAVED]; /* extra forward values kept for backward */
     rl_attrs attrs;
+    int backward;                 /* recorded while running backward (create_graph) */
 } rl_node;
 
 /* A kernel computes n->out (already allocated with its shape and dtype) from
@@ -98,6 +99,9 @@ rl_tensor *rl_arena_tensor(rl_ctx *ctx, rl_dtype dt, int ndim, const int64_t *sh
 /* Appends a zeroed slot to the tape (NULL on out of memory). */
 rl_node *rl_ctx_tape_append(rl_ctx *ctx);
 int rl_ctx_create_graph(const rl_ctx *ctx);
+/* True while rl_backward runs backward rules. */
+int rl_ctx_in_backward(const rl_ctx *ctx);
+void rl_ctx_set_in_backward(rl_ctx *ctx, int on);
 
 /* Arena allocation of raw bytes (64-byte aligned, backend memory). */
 void *rl_arena_alloc_bytes(rl_ctx *ctx, size_t bytes);

@@ -40,6 +40,7 @@ rl_tensor *rl_op_run(rl_ctx *ctx, rl_op op, int n_in, rl_tensor *const *in,
         node.attrs = *attrs;
     else
         memset(&node.attrs, 0, sizeof node.attrs);
+    node.backward = rl_ctx_in_backward(ctx);
     for (int i = 0; i < n_saved && i < RL_MAX_SAVED; i++) {
         node.saved[i] = rl_arena_tensor(ctx, saved[i].dtype, saved[i].ndim, saved[i].shape);
         if (!node.saved[i]) return NULL;
@@ -109,6 +110,7 @@ rl_status rl_backward_seeded(rl_ctx *ctx, rl_tensor *out, rl_tensor *seed) {
         nd->out->grad = NULL;
     }
     int prev = rl_ctx_set_grad(ctx, rl_ctx_create_graph(ctx));
+    rl_ctx_set_in_backward(ctx, 1);
     rl_grad_accumulate(ctx, out, seed);
     int start = (out->flags & RL_TF_PERSISTENT) ? -1 : out->node;
     for (int i = start; i >= 0 && rl_ctx_status(ctx) == RL_OK; i--) {
@@ -117,6 +119,7 @@ rl_status rl_backward_seeded(rl_ctx *ctx, rl_tensor *out, rl_tensor *seed) {
         if (!nd.out->grad) continue;
         rl_op_grad[nd.op](ctx, &nd, nd.out->grad);
     }
+    rl_ctx_set_in_backward(ctx, 0);
     rl_ctx_set_grad(ctx, prev);
     return rl_ctx_status(ctx);
 }
