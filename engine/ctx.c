@@ -188,9 +188,17 @@ rl_ctx *rl_ctx_new(const char *backend_name) {
         fprintf(stderr, "rlhf: unknown backend '%s' (available: cpu)\n", backend_name);
         return NULL;
     }
+    return rl_ctx_new_backend(be);
+}
+
+rl_ctx *rl_ctx_new_backend(rl_backend *be) {
     if (!be) return NULL;
     rl_ctx *ctx = calloc(1, sizeof(*ctx));
-    if (!ctx) return NULL;
+    if (!ctx) {
+        if (be->iface->free_context) be->iface->free_context(be->ctx);
+        free(be);
+        return NULL;
+    }
     ctx->backend = be;
     ctx->arena.gen = 1;
     ctx->headers[0].block_size = ctx->headers[1].block_size = 1024 * sizeof(rl_tensor);

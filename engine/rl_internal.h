@@ -63,6 +63,8 @@ struct rl_backend {
 
 /* The CPU backend (ops/cpu/backend_cpu.c). */
 rl_backend *rl_backend_cpu_new(void);
+/* A context on a given backend (malloc'ed; the context takes ownership). */
+rl_ctx *rl_ctx_new_backend(rl_backend *be);
 
 /* Every op call goes through here: checks that inputs are live, allocates the
  * output (and `n_saved` saved tensors of the given shapes) from the arena,

@@ -1,3 +1,42 @@
-/* tools/rlhf.c - the rlhf command line (placeholder until subcommands land). */
+/* tools/rlhf.c - the `rlhf` command line: dispatches to the subcommands
+ * (tools/cmd_*.c). Each subcommand returns the process exit status.
+ */
+#include "cli.h"
+
 #include <stdio.h>
-int main(void) { puts("rlhf"); return 0; }
+#include <string.h>
+
+typedef struct rl_cli_cmd {
+    const char *name;
+    int (*run)(int argc, char **argv);
+    const char *help;
+} rl_cli_cmd;
+
+static const rl_cli_cmd rl_cli_cmds[] = {
+    {"info", rl_cmd_info, "version, BLAS core and threads, backends"},
+    {"gradcheck", rl_cmd_gradcheck, "check gradients against central differences (--op NAME | --all)"},
+    {"bench", rl_cmd_bench, "benchmarks (rlhf bench ops)"},
+};
+
+static void rl_cli_usage(FILE *f) {
+    fprintf(f, "usage: rlhf COMMAND [options]\n\ncommands:\n");
+    for (size_t i = 0; i < sizeof rl_cli_cmds / sizeof rl_cli_cmds[0]; i++)
+        fprintf(f, "  %-10s %s\n", rl_cli_cmds[i].name, rl_cli_cmds[i].help);
+    fprintf(f, "\nrlhf COMMAND --help shows a command's options.\n");
+}
+
+int main(int argc, char **argv) {
+    if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
+        rl_cli_usage(argc < 2 ? stderr : stdout);
+        return argc < 2 ? 2 : 0;
+    }
+    if (strcmp(argv[1], "--version") == 0) {
+        printf("rlhf %s\n", RL_VERSION);
+        return 0;
+    }
+    for (size_t i = 0; i < sizeof rl_cli_cmds / sizeof rl_cli_cmds[0]; i++)
+        if (strcmp(argv[1], rl_cli_cmds[i].name) == 0) return rl_cli_cmds[i].run(argc - 1, argv + 1);
+    fprintf(stderr, "rlhf: unknown command '%s'\n\n", argv[1]);
+    rl_cli_usage(stderr);
+    return 2;
+}

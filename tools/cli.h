@@ -1,0 +1,24 @@
+/* tools/cli.h - the subcommands of the `rlhf` command line and the helpers
+ * they share (BLAS introspection, timing).
+ */
+#ifndef RL_CLI_H
+#define RL_CLI_H
+
+#include "../engine/rl_engine.h"
+
+#include <stdio.h>
+
+int rl_cmd_info(int argc, char **argv);
+int rl_cmd_gradcheck(int argc, char **argv);
+int rl_cmd_bench(int argc, char **argv);
+
+/* OpenBLAS's kernel core ("Haswell", "Prescott", ...) and thread count. */
+const char *rl_blas_corename(void);
+int rl_blas_threads(void);
+/* Prints a warning with the fix when OpenBLAS runs a generic core on a CPU
+ * with AVX2 or AVX-512; returns 1 when it warned. */
+int rl_blas_warn_generic_core(FILE *f);
+/* Monotonic clock in seconds. */
+double rl_now(void);
+
+#endif
