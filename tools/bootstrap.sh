@@ -14,7 +14,7 @@ mode="${1:-run}"
 jobs="$(nproc 2>/dev/null || echo 2)"
 
 packages=(build-essential cmake pkg-config libopenblas-dev libffi-dev libcmocka-dev graphviz
-          valgrind libjansson-dev)
+          valgrind libjansson-dev libutf8proc-dev)
 
 install_missing() {
     local missing=()
