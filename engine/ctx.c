@@ -161,11 +161,10 @@ void rl_ctx_reset(rl_ctx *ctx) {
     if (a->n_chunks > 1) {
         /* Coalesce into one chunk big enough for the whole last step, so the
          * steady state is a single allocation and no allocation per step. */
-        size_t total = 0;
-        for (int i = 0; i < a->n_chunks; i++) {
-            total += a->chunks[i].size;
+        size_t total = used + used / 8; /* the last step's need, with room to vary */
+        if (total < RL_ARENA_MIN_CHUNK) total = RL_ARENA_MIN_CHUNK;
+        for (int i = 0; i < a->n_chunks; i++)
             ctx->backend->iface->buffer_free(ctx->backend->ctx, a->chunks[i].ptr);
-        }
         a->n_chunks = 0;
         void *p = ctx->backend->iface->buffer_alloc(ctx->backend->ctx, total);
         if (p) a->chunks[a->n_chunks++] = (rl_chunk){p, total, 0};

@@ -11,8 +11,13 @@
  *   rl_ctx_reset(ctx);                            // frees activations in O(1)
  *
  * Errors: an op given bad arguments returns NULL and records a message in the
- * context (the first one wins); ops given a NULL input return NULL silently,
- * so a chain of calls can be checked once at the end with rl_ctx_error().
+ * context (the first one wins). An op given a NULL input returns NULL; it
+ * records nothing new when an error is already recorded (the NULL came from
+ * it), so a chain of calls can be checked once at the end with rl_ctx_error().
+ *
+ * Higher-order gradients: with rl_ctx_set_create_graph(ctx, 1), gradients of
+ * arena tensors are recorded expressions that can be differentiated again;
+ * parameters' persistent .grad buffers are plain accumulators and are not.
  * Set RL_ABORT_ON_ERROR=1 in the environment to abort at the first error
  * (useful under a debugger).
  */

@@ -81,8 +81,9 @@ rl_tensor *rl_op_run(rl_ctx *ctx, rl_op op, int n_in, rl_tensor *const *in,
                      const rl_attrs *attrs, rl_dtype out_dtype, int out_ndim,
                      const int64_t *out_shape, int n_saved, const rl_saved_spec *saved);
 
-/* Checks an input of an op front end: not NULL (returns false silently: an
- * earlier error propagates), alive, not from a reset arena. */
+/* Checks an input of an op front end: not NULL (false; silent when an error
+ * is already recorded, since the NULL came from it), alive, not from a reset
+ * arena. */
 bool rl_check_input(rl_ctx *ctx, const char *opname, int index, const rl_tensor *t);
 
 /* The node that produced t (NULL for leaves). */

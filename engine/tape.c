@@ -72,6 +72,22 @@ void rl_grad_accumulate(rl_ctx *ctx, rl_tensor *t, rl_tensor *g) {
         return;
     }
     if (!rl_shape_equal(g->ndim, g->shape, t->ndim, t->shape)) {
+        /* a gradient may only differ by broadcasting; anything else is a bug
+         * in a backward rule, so say which tensor it was */
+        int nd;
+        int64_t bs[RL_MAX_DIMS];
+        if (!rl_shape_broadcast(g->ndim, g->shape, t->ndim, t->shape, &nd, bs) ||
+            !rl_shape_equal(nd, bs, g->ndim, g->shape)) {
+            char dg[96], dt[96];
+            const rl_node *src = rl_tensor_node(ctx, t);
+            rl_ctx_fail(ctx, RL_ERR_STATE,
+                        "backward: a gradient of shape %s cannot be summed down to '%s' (%s%s%s); "
+                        "a backward rule returned the wrong shape",
+                        rl_tensor_describe(g, dg, sizeof dg), t->name[0] ? t->name : "unnamed",
+                        rl_tensor_describe(t, dt, sizeof dt), src ? ", output of " : "",
+                        src ? rl_op_table[src->op].name : "");
+            return;
+        }
         g = rl_sum_to(ctx, g, t->ndim, t->shape);
         if (!g) return;
     }

@@ -15,8 +15,8 @@ int rl_cmd_bench(int argc, char **argv);
 /* OpenBLAS's kernel core ("Haswell", "Prescott", ...) and thread count. */
 const char *rl_blas_corename(void);
 int rl_blas_threads(void);
-/* Prints a warning with the fix when OpenBLAS runs a generic core on a CPU
- * with AVX2 or AVX-512; returns 1 when it warned. */
+/* Prints a warning with the fix when OpenBLAS runs kernels older than the
+ * CPU (generic/SSE3 on AVX2, or AVX2 on AVX-512); returns 1 when it warned. */
 int rl_blas_warn_generic_core(FILE *f);
 /* Monotonic clock in seconds. */
 double rl_now(void);

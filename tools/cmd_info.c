@@ -45,11 +45,13 @@ int rl_blas_warn_generic_core(FILE *f) {
         feature = "AVX2";
     }
     if (!want) return 0;
+    const char *env = getenv("OPENBLAS_CORETYPE");
     fprintf(f,
-            "warning: OpenBLAS uses the generic '%s' core but this CPU has %s, so matrix "
-            "products run several times slower than they could.\n"
+            "warning: OpenBLAS runs its '%s' kernels%s%s%s, but this CPU has %s: matrix products "
+            "run several times slower than they could.\n"
             "         fix: export OPENBLAS_CORETYPE=%s (before starting rlhf)\n",
-            core, feature, want);
+            core, env ? " (OPENBLAS_CORETYPE=" : "", env ? env : "", env ? " is set)" : "", feature,
+            want);
     return 1;
 }
 
