@@ -33,7 +33,8 @@ typedef struct rl_node {
 } rl_node;
 
 /* A kernel computes n->out (already allocated with its shape and dtype) from
- * n->in and n->attrs; it may fill n->saved[i] when the front end allocated them. */
+ * n->in and n->attrs; it fills n->saved[i] when they are not NULL (they are
+ * allocated only when the node is recorded for backward). */
 typedef void (*rl_kernel_fn)(void *bctx, const rl_node *n);
 
 /* The backend interface: a vtable plus a context pointer (as ggml_backend_i).

@@ -41,13 +41,14 @@ rl_tensor *rl_op_run(rl_ctx *ctx, rl_op op, int n_in, rl_tensor *const *in,
     else
         memset(&node.attrs, 0, sizeof node.attrs);
     node.backward = rl_ctx_in_backward(ctx);
-    for (int i = 0; i < n_saved && i < RL_MAX_SAVED; i++) {
+    needs_grad = needs_grad && rl_ctx_grad_enabled(ctx) && !(info->flags & OPF_NOGRAD);
+    /* saved values only serve backward: kernels skip them when they are NULL */
+    for (int i = 0; needs_grad && i < n_saved && i < RL_MAX_SAVED; i++) {
         node.saved[i] = rl_arena_tensor(ctx, saved[i].dtype, saved[i].ndim, saved[i].shape);
         if (!node.saved[i]) return NULL;
     }
     kern(be->ctx, &node);
 
-    needs_grad = needs_grad && rl_ctx_grad_enabled(ctx) && !(info->flags & OPF_NOGRAD);
     if (needs_grad) {
         /* the caller's input array may live on its stack: copy it */
         rl_tensor **ins = rl_ctx_scratch(ctx, (size_t)n_in * sizeof(*ins));

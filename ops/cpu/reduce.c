@@ -24,7 +24,7 @@
 /* max(v, m) where a NaN v wins, and a NaN m stays. Bitwise | (not ||) so
  * both comparisons always run: the compiler can then turn the select into
  * vector blends (with a branch, it would not vectorise). */
-#define RL_MAX_NAN(v, m) (((v) > (m)) | ((v) != (v)) ? (v) : (m))
+#define RL_MAX_NAN(v, m) ((((v) > (m)) | ((v) != (v))) ? (v) : (m))
 /* Rows no longer than this are summed directly; longer ones are split in two
  * (pairwise summation: error grows with log n instead of n). */
 #define RL_RED_PAIRWISE 256
