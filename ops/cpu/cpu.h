@@ -11,6 +11,23 @@
 #include "../ops.def"
 #undef OP
 
+/* Loops over fewer elements than this stay on one thread: below it the
+ * cost of waking the OpenMP team exceeds the work. */
+#define RL_PAR_GRAIN 32768
+/* for (i = 0; i < N; i++) { body } split across threads when N is large.
+ * The branch is explicit because entering an OpenMP parallel region costs
+ * about a microsecond even when its if() clause is false. */
+#define RL_PAR_FOR(i, N, ...)                                                   \
+    do {                                                                        \
+        const int64_t n_ = (N);                                                 \
+        if (n_ > RL_PAR_GRAIN) {                                                \
+            _Pragma("omp parallel for schedule(static)")                        \
+            for (int64_t i = 0; i < n_; i++) { __VA_ARGS__ }                    \
+        } else {                                                                \
+            for (int64_t i = 0; i < n_; i++) { __VA_ARGS__ }                    \
+        }                                                                       \
+    } while (0)
+
 /* Shapes padded to 4 dims, with per-operand element strides where broadcast
  * axes have stride 0. */
 typedef struct rl_bcast {

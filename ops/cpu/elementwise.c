@@ -14,22 +14,13 @@
         T *po = n->out->data;                                                                 \
         int64_t N = n->out->numel;                                                            \
         if (rl_same_numel(n->out, 2, n->in)) {                                                \
-            for (int64_t i = 0; i < N; i++) {                                                 \
-                T x = pa[i], y = pb[i];                                                       \
-                po[i] = (EXPR);                                                               \
-            }                                                                                 \
+            RL_PAR_FOR(i, N, T x = pa[i]; T y = pb[i]; po[i] = (EXPR););                      \
         } else if (n->in[1]->numel == 1 && n->in[0]->numel == N) {                            \
             T y = pb[0];                                                                      \
-            for (int64_t i = 0; i < N; i++) {                                                 \
-                T x = pa[i];                                                                  \
-                po[i] = (EXPR);                                                               \
-            }                                                                                 \
+            RL_PAR_FOR(i, N, T x = pa[i]; po[i] = (EXPR););                                   \
         } else if (n->in[0]->numel == 1 && n->in[1]->numel == N) {                            \
             T x = pa[0];                                                                      \
-            for (int64_t i = 0; i < N; i++) {                                                 \
-                T y = pb[i];                                                                  \
-                po[i] = (EXPR);                                                               \
-            }                                                                                 \
+            RL_PAR_FOR(i, N, T y = pb[i]; po[i] = (EXPR););                                   \
         } else {                                                                              \
             rl_bcast b;                                                                       \
             rl_bcast_setup(&b, n->out, 2, n->in);                                             \
@@ -112,10 +103,7 @@ void rl_cpu_where(void *bctx, const rl_node *n) {
         const T p = (T)n->attrs.f[0], q = (T)n->attrs.f[1];                    \
         (void)p;                                                               \
         (void)q;                                                               \
-        for (int64_t i = 0, N = n->out->numel; i < N; i++) {                   \
-            T x = px[i];                                                       \
-            po[i] = (EXPR);                                                    \
-        }                                                                      \
+        RL_PAR_FOR(i, n->out->numel, T x = px[i]; po[i] = (EXPR););           \
     } while (0)
 
 /* F is the f32 libm name and D the f64 one, e.g. expf / exp. */
@@ -156,12 +144,9 @@ RL_UN_KERNEL(stop_gradient, x, x)
         const T *px = n->in[0]->data, *pd = n->in[1]->data;                             \
         T *po = n->out->data;                                                           \
         const T c = (T)RL_GELU_C, k = (T)0.044715;                                      \
-        for (int64_t i = 0, N = n->out->numel; i < N; i++) {                            \
-            T x = px[i];                                                                \
-            T t = TANH(c * (x + k * x * x * x));                                        \
-            T d = (T)0.5 * (1 + t) + (T)0.5 * x * (1 - t * t) * c * (1 + 3 * k * x * x); \
-            po[i] = d * pd[i];                                                          \
-        }                                                                               \
+        RL_PAR_FOR(i, n->out->numel, T x = px[i]; T t = TANH(c * (x + k * x * x * x));     \
+                   T d = (T)0.5 * (1 + t) + (T)0.5 * x * (1 - t * t) * c * (1 + 3 * k * x * x); \
+                   po[i] = d * pd[i];);                                                 \
     } while (0)
 
 void rl_cpu_gelu_grad(void *bctx, const rl_node *n) {
