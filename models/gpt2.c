@@ -1,0 +1,621 @@
+/* models/gpt2.c - GPT-2 (Hugging Face modeling_gpt2 semantics) on the engine:
+ * configuration presets, parameter creation and initialisation under HF
+ * names, the forward pass written with the engine's ops, and the LM, score
+ * and value heads with the losses RLHF needs. See models/rl_gpt2.h for the
+ * contracts and conventions (right padding, token-aligned log-probs).
+ *
+ * Copies: the engine's movement ops copy, so the forward is arranged to make
+ * as few as possible: c_attn is one GEMM over [B*T, C] (shared 2-D weight),
+ * its [B, T, 3C] output becomes q, k, v with one reshape, one permute to
+ * [B, 3H, T, D] and three contiguous slices along the head axis, and the
+ * attention output goes back with one permute and one reshape. The LM head is
+ * one GEMM against wte read transposed (trans_b), so no transposed copy.
+ */
+#include "rl_gpt2.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "rl_internal.h"
+#include "rl_ops.h"
+
+/* ---- configuration ----------------------------------------------------------------- */
+
+rl_status rl_gpt2_config_preset(const char *name, rl_gpt2_config *out) {
+    /* {vocab, n_ctx, n_layer, n_head, n_embd, eps}; eps 1e-5 as HF GPT2Config */
+    static const struct {
+        const char *name;
+        rl_gpt2_config cfg;
+    } presets[] = {
+        {"tiny", {64, 32, 2, 2, 32, 1e-5}},
+        /* 256 byte tokens + 8 specials; D = 64 per head as in GPT-2 */
+        {"small", {264, 256, 4, 4, 256, 1e-5}},
+        /* OpenAI's 124M checkpoint (HF "gpt2") */
+        {"gpt2", {50257, 1024, 12, 12, 768, 1e-5}},
+    };
+    if (!name || !out) return RL_ERR_ARG;
+    for (size_t i = 0; i < sizeof presets / sizeof presets[0]; i++)
+        if (strcmp(name, presets[i].name) == 0) {
+            *out = presets[i].cfg;
+            return RL_OK;
+        }
+    return RL_ERR_ARG;
+}
+
+rl_status rl_gpt2_config_check(rl_ctx *ctx, const rl_gpt2_config *c) {
+    if (!c) return rl_ctx_fail(ctx, RL_ERR_ARG, "gpt2: no configuration was given");
+    if (c->vocab < 1 || c->n_ctx < 1 || c->n_layer < 1 || c->n_head < 1 || c->n_embd < 1)
+        return rl_ctx_fail(ctx, RL_ERR_ARG,
+                           "gpt2: configuration vocab %lld, n_ctx %lld, n_layer %lld, n_head %lld, "
+                           "n_embd %lld: every size must be at least 1",
+                           (long long)c->vocab, (long long)c->n_ctx, (long long)c->n_layer,
+                           (long long)c->n_head, (long long)c->n_embd);
+    if (c->n_embd % c->n_head != 0)
+        return rl_ctx_fail(ctx, RL_ERR_ARG,
+                           "gpt2: n_embd %lld is not a multiple of n_head %lld (each head gets "
+                           "n_embd / n_head columns)",
+                           (long long)c->n_embd, (long long)c->n_head);
+    if (c->vocab > INT32_MAX || c->n_ctx > INT32_MAX)
+        return rl_ctx_fail(ctx, RL_ERR_ARG, "gpt2: vocab %lld / n_ctx %lld must fit i32 ids",
+                           (long long)c->vocab, (long long)c->n_ctx);
+    if (!(c->layer_norm_epsilon >= 0) || !isfinite(c->layer_norm_epsilon))
+        return rl_ctx_fail(ctx, RL_ERR_ARG,
+                           "gpt2: layer_norm_epsilon is %g; it must be finite and >= 0 (1e-5 in GPT-2)",
+                           c->layer_norm_epsilon);
+    return RL_OK;
+}
+
+int64_t rl_gpt2_config_num_params(const rl_gpt2_config *c, rl_gpt2_kind kind) {
+    if (!c || c->vocab < 1 || c->n_ctx < 1 || c->n_layer < 1 || c->n_head < 1 || c->n_embd < 1 ||
+        c->n_embd % c->n_head)
+        return -1;
+    const int64_t C = c->n_embd;
+    /* per block: ln_1 2C, c_attn 3C^2 + 3C, attn.c_proj C^2 + C, ln_2 2C,
+     * c_fc 4C^2 + 4C, mlp.c_proj 4C^2 + C: 12C^2 + 13C */
+    int64_t n = c->vocab * C + c->n_ctx * C + c->n_layer * (12 * C * C + 13 * C) + 2 * C;
+    if (kind == RL_GPT2_SCORE) n += C;
+    else if (kind == RL_GPT2_VALUE) n += C + 1;
+    return n;
+}
+
+/* ---- creation ----------------------------------------------------------------------- */
+
+/* How a tensor is initialised. */
+typedef enum { INIT_NORMAL, INIT_ZEROS, INIT_ONES } rl_gpt2_init;
+
+/* Creates parameter `name` and appends it to m->tensors; its initialisation
+ * (kind and std) is recorded in inits/stds at the same index. */
+static rl_tensor *rl_gpt2_add(rl_ctx *ctx, rl_gpt2 *m, int ndim, const int64_t *shape,
+                              const char *name, rl_gpt2_init init, double std,
+                              rl_gpt2_init *inits, double *stds) {
+    rl_tensor *t = rl_param_new(ctx, m->dtype, ndim, shape, name);
+    if (!t) return NULL;
+    inits[m->n_tensors] = init;
+    stds[m->n_tensors] = std;
+    m->tensors[m->n_tensors++] = t;
+    return t;
+}
+
+/* Number of tensors of a model: wte, wpe, 12 per block, ln_f, the head. */
+static int rl_gpt2_count_tensors(const rl_gpt2_config *c, rl_gpt2_kind kind) {
+    return (int)(2 + 12 * c->n_layer + 2 + (kind == RL_GPT2_SCORE ? 1 : kind == RL_GPT2_VALUE ? 2 : 0));
+}
+
+/* Allocates the struct and every parameter (zero-filled), recording how each
+ * is to be initialised. */
+static rl_gpt2 *rl_gpt2_alloc(rl_ctx *ctx, const rl_gpt2_config *cfg, rl_gpt2_kind kind,
+                              rl_dtype dtype, rl_gpt2_init **inits_out, double **stds_out) {
+    if (rl_gpt2_config_check(ctx, cfg) != RL_OK) return NULL;
+    if (dtype != RL_F32 && dtype != RL_F64) {
+        rl_ctx_fail(ctx, RL_ERR_ARG, "gpt2: dtype %s; a model is f32 or f64", rl_dtype_name(dtype));
+        return NULL;
+    }
+    if (kind != RL_GPT2_LM && kind != RL_GPT2_SCORE && kind != RL_GPT2_VALUE) {
+        rl_ctx_fail(ctx, RL_ERR_ARG, "gpt2: unknown model kind %d", (int)kind);
+        return NULL;
+    }
+    int nt = rl_gpt2_count_tensors(cfg, kind);
+    rl_gpt2 *m = calloc(1, sizeof *m);
+    rl_gpt2_init *inits = malloc(sizeof *inits * (size_t)nt);
+    double *stds = malloc(sizeof *stds * (size_t)nt);
+    if (m) {
+        m->h = calloc((size_t)cfg->n_layer, sizeof *m->h);
+        m->tensors = calloc((size_t)nt, sizeof *m->tensors);
+    }
+    if (!m || !inits || !stds || !m->h || !m->tensors) {
+        if (m) free(m->h), free(m->tensors);
+        free(m), free(inits), free(stds);
+        rl_ctx_fail(ctx, RL_ERR_MEMORY, "gpt2: out of memory");
+        return NULL;
+    }
+    m->cfg = *cfg;
+    m->kind = kind;
+    m->dtype = dtype;
+    const int64_t V = cfg->vocab, C = cfg->n_embd, L = cfg->n_layer;
+    /* HF: initializer_range 0.02; "Scale the weights of residual layers at
+     * initialization by a factor of 1/sqrt(N) where N is the # of residual
+     * layers" (GPT-2 paper 2.3), N = 2 per block: c_proj weights get
+     * 0.02 / sqrt(2 * n_layer) (GPT2PreTrainedModel._init_weights). */
+    const double std = 0.02, std_proj = 0.02 / sqrt(2.0 * (double)L);
+    /* lm-human-preferences' reward head: N(0, 1/sqrt(C + 1)) */
+    const double std_head = 1.0 / sqrt((double)C + 1.0);
+    bool ok = true;
+#define ADD(field, nd, name, init, sd, ...)                                                   \
+    do {                                                                                      \
+        if (ok) {                                                                             \
+            field = rl_gpt2_add(ctx, m, nd, (int64_t[]){__VA_ARGS__}, name, init, sd, inits, \
+                                stds);                                                        \
+            ok = field != NULL;                                                               \
+        }                                                                                     \
+    } while (0)
+    ADD(m->wte, 2, "wte.weight", INIT_NORMAL, std, V, C);
+    ADD(m->wpe, 2, "wpe.weight", INIT_NORMAL, std, cfg->n_ctx, C);
+    for (int64_t l = 0; l < L && ok; l++) {
+        rl_gpt2_block *b = &m->h[l];
+        char nm[64]; /* names fit rl_tensor.name (39 chars) for any n_layer < 10^16 */
+#define NM(suffix) (snprintf(nm, sizeof nm, "h.%lld." suffix, (long long)l), nm)
+        ADD(b->ln_1_w, 1, NM("ln_1.weight"), INIT_ONES, 0, C);
+        ADD(b->ln_1_b, 1, NM("ln_1.bias"), INIT_ZEROS, 0, C);
+        ADD(b->attn_w, 2, NM("attn.c_attn.weight"), INIT_NORMAL, std, C, 3 * C);
+        ADD(b->attn_b, 1, NM("attn.c_attn.bias"), INIT_ZEROS, 0, 3 * C);
+        ADD(b->attn_proj_w, 2, NM("attn.c_proj.weight"), INIT_NORMAL, std_proj, C, C);
+        ADD(b->attn_proj_b, 1, NM("attn.c_proj.bias"), INIT_ZEROS, 0, C);
+        ADD(b->ln_2_w, 1, NM("ln_2.weight"), INIT_ONES, 0, C);
+        ADD(b->ln_2_b, 1, NM("ln_2.bias"), INIT_ZEROS, 0, C);
+        ADD(b->fc_w, 2, NM("mlp.c_fc.weight"), INIT_NORMAL, std, C, 4 * C);
+        ADD(b->fc_b, 1, NM("mlp.c_fc.bias"), INIT_ZEROS, 0, 4 * C);
+        ADD(b->mlp_proj_w, 2, NM("mlp.c_proj.weight"), INIT_NORMAL, std_proj, 4 * C, C);
+        ADD(b->mlp_proj_b, 1, NM("mlp.c_proj.bias"), INIT_ZEROS, 0, C);
+#undef NM
+    }
+    ADD(m->ln_f_w, 1, "ln_f.weight", INIT_ONES, 0, C);
+    ADD(m->ln_f_b, 1, "ln_f.bias", INIT_ZEROS, 0, C);
+    if (kind == RL_GPT2_SCORE) ADD(m->score_w, 2, "score.weight", INIT_NORMAL, std_head, 1, C);
+    if (kind == RL_GPT2_VALUE) {
+        ADD(m->v_head_w, 2, "v_head.summary.weight", INIT_NORMAL, std_head, 1, C);
+        ADD(m->v_head_b, 1, "v_head.summary.bias", INIT_ZEROS, 0, 1);
+    }
+#undef ADD
+    if (!ok) {
+        rl_gpt2_free(ctx, m);
+        free(inits), free(stds);
+        return NULL;
+    }
+    *inits_out = inits;
+    *stds_out = stds;
+    return m;
+}
+
+/* Draws tensor t's values (numel from rng) and writes them; zeros and ones
+ * draw nothing. */
+static rl_status rl_gpt2_init_tensor(rl_ctx *ctx, rl_tensor *t, rl_gpt2_init init, double std,
+                                     rl_rng *rng) {
+    if (init == INIT_ZEROS) return RL_OK; /* rl_param_new zero-fills */
+    if (init == INIT_ONES) {
+        rl_tensor_fill(ctx, t, 1.0);
+        return RL_OK;
+    }
+    size_t es = rl_dtype_size(t->dtype);
+    void *buf = malloc((size_t)t->numel * es);
+    if (!buf) return rl_ctx_fail(ctx, RL_ERR_MEMORY, "gpt2: out of memory initialising '%s'", t->name);
+    /* Box-Muller using both outputs of each pair of uniforms (rl_rng_normal
+     * keeps one): half the draws and transcendental calls, which is most of
+     * the 124M model's initialisation time */
+    for (int64_t i = 0; i < t->numel; i += 2) {
+        double u1 = rl_rng_uniform(rng), u2 = rl_rng_uniform(rng);
+        if (u1 < 1e-300) u1 = 1e-300;
+        double r = std * sqrt(-2.0 * log(u1)), a = 6.283185307179586 * u2;
+        double z[2] = {r * cos(a), r * sin(a)};
+        for (int k = 0; k < 2 && i + k < t->numel; k++) {
+            if (t->dtype == RL_F32) ((float *)buf)[i + k] = (float)z[k];
+            else ((double *)buf)[i + k] = z[k];
+        }
+    }
+    rl_status s = rl_tensor_write(ctx, t, buf, (size_t)t->numel * es);
+    free(buf);
+    return s;
+}
+
+rl_gpt2 *rl_gpt2_new(rl_ctx *ctx, const rl_gpt2_config *cfg, rl_gpt2_kind kind, rl_dtype dtype,
+                     uint64_t seed) {
+    rl_gpt2_init *inits;
+    double *stds;
+    rl_gpt2 *m = rl_gpt2_alloc(ctx, cfg, kind, dtype, &inits, &stds);
+    if (!m) return NULL;
+    rl_rng rng;
+    rl_rng_seed(&rng, seed);
+    rl_status s = RL_OK;
+    for (int i = 0; i < m->n_tensors && s == RL_OK; i++)
+        s = rl_gpt2_init_tensor(ctx, m->tensors[i], inits[i], stds[i], &rng);
+    free(inits), free(stds);
+    if (s != RL_OK) {
+        rl_gpt2_free(ctx, m);
+        return NULL;
+    }
+    return m;
+}
+
+rl_gpt2 *rl_gpt2_new_from(rl_ctx *ctx, const rl_gpt2 *src, rl_gpt2_kind kind, uint64_t seed) {
+    if (!src) {
+        rl_ctx_fail(ctx, RL_ERR_ARG, "gpt2: rl_gpt2_new_from was given no source model");
+        return NULL;
+    }
+    rl_gpt2_init *inits;
+    double *stds;
+    rl_gpt2 *m = rl_gpt2_alloc(ctx, &src->cfg, kind, src->dtype, &inits, &stds);
+    if (!m) return NULL;
+    rl_rng rng;
+    rl_rng_seed(&rng, seed);
+    rl_backend *be = rl_ctx_backend(ctx);
+    rl_status s = RL_OK;
+    for (int i = 0; i < m->n_tensors && s == RL_OK; i++) {
+        rl_tensor *t = m->tensors[i];
+        const rl_tensor *from = rl_gpt2_find(src, t->name);
+        if (from) /* same name means same shape and dtype: same config and dtype */
+            be->iface->copy(be->ctx, t->data, from->data, (size_t)t->numel * rl_dtype_size(t->dtype));
+        else
+            s = rl_gpt2_init_tensor(ctx, t, inits[i], stds[i], &rng);
+    }
+    free(inits), free(stds);
+    if (s != RL_OK) {
+        rl_gpt2_free(ctx, m);
+        return NULL;
+    }
+    return m;
+}
+
+void rl_gpt2_free(rl_ctx *ctx, rl_gpt2 *m) {
+    if (!m) return;
+    for (int i = 0; i < m->n_tensors; i++) rl_tensor_free(ctx, m->tensors[i]);
+    free(m->tensors);
+    free(m->h);
+    free(m);
+}
+
+int rl_gpt2_n_tensors(const rl_gpt2 *m) { return m ? m->n_tensors : 0; }
+
+rl_tensor *rl_gpt2_tensor(const rl_gpt2 *m, int i) {
+    return m && i >= 0 && i < m->n_tensors ? m->tensors[i] : NULL;
+}
+
+rl_tensor *rl_gpt2_find(const rl_gpt2 *m, const char *name) {
+    if (!m || !name) return NULL;
+    for (int i = 0; i < m->n_tensors; i++)
+        if (strcmp(m->tensors[i]->name, name) == 0) return m->tensors[i];
+    return NULL;
+}
+
+int64_t rl_gpt2_num_params(const rl_gpt2 *m) {
+    int64_t n = 0;
+    for (int i = 0; m && i < m->n_tensors; i++) n += m->tensors[i]->numel;
+    return n;
+}
+
+char *rl_gpt2_describe(const rl_gpt2 *m, char *buf, size_t n) {
+    static const char *const kinds[] = {"LM", "SCORE", "VALUE"};
+    const rl_gpt2_config *c = &m->cfg;
+    snprintf(buf, n, "gpt2 %s %s: L %lld, H %lld, C %lld, V %lld, ctx %lld, %lld parameters",
+             kinds[m->kind], rl_dtype_name(m->dtype), (long long)c->n_layer, (long long)c->n_head,
+             (long long)c->n_embd, (long long)c->vocab, (long long)c->n_ctx,
+             (long long)rl_gpt2_num_params(m));
+    return buf;
+}
+
+/* ---- forward ---------------------------------------------------------------------- */
+
+/* Checks ids (i32 [B, T], 1 <= T <= n_ctx) and, when given, a companion i32
+ * [B, T] tensor such as a mask; records why not. */
+static bool rl_gpt2_check_ids(rl_ctx *ctx, const rl_gpt2 *m, const char *fn, rl_tensor *ids,
+                              rl_tensor *mask, const char *mask_name) {
+    if (!m) {
+        if (!rl_ctx_status(ctx)) rl_ctx_fail(ctx, RL_ERR_ARG, "%s: no model was given", fn);
+        return false;
+    }
+    if (!rl_check_input(ctx, fn, 0, ids)) return false;
+    char d[96];
+    if (ids->dtype != RL_I32 || ids->ndim != 2 || ids->shape[1] < 1 || ids->shape[1] > m->cfg.n_ctx) {
+        rl_ctx_fail(ctx, RL_ERR_ARG,
+                    "%s: ids are %s; they must be i32 [B, T] with 1 <= T <= n_ctx = %lld", fn,
+                    rl_tensor_describe(ids, d, sizeof d), (long long)m->cfg.n_ctx);
+        return false;
+    }
+    if (mask) {
+        if (!rl_check_input(ctx, fn, 1, mask)) return false;
+        if (mask->dtype != RL_I32 || !rl_shape_equal(mask->ndim, mask->shape, 2, ids->shape)) {
+            char dm[96];
+            rl_ctx_fail(ctx, RL_ERR_ARG, "%s: %s is %s; it must be i32 with the ids' shape %s", fn,
+                        mask_name, rl_tensor_describe(mask, dm, sizeof dm),
+                        rl_tensor_describe(ids, d, sizeof d));
+            return false;
+        }
+    }
+    return true;
+}
+
+/* Reads an i32 tensor into a new host array (malloc'ed), or NULL with an error. */
+static int32_t *rl_gpt2_read_i32(rl_ctx *ctx, const rl_tensor *t) {
+    int32_t *h = malloc(sizeof(int32_t) * (size_t)(t->numel ? t->numel : 1));
+    if (!h) {
+        rl_ctx_fail(ctx, RL_ERR_MEMORY, "gpt2: out of memory reading '%s'", t->name);
+        return NULL;
+    }
+    if (rl_tensor_read(ctx, t, h, sizeof(int32_t) * (size_t)t->numel) != RL_OK) {
+        free(h);
+        return NULL;
+    }
+    return h;
+}
+
+rl_tensor *rl_gpt2_embed(rl_ctx *ctx, const rl_gpt2 *m, rl_tensor *ids, rl_tensor *pos_ids) {
+    if (!rl_gpt2_check_ids(ctx, m, "gpt2 embed", ids, NULL, NULL)) return NULL;
+    const int64_t T = ids->shape[1];
+    rl_tensor *pe;
+    if (pos_ids) {
+        if (!rl_check_input(ctx, "gpt2 embed", 1, pos_ids)) return NULL;
+        bool ok = pos_ids->dtype == RL_I32 &&
+                  ((pos_ids->ndim == 1 && pos_ids->shape[0] == T) ||
+                   rl_shape_equal(pos_ids->ndim, pos_ids->shape, 2, ids->shape));
+        if (!ok) {
+            char dp[96], di[96];
+            rl_ctx_fail(ctx, RL_ERR_ARG, "gpt2: pos_ids are %s for ids %s; they must be i32 [T] or [B, T]",
+                        rl_tensor_describe(pos_ids, dp, sizeof dp),
+                        rl_tensor_describe(ids, di, sizeof di));
+            return NULL;
+        }
+        pe = rl_embedding(ctx, m->wpe, pos_ids); /* [T, C] or [B, T, C] */
+    } else {
+        pe = rl_slice(ctx, m->wpe, 0, 0, T); /* positions 0..T-1: [T, C] */
+    }
+    /* [B, T, C] + [T, C] broadcasts over the batch */
+    return rl_add(ctx, rl_embedding(ctx, m->wte, ids), pe);
+}
+
+/* HF Conv1D: x [..., in] @ w [in, out] + b [out]. One GEMM (w is 2-D and
+ * shared by the batch), then the broadcast bias add. */
+static rl_tensor *rl_gpt2_conv1d(rl_ctx *ctx, rl_tensor *x, rl_tensor *w, rl_tensor *b) {
+    return rl_add(ctx, rl_matmul(ctx, x, w, 0, 0), b);
+}
+
+/* Checks a layer index; records why not. */
+static bool rl_gpt2_check_layer(rl_ctx *ctx, const rl_gpt2 *m, int layer) {
+    if (!m) return false;
+    if (layer < 0 || layer >= m->cfg.n_layer) {
+        rl_ctx_fail(ctx, RL_ERR_ARG, "gpt2: layer %d is out of range (the model has %lld)", layer,
+                    (long long)m->cfg.n_layer);
+        return false;
+    }
+    return true;
+}
+
+rl_tensor *rl_gpt2_block_qkv(rl_ctx *ctx, const rl_gpt2 *m, int layer, rl_tensor *x) {
+    if (!rl_gpt2_check_layer(ctx, m, layer)) return NULL;
+    const rl_gpt2_block *b = &m->h[layer];
+    rl_tensor *a = rl_layernorm(ctx, x, b->ln_1_w, b->ln_1_b, m->cfg.layer_norm_epsilon);
+    return rl_gpt2_conv1d(ctx, a, b->attn_w, b->attn_b);
+}
+
+rl_tensor *rl_gpt2_block_finish(rl_ctx *ctx, const rl_gpt2 *m, int layer, rl_tensor *x,
+                                rl_tensor *a) {
+    if (!rl_gpt2_check_layer(ctx, m, layer)) return NULL;
+    const rl_gpt2_block *b = &m->h[layer];
+    /* HF GPT2Block: residual = hidden; hidden = attn(ln_1(hidden)) + residual;
+     * residual = hidden; hidden = mlp(ln_2(hidden)) + residual. Attention and
+     * residual dropout are identity (no dropout here). */
+    x = rl_add(ctx, x, rl_gpt2_conv1d(ctx, a, b->attn_proj_w, b->attn_proj_b));
+    rl_tensor *h = rl_layernorm(ctx, x, b->ln_2_w, b->ln_2_b, m->cfg.layer_norm_epsilon);
+    /* GPT2MLP: c_proj(act(c_fc(h))), act = "gelu_new", the tanh approximation */
+    h = rl_gelu(ctx, rl_gpt2_conv1d(ctx, h, b->fc_w, b->fc_b));
+    return rl_add(ctx, x, rl_gpt2_conv1d(ctx, h, b->mlp_proj_w, b->mlp_proj_b));
+}
+
+rl_tensor *rl_gpt2_forward_hidden_kv(rl_ctx *ctx, const rl_gpt2 *m, rl_tensor *ids,
+                                     rl_tensor *pos_ids, rl_gpt2_kv_fn fn, void *user) {
+    rl_tensor *x = rl_gpt2_embed(ctx, m, ids, pos_ids);
+    if (!x) return NULL;
+    const int64_t B = ids->shape[0], T = ids->shape[1];
+    const int64_t C = m->cfg.n_embd, H = m->cfg.n_head, D = C / H;
+    for (int l = 0; l < (int)m->cfg.n_layer; l++) {
+        rl_tensor *qkv = rl_gpt2_block_qkv(ctx, m, l, x);          /* [B, T, 3C] */
+        /* column j of the 3C: block j / C (q, k, v), head (j % C) / D, then
+         * d: as [B, T, 3H, D] that is head index 3H-wide; one permute makes
+         * [B, 3H, T, D], where q, k, v are contiguous runs of H heads. */
+        qkv = rl_reshape(ctx, qkv, 4, (int64_t[]){B, T, 3 * H, D});
+        qkv = rl_permute(ctx, qkv, (int[]){0, 2, 1, 3});
+        rl_tensor *q = rl_slice(ctx, qkv, 1, 0, H);
+        rl_tensor *k = rl_slice(ctx, qkv, 1, H, 2 * H);
+        rl_tensor *v = rl_slice(ctx, qkv, 1, 2 * H, 3 * H);
+        if (fn && k && v) fn(ctx, l, k, v, user);
+        rl_tensor *a = rl_attention(ctx, q, k, v, 0); /* scale 1/sqrt(D) */
+        /* HF _merge_heads: [B, H, T, D] -> [B, T, H*D] */
+        a = rl_reshape(ctx, rl_permute(ctx, a, (int[]){0, 2, 1, 3}), 3, (int64_t[]){B, T, C});
+        x = rl_gpt2_block_finish(ctx, m, l, x, a);
+    }
+    return rl_layernorm(ctx, x, m->ln_f_w, m->ln_f_b, m->cfg.layer_norm_epsilon);
+}
+
+rl_tensor *rl_gpt2_forward_hidden(rl_ctx *ctx, const rl_gpt2 *m, rl_tensor *ids,
+                                  rl_tensor *pos_ids) {
+    return rl_gpt2_forward_hidden_kv(ctx, m, ids, pos_ids, NULL, NULL);
+}
+
+rl_tensor *rl_gpt2_lm_head(rl_ctx *ctx, const rl_gpt2 *m, rl_tensor *hidden) {
+    if (!m) return NULL;
+    /* GPT2LMHeadModel: lm_head.weight is wte.weight (tie_word_embeddings) */
+    return rl_matmul(ctx, hidden, m->wte, 0, 1);
+}
+
+rl_tensor *rl_gpt2_logits(rl_ctx *ctx, const rl_gpt2 *m, rl_tensor *ids, rl_tensor *pos_ids) {
+    return rl_gpt2_lm_head(ctx, m, rl_gpt2_forward_hidden(ctx, m, ids, pos_ids));
+}
+
+/* Checks that hidden is [B, T, C] of the model's width. */
+static bool rl_gpt2_check_hidden(rl_ctx *ctx, const rl_gpt2 *m, const char *fn, rl_tensor *hidden) {
+    if (!rl_check_input(ctx, fn, 0, hidden)) return false;
+    if (hidden->ndim != 3 || hidden->shape[2] != m->cfg.n_embd) {
+        char d[96];
+        rl_ctx_fail(ctx, RL_ERR_ARG, "%s: hidden is %s; it must be [B, T, %lld]", fn,
+                    rl_tensor_describe(hidden, d, sizeof d), (long long)m->cfg.n_embd);
+        return false;
+    }
+    return true;
+}
+
+rl_tensor *rl_gpt2_score_head(rl_ctx *ctx, const rl_gpt2 *m, rl_tensor *hidden, rl_tensor *mask) {
+    const char *fn = "gpt2 score head";
+    if (!m || !rl_gpt2_check_hidden(ctx, m, fn, hidden)) return NULL;
+    if (!m->score_w) {
+        rl_ctx_fail(ctx, RL_ERR_ARG, "%s: the model has no score head (make it with kind RL_GPT2_SCORE)", fn);
+        return NULL;
+    }
+    const int64_t B = hidden->shape[0], T = hidden->shape[1];
+    int32_t *idx = malloc(sizeof(int32_t) * (size_t)(B ? B : 1));
+    if (!idx) {
+        rl_ctx_fail(ctx, RL_ERR_MEMORY, "%s: out of memory", fn);
+        return NULL;
+    }
+    for (int64_t b = 0; b < B; b++) idx[b] = (int32_t)(T - 1);
+    if (mask) {
+        if (!rl_check_input(ctx, fn, 1, mask)) return free(idx), NULL;
+        if (mask->dtype != RL_I32 || !rl_shape_equal(mask->ndim, mask->shape, 2, hidden->shape)) {
+            char d[96];
+            rl_ctx_fail(ctx, RL_ERR_ARG, "%s: mask is %s; it must be i32 [B, T] = [%lld, %lld]", fn,
+                        rl_tensor_describe(mask, d, sizeof d), (long long)B, (long long)T);
+            return free(idx), NULL;
+        }
+        int32_t *mk = rl_gpt2_read_i32(ctx, mask);
+        if (!mk) return free(idx), NULL;
+        for (int64_t b = 0; b < B; b++) {
+            /* right padding: 1s then 0s; the last real token is at sum - 1 */
+            int64_t n = 0;
+            while (n < T && mk[b * T + n]) n++;
+            int64_t bad = -1;
+            for (int64_t t = n; t < T && bad < 0; t++)
+                if (mk[b * T + t]) bad = t;
+            if (n == 0 || bad >= 0) {
+                rl_ctx_fail(ctx, RL_ERR_ARG,
+                            "%s: mask row %lld is %s; masks must be right-padded (1s, then 0s) with "
+                            "at least one 1, the last real token being scored",
+                            fn, (long long)b, n == 0 ? "empty or starts with 0" : "not right-padded");
+                free(mk);
+                return free(idx), NULL;
+            }
+            idx[b] = (int32_t)(n - 1);
+        }
+        free(mk);
+    }
+    /* HF GPT2ForSequenceClassification: logits = score(hidden) at every
+     * position ([B, T, 1], cheap: C per position), then pooled at the last
+     * real token: a gather of [B, 1] rather than of [B, 1, C] hidden states. */
+    rl_tensor *s = rl_matmul(ctx, hidden, m->score_w, 0, 1);     /* [B, T, 1] */
+    s = rl_reshape(ctx, s, 2, (int64_t[]){B, T});
+    rl_tensor *index = rl_const(ctx, RL_I32, 2, (int64_t[]){B, 1}, idx);
+    free(idx);
+    return rl_reshape(ctx, rl_gather(ctx, s, index, 1), 1, (int64_t[]){B});
+}
+
+rl_tensor *rl_gpt2_end_score(rl_ctx *ctx, const rl_gpt2 *m, rl_tensor *ids, rl_tensor *mask) {
+    if (!rl_gpt2_check_ids(ctx, m, "gpt2 end score", ids, mask, "mask")) return NULL;
+    return rl_gpt2_score_head(ctx, m, rl_gpt2_forward_hidden(ctx, m, ids, NULL), mask);
+}
+
+rl_tensor *rl_gpt2_value_head(rl_ctx *ctx, const rl_gpt2 *m, rl_tensor *hidden) {
+    const char *fn = "gpt2 value head";
+    if (!m || !rl_gpt2_check_hidden(ctx, m, fn, hidden)) return NULL;
+    if (!m->v_head_w) {
+        rl_ctx_fail(ctx, RL_ERR_ARG, "%s: the model has no value head (make it with kind RL_GPT2_VALUE)", fn);
+        return NULL;
+    }
+    const int64_t B = hidden->shape[0], T = hidden->shape[1];
+    /* TRL ValueHead: summary = Linear(C, 1) on every position (dropout is
+     * identity); the bias is added after the [B, T] reshape (B*T adds, not a
+     * broadcast over a trailing axis of 1) */
+    rl_tensor *v = rl_matmul(ctx, hidden, m->v_head_w, 0, 1);   /* [B, T, 1] */
+    return rl_add(ctx, rl_reshape(ctx, v, 2, (int64_t[]){B, T}), m->v_head_b);
+}
+
+rl_tensor *rl_gpt2_values(rl_ctx *ctx, const rl_gpt2 *m, rl_tensor *ids, rl_tensor *pos_ids) {
+    return rl_gpt2_value_head(ctx, m, rl_gpt2_forward_hidden(ctx, m, ids, pos_ids));
+}
+
+/* Shifted targets for next-token losses: tg[b, t] = ids[b, t + 1] when token
+ * t + 1 counts (mask NULL or mask[b, t + 1] != 0), else -1 (ignored by
+ * cross_entropy). Returns an arena i32 [B, T] tensor and the number of counted
+ * targets in *count, or NULL with an error. */
+static rl_tensor *rl_gpt2_shift_targets(rl_ctx *ctx, rl_tensor *ids, rl_tensor *mask,
+                                        int64_t *count) {
+    const int64_t B = ids->shape[0], T = ids->shape[1];
+    int32_t *h = rl_gpt2_read_i32(ctx, ids);
+    int32_t *mk = mask ? rl_gpt2_read_i32(ctx, mask) : NULL;
+    if (!h || (mask && !mk)) {
+        free(h), free(mk);
+        return NULL;
+    }
+    int64_t n = 0;
+    for (int64_t b = 0; b < B; b++)
+        for (int64_t t = 0; t < T; t++) {
+            int64_t i = b * T + t;
+            bool use = t + 1 < T && (!mk || mk[i + 1] != 0);
+            int32_t next = use ? h[i + 1] : -1;
+            h[i] = next; /* in place: h[i + 1] is read before it is overwritten */
+            n += use;
+        }
+    rl_tensor *tg = rl_const(ctx, RL_I32, 2, ids->shape, h);
+    free(h), free(mk);
+    *count = n;
+    return tg;
+}
+
+rl_tensor *rl_gpt2_logprobs_of_logits(rl_ctx *ctx, rl_tensor *logits, rl_tensor *ids,
+                                      rl_tensor *mask) {
+    const char *fn = "gpt2 logprobs";
+    if (!rl_check_input(ctx, fn, 0, logits) || !rl_check_input(ctx, fn, 1, ids)) return NULL;
+    char dl[96], di[96];
+    if (ids->dtype != RL_I32 || ids->ndim != 2 || logits->ndim != 3 ||
+        !rl_shape_equal(2, logits->shape, 2, ids->shape)) {
+        rl_ctx_fail(ctx, RL_ERR_ARG, "%s: logits are %s and ids %s; they must be [B, T, V] and i32 [B, T]",
+                    fn, rl_tensor_describe(logits, dl, sizeof dl), rl_tensor_describe(ids, di, sizeof di));
+        return NULL;
+    }
+    if (mask && (!rl_check_input(ctx, fn, 2, mask) || mask->dtype != RL_I32 ||
+                 !rl_shape_equal(mask->ndim, mask->shape, 2, ids->shape))) {
+        if (!rl_ctx_status(ctx))
+            rl_ctx_fail(ctx, RL_ERR_ARG, "%s: mask is %s; it must be i32 with the ids' shape %s", fn,
+                        rl_tensor_describe(mask, dl, sizeof dl), rl_tensor_describe(ids, di, sizeof di));
+        return NULL;
+    }
+    const int64_t B = ids->shape[0], T = ids->shape[1];
+    if (T < 2) return rl_full(ctx, logits->dtype, 2, ids->shape, 0.0); /* nothing is predicted */
+    int64_t count;
+    rl_tensor *tg = rl_gpt2_shift_targets(ctx, ids, mask, &count);
+    /* ce[b, t] = -log p(ids[b, t + 1]) (position t predicts token t + 1);
+     * token alignment moves it one column right, with 0 for token 0 */
+    rl_tensor *ce = rl_cross_entropy(ctx, logits, tg);
+    rl_tensor *parts[2] = {rl_full(ctx, logits->dtype, 2, (int64_t[]){B, 1}, 0.0),
+                           rl_neg(ctx, rl_slice(ctx, ce, 1, 0, T - 1))};
+    return rl_concat(ctx, 2, parts, 1);
+}
+
+rl_tensor *rl_gpt2_token_logprobs(rl_ctx *ctx, const rl_gpt2 *m, rl_tensor *ids,
+                                  rl_tensor *mask) {
+    if (!rl_gpt2_check_ids(ctx, m, "gpt2 token logprobs", ids, mask, "mask")) return NULL;
+    return rl_gpt2_logprobs_of_logits(ctx, rl_gpt2_logits(ctx, m, ids, NULL), ids, mask);
+}
+
+rl_tensor *rl_gpt2_sft_loss(rl_ctx *ctx, const rl_gpt2 *m, rl_tensor *ids, rl_tensor *loss_mask) {
+    const char *fn = "gpt2 sft loss";
+    if (!rl_gpt2_check_ids(ctx, m, fn, ids, loss_mask, "loss_mask")) return NULL;
+    int64_t count;
+    rl_tensor *tg = rl_gpt2_shift_targets(ctx, ids, loss_mask, &count);
+    if (!tg) return NULL;
+    if (count == 0) {
+        rl_ctx_fail(ctx, RL_ERR_ARG,
+                    "%s: the loss mask selects no token at t >= 1, so the mean is undefined (token "
+                    "0 has no prefix and is never a target)",
+                    fn);
+        return NULL;
+    }
+    rl_tensor *ce = rl_cross_entropy(ctx, rl_gpt2_logits(ctx, m, ids, NULL), tg); /* [B, T] */
+    return rl_mul(ctx, rl_sum(ctx, ce, RL_AXIS_ALL, 0), rl_scalar(ctx, m->dtype, 1.0 / (double)count));
+}
