@@ -4,7 +4,12 @@
 # C model and as the PyTorch side of `rlhf bench model`.
 #
 #   gpt2_ref.py logits CKPT.safetensors IDS OUT.safetensors  # IDS: "1,2,3;4,5,6" rows
-#   gpt2_ref.py bench PRESET B T STEPS                      # SFT step: fwd+bwd+AdamW, ms
+#   gpt2_ref.py bench PRESET B T STEPS [THREADS]            # SFT step: fwd+bwd+AdamW, ms
+#   gpt2_ref.py blas                                        # which BLAS torch uses (JSON)
+#
+# bench prints one JSON line: the median step time over STEPS steps after two
+# warm-up steps, with torch.set_num_threads(THREADS) when given (ATen's
+# OpenMP threads; OpenBLAS keeps its own pool, sized by OPENBLAS_NUM_THREADS).
 #
 # Only the standard library and torch (Debian's python3-torch) are used; the
 # safetensors format is read and written here directly (8-byte little-endian
@@ -94,6 +99,7 @@ class GPT2:
 
 def cmd_logits(ckpt, ids_text, out):
     params, meta = st_read(ckpt)
+    params = {k: v.double() for k, v in params.items()}  # reference values in float64
     n_head = int(meta.get("n_head", 0)) or 2
     model = GPT2(params, n_head, float(meta.get("layer_norm_epsilon", 1e-5)))
     ids = torch.tensor([[int(t) for t in row.split(",")] for row in ids_text.split(";")])
@@ -105,13 +111,40 @@ def cmd_logits(ckpt, ids_text, out):
 
 
 PRESETS = {  # name: (vocab, n_ctx, n_layer, n_head, n_embd); keep in step with models/gpt2.c
-    "tiny": (64, 32, 2, 2, 16),
-    "small": (260, 128, 4, 4, 128),
+    "tiny": (64, 32, 2, 2, 32),
+    "small": (264, 256, 4, 4, 256),
     "gpt2": (50257, 1024, 12, 12, 768),
 }
 
 
-def cmd_bench(preset, B, T, steps):
+def blas_info():
+    """The BLAS torch calls for float GEMMs on the CPU. Debian's torch is built
+    with BLAS_INFO=generic and links libblas.so.3, which the alternatives
+    system points at OpenBLAS; when it is, its core and threads are read
+    from the loaded library (the same one torch's GEMMs run in)."""
+    import ctypes
+    import re
+    cfg = torch.__config__.show()
+    m = re.search(r"BLAS_INFO=(\w+)", cfg)
+    info = {"torch": torch.__version__, "blas_info": m.group(1) if m else "?",
+            "mkl": torch.backends.mkl.is_available(), "openblas_core": None, "openblas_threads": None,
+            "libblas": None}
+    try:
+        with open("/proc/self/maps") as f:
+            libs = sorted({l.split()[-1] for l in f if "blas" in l and l.strip().endswith(".so.0") or "libblas" in l})
+        info["libblas"] = [l for l in libs if l.startswith("/")]
+        ob = ctypes.CDLL("libopenblas.so.0")
+        ob.openblas_get_corename.restype = ctypes.c_char_p
+        info["openblas_core"] = ob.openblas_get_corename().decode()
+        info["openblas_threads"] = ob.openblas_get_num_threads()
+    except OSError:
+        pass
+    return info
+
+
+def cmd_bench(preset, B, T, steps, threads=None):
+    if threads:
+        torch.set_num_threads(threads)
     V, ctx, L, H, C = PRESETS[preset]
     g = torch.Generator().manual_seed(0)
     p = {"wte.weight": torch.randn(V, C, generator=g) * 0.02, "wpe.weight": torch.randn(ctx, C, generator=g) * 0.02,
@@ -136,19 +169,27 @@ def cmd_bench(preset, B, T, steps):
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
+        if s == 0:
+            first_loss = loss.item()
         if s >= 2:  # warm-up steps are not timed
             times.append(time.perf_counter() - t0)
     times.sort()
     med = times[len(times) // 2]
-    print(json.dumps({"preset": preset, "B": B, "T": T, "ms": med * 1e3, "tokens_per_s": B * T / med,
-                      "threads": torch.get_num_threads(), "loss": loss.item()}))
+    bi = blas_info()
+    print(json.dumps({"side": "torch", "preset": preset, "B": B, "T": T, "ms": med * 1e3,
+                      "ms_min": times[0] * 1e3, "ms_max": times[-1] * 1e3, "tokens_per_s": B * T / med,
+                      "threads": torch.get_num_threads(), "openblas_core": bi["openblas_core"],
+                      "openblas_threads": bi["openblas_threads"], "loss": first_loss}))
 
 
 if __name__ == "__main__":
     if len(sys.argv) == 5 and sys.argv[1] == "logits":
         cmd_logits(sys.argv[2], sys.argv[3], sys.argv[4])
-    elif len(sys.argv) == 6 and sys.argv[1] == "bench":
-        cmd_bench(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5]))
+    elif len(sys.argv) in (6, 7) and sys.argv[1] == "bench":
+        cmd_bench(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5]),
+                  int(sys.argv[6]) if len(sys.argv) == 7 else None)
+    elif len(sys.argv) == 2 and sys.argv[1] == "blas":
+        print(json.dumps(blas_info()))
     else:
         sys.stderr.write(__doc__ if __doc__ else "usage: gpt2_ref.py logits|bench ...\n")
         sys.exit(2)

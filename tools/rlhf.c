@@ -16,6 +16,8 @@ static const rl_cli_cmd rl_cli_cmds[] = {
     {"info", rl_cmd_info, "version, BLAS core and threads, backends"},
     {"gradcheck", rl_cmd_gradcheck, "check gradients against central differences (--op NAME | --all)"},
     {"bench", rl_cmd_bench, "benchmarks (rlhf bench ops)"},
+    {"init-model", rl_cmd_init_model, "write a freshly initialised GPT-2 checkpoint (a preset and a seed)"},
+    {"logits", rl_cmd_logits, "logits and next-token loss of a GPT-2 checkpoint on given ids"},
 };
 
 static void rl_cli_usage(FILE *f) {
