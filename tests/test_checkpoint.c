@@ -4,11 +4,7 @@
  * Hugging Face directory), the name variants real exports use, F16/BF16 data,
  * and every refusal naming the file and the tensor.
  */
-#include <setjmp.h>
-#include <stdarg.h>
-#include <stddef.h>
-#include <stdint.h>
-#include <cmocka.h>
+#include "rl_test.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -24,11 +20,6 @@
 #define TMP RLHF_TEST_TMP "/ck_tmp"
 
 static char ck_err[2048];
-
-#define assert_contains(s, needle)                                                   \
-    do {                                                                             \
-        if (!strstr((s), (needle))) fail_msg("'%s' does not mention '%s'", (s), (needle)); \
-    } while (0)
 
 static int setup(void **state) {
     mkdir(TMP, 0777);

@@ -3,11 +3,7 @@
  * gradients), and bad input: every misuse gives a message that says what was
  * wrong and how to fix it, never a crash.
  */
-#include <setjmp.h>
-#include <stdarg.h>
-#include <stddef.h>
-#include <stdint.h>
-#include <cmocka.h>
+#include "rl_test.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -16,32 +12,8 @@
 #include "../engine/rl_internal.h"
 #include "../ops/rl_ops.h"
 
-/* |a - b| <= tol, printing both values when not (cmocka 1.1 has no double assert). */
-#define assert_near(a, b, tol)                                                        \
-    do {                                                                              \
-        double a_ = (a), b_ = (b);                                                    \
-        if (!(fabs(a_ - b_) <= (tol))) fail_msg("%.17g != %.17g (tolerance %g)", a_, b_, (double)(tol)); \
-    } while (0)
-
-static int setup(void **state) {
-    rl_ctx *ctx = rl_ctx_new("cpu");
-    if (!ctx) return -1;
-    *state = ctx;
-    return 0;
-}
-
-static int teardown(void **state) {
-    rl_ctx_free(*state);
-    return 0;
-}
-
-/* Asserts that the context holds an error whose message contains `needle`. */
-#define assert_error_contains(ctx, needle)                                              \
-    do {                                                                                \
-        const char *e_ = rl_ctx_error(ctx);                                             \
-        assert_non_null(e_);                                                            \
-        if (!strstr(e_, needle)) fail_msg("error '%s' does not mention '%s'", e_, needle); \
-    } while (0)
+#define setup rl_test_setup_ctx
+#define teardown rl_test_teardown_ctx
 
 static rl_tensor *vec(rl_ctx *ctx, int64_t n, const double *v) {
     return rl_const(ctx, RL_F64, 1, &n, v);

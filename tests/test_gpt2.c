@@ -10,11 +10,7 @@
  * `test_gpt2 NAME` runs only the tests whose name matches NAME (cmocka
  * filter, e.g. "test_generate*"), for valgrind runs.
  */
-#include <setjmp.h>
-#include <stdarg.h>
-#include <stddef.h>
-#include <stdint.h>
-#include <cmocka.h>
+#include "rl_test.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -26,36 +22,8 @@
 #include "../models/rl_gpt2.h"
 #include "../ops/rl_ops.h"
 
-/* |a - b| <= tol, printing both values when not (cmocka 1.1 has no double assert). */
-#define assert_near(a, b, tol)                                                                    \
-    do {                                                                                          \
-        double a_ = (a), b_ = (b);                                                                \
-        if (!(fabs(a_ - b_) <= (tol))) fail_msg("%.17g != %.17g (tolerance %g)", a_, b_, (double)(tol)); \
-    } while (0)
-
-#define assert_error_contains(ctx, needle)                                                  \
-    do {                                                                                    \
-        const char *e_ = rl_ctx_error(ctx);                                                 \
-        assert_non_null(e_);                                                                \
-        if (!strstr(e_, needle)) fail_msg("error '%s' does not mention '%s'", e_, needle);  \
-    } while (0)
-
-#define assert_ok(ctx)                                                              \
-    do {                                                                            \
-        if (rl_ctx_error(ctx)) fail_msg("unexpected error: %s", rl_ctx_error(ctx)); \
-    } while (0)
-
-static int setup(void **state) {
-    rl_ctx *ctx = rl_ctx_new("cpu");
-    if (!ctx) return -1;
-    *state = ctx;
-    return 0;
-}
-
-static int teardown(void **state) {
-    rl_ctx_free(*state);
-    return 0;
-}
+#define setup rl_test_setup_ctx
+#define teardown rl_test_teardown_ctx
 
 static rl_gpt2_config tiny_cfg(void) {
     rl_gpt2_config c;

@@ -5,11 +5,7 @@
  * the atomic write (a failed write never touches the existing checkpoint and
  * leaves no temporary file behind).
  */
-#include <setjmp.h>
-#include <stdarg.h>
-#include <stddef.h>
-#include <stdint.h>
-#include <cmocka.h>
+#include "rl_test.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -33,13 +29,6 @@ static const char *path_of(char *buf, const char *name) {
     snprintf(buf, 512, "%s/%s", ST_DIR, name);
     return buf;
 }
-
-#define assert_contains(haystack, needle)                                                   \
-    do {                                                                                    \
-        const char *h_ = (haystack), *n_ = (needle);                                        \
-        assert_non_null(h_);                                                                \
-        if (!strstr(h_, n_)) fail_msg("message '%s' does not contain '%s'", h_, n_);        \
-    } while (0)
 
 /* Bits of a float / double, to compare NaNs and signed zeros exactly. */
 static uint32_t f32_bits(float f) {

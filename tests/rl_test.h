@@ -1,0 +1,60 @@
+/* tests/rl_test.h - what the cmocka suites share: the cmocka includes, the
+ * assertions cmocka 1.1 lacks (doubles, substrings, context errors), and a
+ * setup/teardown pair that gives each test a fresh CPU context in *state.
+ */
+#ifndef RL_TEST_H
+#define RL_TEST_H
+
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <math.h>
+#include <string.h>
+
+#include "../engine/rl_engine.h"
+
+/* |a - b| <= tol, printing both values when not. */
+#define assert_near(a, b, tol)                                                                \
+    do {                                                                                      \
+        double a_ = (a), b_ = (b);                                                            \
+        if (!(fabs(a_ - b_) <= (tol)))                                                        \
+            fail_msg("%.17g != %.17g (tolerance %g)", a_, b_, (double)(tol));                 \
+    } while (0)
+
+/* The string contains the substring. */
+#define assert_contains(haystack, needle)                                                     \
+    do {                                                                                      \
+        const char *h_ = (haystack), *n_ = (needle);                                          \
+        assert_non_null(h_);                                                                  \
+        if (!strstr(h_, n_)) fail_msg("'%s' does not contain '%s'", h_, n_);                  \
+    } while (0)
+
+/* The context holds an error whose message contains the substring. */
+#define assert_error_contains(ctx, needle)                                                    \
+    do {                                                                                      \
+        const char *e_ = rl_ctx_error(ctx);                                                   \
+        assert_non_null(e_);                                                                  \
+        if (!strstr(e_, needle)) fail_msg("error '%s' does not mention '%s'", e_, needle);    \
+    } while (0)
+
+/* The context holds no error. */
+#define assert_ok(ctx)                                                                        \
+    do {                                                                                      \
+        if (rl_ctx_error(ctx)) fail_msg("unexpected error: %s", rl_ctx_error(ctx));           \
+    } while (0)
+
+static inline int rl_test_setup_ctx(void **state) {
+    rl_ctx *ctx = rl_ctx_new("cpu");
+    *state = ctx;
+    return ctx ? 0 : -1;
+}
+
+static inline int rl_test_teardown_ctx(void **state) {
+    rl_ctx_free(*state);
+    return 0;
+}
+
+#endif
