@@ -13,6 +13,8 @@ int rl_cmd_gradcheck(int argc, char **argv);
 int rl_cmd_bench(int argc, char **argv);
 int rl_cmd_logits(int argc, char **argv);
 int rl_cmd_init_model(int argc, char **argv);
+int rl_cmd_data(int argc, char **argv);
+int rl_cmd_eval(int argc, char **argv);
 
 /* OpenBLAS's kernel core ("Haswell", "Prescott", ...) and thread count. */
 const char *rl_blas_corename(void);

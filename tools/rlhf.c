@@ -18,6 +18,8 @@ static const rl_cli_cmd rl_cli_cmds[] = {
     {"bench", rl_cmd_bench, "benchmarks (rlhf bench ops)"},
     {"init-model", rl_cmd_init_model, "write a freshly initialised GPT-2 checkpoint (a preset and a seed)"},
     {"logits", rl_cmd_logits, "logits and next-token loss of a GPT-2 checkpoint on given ids"},
+    {"data", rl_cmd_data, "write the synthetic world's data (synth) or check a JSONL data file (check)"},
+    {"eval", rl_cmd_eval, "judge a policy on held-out prompts, or a reward/cost model on pairs"},
 };
 
 static void rl_cli_usage(FILE *f) {
