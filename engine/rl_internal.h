@@ -67,6 +67,17 @@ rl_backend *rl_backend_cpu_new(void);
 /* A context on a given backend (malloc'ed; the context takes ownership). */
 rl_ctx *rl_ctx_new_backend(rl_backend *be);
 
+/* View ops (flag OPF_VIEW in column 5 of ops/ops.def, e.g. reshape): the
+ * output aliases its single input's data instead of getting its own, and no
+ * kernel runs; rl_op_run gives it a header of its own (shape, node, grad) in
+ * the current arena. This is safe because arena tensors are never written by
+ * the engine after the kernel that made them. A view of a persistent tensor
+ * (a parameter) sees later in-place writes to it, optimizer updates included,
+ * as PyTorch views do; rl_tensor_write/set/fill on either side of a view
+ * change both. The view lives until the next rl_ctx_reset like any arena
+ * tensor. (OPF_* values 1 << 0..2 are in ops/rl_ops.h.) */
+enum { OPF_VIEW = 1u << 3 };
+
 /* Every op call goes through here: checks that inputs are live, allocates the
  * output (and `n_saved` saved tensors of the given shapes) from the arena,
  * runs the backend kernel, and records a tape node when gradients are on and

@@ -4,6 +4,8 @@
  *
  * The hot path of a recorded op is: check inputs, one header and one data
  * bump allocation, one indirect kernel call, one tape append. No malloc.
+ * View ops (OPF_VIEW: reshape) skip the data and the kernel: their output
+ * shares the input's memory.
  */
 #include "../ops/rl_ops.h"
 
@@ -28,8 +30,21 @@ rl_tensor *rl_op_run(rl_ctx *ctx, rl_op op, int n_in, rl_tensor *const *in,
                     info->name, be->iface->name, be->iface->name);
         return NULL;
     }
-    rl_tensor *out = rl_arena_tensor(ctx, out_dtype, out_ndim, out_shape);
-    if (!out) return NULL;
+    const bool view = (info->flags & OPF_VIEW) != 0;
+    rl_tensor *out;
+    if (view) {
+        /* a header in the arena (an empty tensor, so no data of its own)
+         * that takes the input's data: see OPF_VIEW in rl_internal.h */
+        out = rl_arena_tensor(ctx, out_dtype, 1, (int64_t[]){0});
+        if (!out) return NULL;
+        out->ndim = out_ndim;
+        for (int d = 0; d < out_ndim; d++) out->shape[d] = out_shape[d];
+        out->numel = in[0]->numel;
+        out->data = in[0]->data;
+    } else {
+        out = rl_arena_tensor(ctx, out_dtype, out_ndim, out_shape);
+        if (!out) return NULL;
+    }
     rl_node node;
     node.op = op;
     node.n_in = n_in;
@@ -47,7 +62,7 @@ rl_tensor *rl_op_run(rl_ctx *ctx, rl_op op, int n_in, rl_tensor *const *in,
         node.saved[i] = rl_arena_tensor(ctx, saved[i].dtype, saved[i].ndim, saved[i].shape);
         if (!node.saved[i]) return NULL;
     }
-    kern(be->ctx, &node);
+    if (!view) kern(be->ctx, &node);
 
     if (needs_grad) {
         /* the caller's input array may live on its stack: copy it */

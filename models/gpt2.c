@@ -4,11 +4,14 @@
  * and value heads with the losses RLHF needs. See models/rl_gpt2.h for the
  * contracts and conventions (right padding, token-aligned log-probs).
  *
- * Copies: the engine's movement ops copy, so the forward is arranged to make
- * as few as possible: c_attn is one GEMM over [B*T, C] (shared 2-D weight),
- * its [B, T, 3C] output becomes q, k, v with one reshape, one permute to
- * [B, 3H, T, D] and three contiguous slices along the head axis, and the
- * attention output goes back with one permute and one reshape. The LM head is
+ * Copies: c_attn is one GEMM over [B*T, C] (shared 2-D weight), and its
+ * [B, T, 3C] output goes straight into rl_attention_qkv, which reads each
+ * head's q, k, v in place and writes the heads merged as [B, T, C]: no
+ * reshape, permute or slice copies in the forward or the backward. Only the
+ * forward with a key/value callback (generation's prefill, which caches k
+ * and v as [B, H, T, D]) takes the slower route: one reshape (a view), one
+ * permute to [B, 3H, T, D], three slices along the head axis, rl_attention,
+ * and one permute and reshape back. The LM head is
  * one GEMM against wte read transposed (trans_b), so no transposed copy.
  */
 #include "rl_gpt2.h"
@@ -418,7 +421,14 @@ rl_tensor *rl_gpt2_forward_hidden_kv(rl_ctx *ctx, const rl_gpt2 *m, rl_tensor *i
     const int64_t C = m->cfg.n_embd, H = m->cfg.n_head, D = C / H;
     for (int l = 0; l < (int)m->cfg.n_layer; l++) {
         rl_tensor *qkv = rl_gpt2_block_qkv(ctx, m, l, x);          /* [B, T, 3C] */
-        /* column j of the 3C: block j / C (q, k, v), head (j % C) / D, then
+        if (!fn) {
+            /* the fused op reads the heads in place and merges them: no copies */
+            rl_tensor *a = rl_attention_qkv(ctx, qkv, H, 0); /* [B, T, C], scale 1/sqrt(D) */
+            x = rl_gpt2_block_finish(ctx, m, l, x, a);
+            continue;
+        }
+        /* generation's prefill also needs each block's k and v as [B, H, T, D]:
+         * column j of the 3C: block j / C (q, k, v), head (j % C) / D, then
          * d: as [B, T, 3H, D] that is head index 3H-wide; one permute makes
          * [B, 3H, T, D], where q, k, v are contiguous runs of H heads. */
         qkv = rl_reshape(ctx, qkv, 4, (int64_t[]){B, T, 3 * H, D});

@@ -3,6 +3,12 @@
  * and range checks), backward rules written with ops, and gradient-check
  * cases. Kernels are in ops/cpu/nn.c.
  *
+ * attention_qkv is attention on GPT-2's packed c_attn output: it reads q, k
+ * and v of every head straight from qkv [B, T, 3C] and writes the heads
+ * merged, [B, T, C], so the model needs no reshape, permute or slices around
+ * it (and its backward writes d(qkv) in the same packed layout, so no
+ * zero-padded slice gradients either).
+ *
  * Each primitive saves one small forward statistic (layernorm: per-row mean
  * and rstd; cross_entropy: per-row logsumexp; attention: per-row logsumexp of
  * the scores) so that its backward is a single fused kernel instead of a
@@ -270,6 +276,79 @@ rl_tensor *rl_attention_grad(rl_ctx *ctx, rl_tensor *q, rl_tensor *k, rl_tensor 
     return rl_op_run(ctx, RL_OP_ATTENTION_GRAD, 6, in, &at, q->dtype, 4, shape, 0, NULL);
 }
 
+/* ---- attention on packed q|k|v ------------------------------------------------------ */
+
+/* Checks qkv [B, T, 3C] with H heads dividing C and the sizes the CPU
+ * kernel's BLAS calls index with int (T*T, 3C); returns C or -1. */
+static int64_t rl_attn_qkv_check(rl_ctx *ctx, const char *op, const rl_tensor *qkv, int64_t H) {
+    if (!rl_check_float(ctx, op, 0, qkv)) return -1;
+    char d[96];
+    if (qkv->ndim != 3 || qkv->shape[2] % 3 != 0 || qkv->shape[2] == 0) {
+        rl_ctx_fail(ctx, RL_ERR_ARG,
+                    "%s: qkv is %s; it must be [B, T, 3C] (q, k and v as three C-wide column "
+                    "blocks, as GPT-2's c_attn output)",
+                    op, rl_tensor_describe(qkv, d, sizeof d));
+        return -1;
+    }
+    const int64_t C = qkv->shape[2] / 3, Tn = qkv->shape[1];
+    if (H < 1 || C % H != 0) {
+        rl_ctx_fail(ctx, RL_ERR_ARG, "%s: n_head is %lld; it must be >= 1 and divide C = %lld", op,
+                    (long long)H, (long long)C);
+        return -1;
+    }
+    if (Tn > 0 && (Tn > INT_MAX / Tn || 3 * C > INT_MAX)) {
+        rl_ctx_fail(ctx, RL_ERR_ARG, "%s: qkv is %s; T or C is too large for the CPU kernel", op,
+                    rl_tensor_describe(qkv, d, sizeof d));
+        return -1;
+    }
+    return C;
+}
+
+rl_tensor *rl_attention_qkv(rl_ctx *ctx, rl_tensor *qkv, int64_t n_head, double scale) {
+    const char *op = "attention_qkv";
+    if (!rl_check_input(ctx, op, 0, qkv)) return NULL;
+    int64_t C = rl_attn_qkv_check(ctx, op, qkv, n_head);
+    if (C < 0) return NULL;
+    double s = rl_attn_scale(ctx, op, scale, C / n_head);
+    if (isnan(s)) return NULL;
+    rl_attrs at = {.ints = {n_head}, .f = {s, 0}};
+    rl_saved_spec lse = {qkv->dtype, 3, {qkv->shape[0], n_head, qkv->shape[1]}};
+    int64_t shape[3] = {qkv->shape[0], qkv->shape[1], C};
+    rl_tensor *in[1] = {qkv};
+    return rl_op_run(ctx, RL_OP_ATTENTION_QKV, 1, in, &at, qkv->dtype, 3, shape, 1, &lse);
+}
+
+rl_tensor *rl_attention_qkv_grad(rl_ctx *ctx, rl_tensor *qkv, rl_tensor *out, rl_tensor *lse,
+                                 rl_tensor *dout, int64_t n_head, double scale) {
+    const char *op = "attention_qkv_grad";
+    rl_tensor *in[4] = {qkv, out, lse, dout};
+    for (int i = 0; i < 4; i++)
+        if (!rl_check_input(ctx, op, i, in[i])) return NULL;
+    int64_t C = rl_attn_qkv_check(ctx, op, qkv, n_head);
+    if (C < 0) return NULL;
+    for (int i = 1; i < 4; i++)
+        if (!rl_check_same_dtype(ctx, op, qkv, in[i])) return NULL;
+    const int64_t B = qkv->shape[0], Tn = qkv->shape[1];
+    const int64_t want[3] = {B, Tn, C}, want_lse[3] = {B, n_head, Tn};
+    if (!rl_shape_equal(out->ndim, out->shape, 3, want) ||
+        !rl_shape_equal(dout->ndim, dout->shape, 3, want) ||
+        !rl_shape_equal(lse->ndim, lse->shape, 3, want_lse)) {
+        char d1[96], d2[96], d3[96];
+        rl_ctx_fail(ctx, RL_ERR_ARG,
+                    "attention_qkv_grad: out is %s, dout %s and lse %s; they must be [%lld, %lld, "
+                    "%lld], [%lld, %lld, %lld] and [%lld, %lld, %lld]",
+                    rl_tensor_describe(out, d1, sizeof d1), rl_tensor_describe(dout, d2, sizeof d2),
+                    rl_tensor_describe(lse, d3, sizeof d3), (long long)B, (long long)Tn,
+                    (long long)C, (long long)B, (long long)Tn, (long long)C, (long long)B,
+                    (long long)n_head, (long long)Tn);
+        return NULL;
+    }
+    double s = rl_attn_scale(ctx, op, scale, C / n_head);
+    if (isnan(s)) return NULL;
+    rl_attrs at = {.ints = {n_head}, .f = {s, 0}};
+    return rl_op_run(ctx, RL_OP_ATTENTION_QKV_GRAD, 4, in, &at, qkv->dtype, 3, qkv->shape, 0, NULL);
+}
+
 /* ---- backward rules (written with ops) ------------------------------------------------ */
 
 void rl_grad_layernorm(rl_ctx *ctx, const rl_node *n, rl_tensor *dy) {
@@ -308,9 +387,19 @@ void rl_grad_attention(rl_ctx *ctx, const rl_node *n, rl_tensor *dout) {
     if (RL_NEEDS_GRAD(v)) rl_grad_accumulate(ctx, v, rl_slice(ctx, g, 0, 2 * B, 3 * B));
 }
 
+void rl_grad_attention_qkv(rl_ctx *ctx, const rl_node *n, rl_tensor *dout) {
+    rl_tensor *qkv = n->in[0];
+    /* one fused kernel writes d(qkv) in qkv's packed layout: no slices */
+    if (RL_NEEDS_GRAD(qkv))
+        rl_grad_accumulate(ctx, qkv,
+                           rl_attention_qkv_grad(ctx, qkv, n->out, n->saved[0], dout,
+                                                 n->attrs.ints[0], n->attrs.f[0]));
+}
+
 RL_GRAD_MISSING(layernorm_grad)
 RL_GRAD_MISSING(cross_entropy_grad)
 RL_GRAD_MISSING(attention_grad)
+RL_GRAD_MISSING(attention_qkv_grad)
 
 /* ---- gradient-check cases --------------------------------------------------------------- */
 
@@ -387,7 +476,7 @@ RL_GC_CASES(attention,
     {"[2,2,5,4]", 3, {ATT_IN(2, 2, 5, 4)}, gc_attention, NULL, {0}, 0},
     {"[1,3,7,8]", 3, {ATT_IN(1, 3, 7, 8)}, gc_attention, NULL, {0}, 0},
     {"[2,1,6,4] scale 0.8", 3, {ATT_IN(2, 1, 6, 4)}, gc_attention, NULL, {.f = {0.8, 0}}, 0},
-    /* T spans three row blocks of the CPU kernel (128, 128, 4) */
+    /* T spans five row blocks of the CPU kernel (4 x 64, then 4) */
     {"[1,1,260,3] row blocks", 3, {ATT_IN(1, 1, 260, 3)}, gc_attention, NULL, {0}, 0});
 RL_GC_CASES(attention_grad,
     {"through attention [2,2,5,4]", 4, {ATT_IN(2, 2, 5, 4), RL_GC_F(-1, 1, 4, 2, 2, 5, 4)},
@@ -395,3 +484,27 @@ RL_GC_CASES(attention_grad,
     {"through attention [1,2,130,4] scale 0.3", 4,
      {ATT_IN(1, 2, 130, 4), RL_GC_F(-1, 1, 4, 1, 2, 130, 4)}, gc_attention_via_parent, NULL,
      {.f = {0.3, 0}}, 0});
+
+/* attention_qkv: qkv [B, T, 3C]; attrs.ints[0] = n_head, f[0] = scale */
+static rl_tensor *gc_attention_qkv(rl_ctx *c, rl_tensor **in, const rl_gc_case *k) {
+    return rl_attention_qkv(c, in[0], k->attrs.ints[0], k->attrs.f[0]);
+}
+static rl_tensor *gc_attention_qkv_via_parent(rl_ctx *c, rl_tensor **in, const rl_gc_case *k) {
+    return rl_mul(c, rl_attention_qkv(c, in[0], k->attrs.ints[0], k->attrs.f[0]), in[1]);
+}
+
+RL_GC_CASES(attention_qkv,
+    {"[1,4,3*6] 2 heads", 1, {RL_GC_F(-1, 1, 3, 1, 4, 18)}, gc_attention_qkv, NULL, {.ints = {2}}, 0},
+    {"[2,5,3*8] 2 heads", 1, {RL_GC_F(-1, 1, 3, 2, 5, 24)}, gc_attention_qkv, NULL, {.ints = {2}}, 0},
+    {"[2,7,3*6] 3 heads scale 0.7", 1, {RL_GC_F(-1, 1, 3, 2, 7, 18)}, gc_attention_qkv, NULL,
+     {.ints = {3}, .f = {0.7, 0}}, 0},
+    {"[1,6,3*4] 1 head", 1, {RL_GC_F(-1, 1, 3, 1, 6, 12)}, gc_attention_qkv, NULL, {.ints = {1}}, 0},
+    /* T spans five row blocks of the CPU kernel (4 x 64, then 4) */
+    {"[1,260,3*4] 2 heads, row blocks", 1, {RL_GC_F(-1, 1, 3, 1, 260, 12)}, gc_attention_qkv, NULL,
+     {.ints = {2}}, 0});
+RL_GC_CASES(attention_qkv_grad,
+    {"through attention_qkv [2,5,3*8]", 2, {RL_GC_F(-1, 1, 3, 2, 5, 24), RL_GC_F(-1, 1, 3, 2, 5, 8)},
+     gc_attention_qkv_via_parent, NULL, {.ints = {2}}, 0},
+    {"through attention_qkv [1,130,3*8] scale 0.3", 2,
+     {RL_GC_F(-1, 1, 3, 1, 130, 24), RL_GC_F(-1, 1, 3, 1, 130, 8)}, gc_attention_qkv_via_parent,
+     NULL, {.ints = {2}, .f = {0.3, 0}}, 0});

@@ -117,6 +117,16 @@ rl_tensor *rl_sum_to(rl_ctx *ctx, rl_tensor *g, int ndim, const int64_t *shape) 
     /* everything into one element (a loss, a scalar scale): a single pass */
     if (rl_shape_numel(ndim, shape) == 1 && (ndim == 0 || ndim == g->ndim))
         return rl_sum(ctx, g, RL_AXIS_ALL, ndim > 0);
+    if (g->ndim > ndim + 1) {
+        /* g's extra leading axes as one (a view, no copy), so they are summed
+         * in one pass (one rounding) rather than one axis at a time */
+        int extra = g->ndim - ndim;
+        int64_t folded[RL_MAX_DIMS], lead_n = 1;
+        for (int i = 0; i < extra; i++) lead_n *= g->shape[i];
+        folded[0] = lead_n;
+        for (int i = extra; i < g->ndim; i++) folded[i - extra + 1] = g->shape[i];
+        g = rl_reshape(ctx, g, ndim + 1, folded);
+    }
     while (g && g->ndim > ndim) g = rl_sum(ctx, g, 0, 0);
     int lead = g ? ndim - g->ndim : 0; /* target axes g lacks (all of size 1) */
     for (int i = 0; g && i < g->ndim; i++)

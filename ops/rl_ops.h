@@ -110,6 +110,12 @@ rl_tensor *rl_cross_entropy(rl_ctx *ctx, rl_tensor *logits, rl_tensor *targets);
 /* Causal self-attention softmax(q k^T * scale + causal mask) v; q, k, v are
  * [B, H, T, D]; scale <= 0 means 1/sqrt(D). */
 rl_tensor *rl_attention(rl_ctx *ctx, rl_tensor *q, rl_tensor *k, rl_tensor *v, double scale);
+/* The same on GPT-2's packed projection: qkv [B, T, 3C] holds q, k, v as
+ * three C-wide column blocks, each split into n_head heads of D = C / n_head
+ * consecutive columns (HF c_attn / _split_heads); the result is [B, T, C]
+ * with the heads merged back (HF _merge_heads). Equal to slicing, permuting
+ * and calling rl_attention, without any of the copies. */
+rl_tensor *rl_attention_qkv(rl_ctx *ctx, rl_tensor *qkv, int64_t n_head, double scale);
 
 /* ---- backward-only kernels (called by backward rules) --------------------- */
 rl_tensor *rl_gelu_grad(rl_ctx *ctx, rl_tensor *x, rl_tensor *dy);
@@ -124,6 +130,9 @@ rl_tensor *rl_layernorm_grad(rl_ctx *ctx, rl_tensor *x, rl_tensor *w, rl_tensor 
 /* dlogits = (softmax(logits) - onehot(target)) * dloss, 0 on ignored rows. */
 rl_tensor *rl_cross_entropy_grad(rl_ctx *ctx, rl_tensor *logits, rl_tensor *targets,
                                  rl_tensor *lse, rl_tensor *dloss);
+/* d(qkv) [B, T, 3C] of rl_attention_qkv, in qkv's layout. */
+rl_tensor *rl_attention_qkv_grad(rl_ctx *ctx, rl_tensor *qkv, rl_tensor *out, rl_tensor *lse,
+                                 rl_tensor *dout, int64_t n_head, double scale);
 /* Packed [3B, H, T, D]: dq, dk, dv stacked along axis 0. */
 rl_tensor *rl_attention_grad(rl_ctx *ctx, rl_tensor *q, rl_tensor *k, rl_tensor *v,
                              rl_tensor *out, rl_tensor *lse, rl_tensor *dout, double scale);

@@ -14,7 +14,7 @@ mode="${1:-run}"
 jobs="$(nproc 2>/dev/null || echo 2)"
 
 packages=(build-essential cmake pkg-config libopenblas-dev libffi-dev libcmocka-dev graphviz
-          valgrind libjansson-dev libutf8proc-dev zlib1g-dev)
+          valgrind libjansson-dev libutf8proc-dev zlib1g-dev gnuplot-nox)
 
 install_missing() {
     local missing=()

@@ -15,6 +15,9 @@ int rl_cmd_logits(int argc, char **argv);
 int rl_cmd_init_model(int argc, char **argv);
 int rl_cmd_data(int argc, char **argv);
 int rl_cmd_eval(int argc, char **argv);
+int rl_cmd_train(int argc, char **argv);
+int rl_cmd_plot(int argc, char **argv);
+int rl_cmd_graph(int argc, char **argv);
 
 /* OpenBLAS's kernel core ("Haswell", "Prescott", ...) and thread count. */
 const char *rl_blas_corename(void);

@@ -130,9 +130,9 @@ def blas_info():
             "mkl": torch.backends.mkl.is_available(), "openblas_core": None, "openblas_threads": None,
             "libblas": None}
     try:
-        with open("/proc/self/maps") as f:
-            libs = sorted({l.split()[-1] for l in f if "blas" in l and l.strip().endswith(".so.0") or "libblas" in l})
-        info["libblas"] = [l for l in libs if l.startswith("/")]
+        with open("/proc/self/maps") as f:  # the BLAS libraries actually mapped
+            paths = {l.split()[-1] for l in f if len(l.split()) >= 6}
+        info["libblas"] = sorted(p for p in paths if "blas" in p.rsplit("/", 1)[-1])
         ob = ctypes.CDLL("libopenblas.so.0")
         ob.openblas_get_corename.restype = ctypes.c_char_p
         info["openblas_core"] = ob.openblas_get_corename().decode()

@@ -20,6 +20,9 @@ static const rl_cli_cmd rl_cli_cmds[] = {
     {"logits", rl_cmd_logits, "logits and next-token loss of a GPT-2 checkpoint on given ids"},
     {"data", rl_cmd_data, "write the synthetic world's data (synth) or check a JSONL data file (check)"},
     {"eval", rl_cmd_eval, "judge a policy on held-out prompts, or a reward/cost model on pairs"},
+    {"train", rl_cmd_train, "train a recipe's stage (supervised, pairwise, online, fullbatch); resumable"},
+    {"plot", rl_cmd_plot, "draw a training run's metrics.jsonl to PNG and SVG (gnuplot)"},
+    {"graph", rl_cmd_graph, "draw a recipe's dataflow with Graphviz (-o FILE.svg|.png|.dot)"},
 };
 
 static void rl_cli_usage(FILE *f) {

@@ -4,8 +4,22 @@
  * vectorises.
  */
 #include "cpu.h"
+#include "vmath.h"
 
 #include <math.h>
+
+/* True when t broadcasts against out as a repeated row: t's shape, without
+ * leading 1s, is out's trailing axes (a bias [C] or [1, C] against [..., C]),
+ * with more than one element and more than one row. */
+static inline int rl_is_row_bcast(const rl_tensor *out, const rl_tensor *t) {
+    int lead = 0;
+    while (lead < t->ndim && t->shape[lead] == 1) lead++;
+    int k = t->ndim - lead;
+    if (k == 0 || k > out->ndim || t->numel < 2 || t->numel >= out->numel) return 0;
+    for (int d = 0; d < k; d++)
+        if (t->shape[lead + d] != out->shape[out->ndim - k + d]) return 0;
+    return 1;
+}
 
 /* out = EXPR(x, y) with x from in[0], y from in[1], broadcasting. */
 #define RL_BIN_LOOP(T, EXPR)                                                                  \
@@ -21,6 +35,27 @@
         } else if (n->in[0]->numel == 1 && n->in[1]->numel == N) {                            \
             T x = pa[0];                                                                      \
             RL_PAR_FOR(i, N, T y = pb[i]; po[i] = (EXPR););                                   \
+        } else if (n->in[0]->numel == N && rl_is_row_bcast(n->out, n->in[1])) {               \
+            /* x [..., C] op y [C] (a bias): rows of C with y reused */                       \
+            const int64_t C = n->in[1]->numel;                                                \
+            RL_PAR_FOR_W(r, N / C, C, {                                                       \
+                const T *ra = pa + r * C;                                                     \
+                T *ro = po + r * C;                                                           \
+                for (int64_t c = 0; c < C; c++) {                                             \
+                    T x = ra[c], y = pb[c];                                                   \
+                    ro[c] = (EXPR);                                                           \
+                }                                                                             \
+            });                                                                               \
+        } else if (n->in[1]->numel == N && rl_is_row_bcast(n->out, n->in[0])) {               \
+            const int64_t C = n->in[0]->numel;                                                \
+            RL_PAR_FOR_W(r, N / C, C, {                                                       \
+                const T *rb = pb + r * C;                                                     \
+                T *ro = po + r * C;                                                           \
+                for (int64_t c = 0; c < C; c++) {                                             \
+                    T x = pa[c], y = rb[c];                                                   \
+                    ro[c] = (EXPR);                                                           \
+                }                                                                             \
+            });                                                                               \
         } else {                                                                              \
             rl_bcast b;                                                                       \
             rl_bcast_setup(&b, n->out, 2, n->in);                                             \
@@ -118,7 +153,7 @@ void rl_cpu_where(void *bctx, const rl_node *n) {
 #define RL_GELU_C 0.7978845608028654 /* sqrt(2/pi) */
 
 RL_UN_KERNEL(neg, -x, -x)
-RL_UN_KERNEL(exp, expf(x), exp(x))
+static RL_UN_KERNEL(exp_any, rl_expf(x), exp(x))
 RL_UN_KERNEL(log, logf(x), log(x))
 RL_UN_KERNEL(log1p, log1pf(x), log1p(x))
 RL_UN_KERNEL(sqrt, sqrtf(x), sqrt(x))
@@ -126,31 +161,54 @@ RL_UN_KERNEL(square, x * x, x * x)
 RL_UN_KERNEL(abs, fabsf(x), fabs(x))
 RL_UN_KERNEL(tanh, tanhf(x), tanh(x))
 /* two-sided form so exp never overflows */
-RL_UN_KERNEL(sigmoid, x >= 0 ? 1.0f / (1.0f + expf(-x)) : expf(x) / (1.0f + expf(x)),
+RL_UN_KERNEL(sigmoid, x >= 0 ? 1.0f / (1.0f + rl_expf(-x)) : rl_expf(x) / (1.0f + rl_expf(x)),
              x >= 0 ? 1.0 / (1.0 + exp(-x)) : exp(x) / (1.0 + exp(x)))
 /* log sigmoid(x) = min(x, 0) - log1p(exp(-|x|)) (objectives.md) */
 RL_UN_KERNEL(logsigmoid, fminf(x, 0.0f) - log1pf(expf(-fabsf(x))), fmin(x, 0.0) - log1p(exp(-fabs(x))))
 RL_UN_KERNEL(relu, x > 0 ? x : 0, x > 0 ? x : 0)
-RL_UN_KERNEL(gelu, 0.5f * x * (1.0f + tanhf((float)RL_GELU_C * (x + 0.044715f * x * x * x))),
-             0.5 * x * (1.0 + tanh(RL_GELU_C * (x + 0.044715 * x * x * x))))
+static RL_UN_KERNEL(gelu_any, rl_geluf(x), 0.5 * x * (1.0 + tanh(RL_GELU_C * (x + 0.044715 * x * x * x))))
+
+/* f32 exp and GELU go through the dispatched array loops (ops/cpu/vec.c);
+ * GELU in f32 is x * sigmoid(2u), the same function without tanhf
+ * (ops/cpu/vmath.h). */
+void rl_cpu_exp(void *bctx, const rl_node *n) {
+    if (n->out->dtype != RL_F32) {
+        rl_cpu_exp_any(bctx, n);
+        return;
+    }
+    const float *px = n->in[0]->data;
+    float *po = n->out->data;
+    RL_PAR_RANGE(lo, hi, n->out->numel, 4, rl_vexp_f32(px + lo, po + lo, hi - lo, 0.0f, 1.0f););
+}
+
+void rl_cpu_gelu(void *bctx, const rl_node *n) {
+    if (n->out->dtype != RL_F32) {
+        rl_cpu_gelu_any(bctx, n);
+        return;
+    }
+    const float *px = n->in[0]->data;
+    float *po = n->out->data;
+    RL_PAR_RANGE(lo, hi, n->out->numel, 4, rl_vgelu_f32(px + lo, po + lo, hi - lo););
+}
 RL_UN_KERNEL(clamp, x < p ? p : (x > q ? q : x), x < p ? p : (x > q ? q : x))
 RL_UN_KERNEL(pow, powf(x, p), pow(x, p))
 RL_UN_KERNEL(stop_gradient, x, x)
 
 /* d gelu(x) / dx * dy, with t = tanh(c (x + 0.044715 x^3)):
- * 0.5 (1 + t) + 0.5 x (1 - t^2) c (1 + 3 * 0.044715 x^2). */
-#define RL_GELU_GRAD(T, TANH)                                                           \
-    do {                                                                                \
-        const T *px = n->in[0]->data, *pd = n->in[1]->data;                             \
-        T *po = n->out->data;                                                           \
-        const T c = (T)RL_GELU_C, k = (T)0.044715;                                      \
-        RL_PAR_FOR(i, n->out->numel, T x = px[i]; T t = TANH(c * (x + k * x * x * x));     \
-                   T d = (T)0.5 * (1 + t) + (T)0.5 * x * (1 - t * t) * c * (1 + 3 * k * x * x); \
-                   po[i] = d * pd[i];);                                                 \
-    } while (0)
-
+ * 0.5 (1 + t) + 0.5 x (1 - t^2) c (1 + 3 * 0.044715 x^2); f32 takes the
+ * sigmoid form of ops/cpu/vmath.h (rl_gelu_gradf). */
 void rl_cpu_gelu_grad(void *bctx, const rl_node *n) {
     (void)bctx;
-    if (n->out->dtype == RL_F32) RL_GELU_GRAD(float, tanhf);
-    else RL_GELU_GRAD(double, tanh);
+    if (n->out->dtype == RL_F32) {
+        const float *px = n->in[0]->data, *pd = n->in[1]->data;
+        float *po = n->out->data;
+        RL_PAR_RANGE(lo, hi, n->out->numel, 4, rl_vgelu_grad_f32(px + lo, pd + lo, po + lo, hi - lo););
+    } else {
+        const double *px = n->in[0]->data, *pd = n->in[1]->data;
+        double *po = n->out->data;
+        const double c = RL_GELU_C, k = 0.044715;
+        RL_PAR_FOR_W(i, n->out->numel, 8, double x = px[i]; double t = tanh(c * (x + k * x * x * x));
+                     double d = 0.5 * (1 + t) + 0.5 * x * (1 - t * t) * c * (1 + 3 * k * x * x);
+                     po[i] = d * pd[i];);
+    }
 }

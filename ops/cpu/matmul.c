@@ -1,14 +1,14 @@
-/* ops/cpu/matmul.c - CPU kernel of matmul in f32 and f64: straight calls to
- * OpenBLAS's cblas_sgemm / cblas_dgemm on the tensors' own buffers (no
- * packing or copies of ours), one call per batch element, or a single call
- * when b is a 2-D matrix shared by the whole batch and a is not transposed
- * (the x @ W case: a's batch and row axes are then one [batch*M, K] matrix).
+/* ops/cpu/matmul.c - CPU kernel of matmul in f32 and f64: calls to
+ * rl_cpu_gemm_f32/f64 (OpenBLAS's cblas_sgemm / cblas_dgemm split across the
+ * OpenMP threads, ops/cpu/gemm.c) on the tensors' own buffers (no packing or
+ * copies of ours), one call per batch element, or a single call when b is a
+ * 2-D matrix shared by the whole batch and a is not transposed (the x @ W
+ * case: a's batch and row axes are then one [batch*M, K] matrix).
  * The front end (ops/matmul.c) has checked shapes and that every size fits
  * BLAS's int.
  */
 #include "cpu.h"
 
-#include <cblas.h>
 #include <string.h>
 
 void rl_cpu_matmul(void *bctx, const rl_node *n) {
@@ -34,19 +34,32 @@ void rl_cpu_matmul(void *bctx, const rl_node *n) {
         M *= batch;
         batch = 1;
     }
-    const enum CBLAS_TRANSPOSE opa = ta ? CblasTrans : CblasNoTrans;
-    const enum CBLAS_TRANSPOSE opb = tb ? CblasTrans : CblasNoTrans;
+    /* a batch of small products runs one product per thread; otherwise each
+     * product is split across the threads (rl_cpu_gemm_*) */
+    const int par_batch = batch > 1 && M * N * K < 256 * 256 * 256;
     if (y->dtype == RL_F32) {
         const float *pa = a->data, *pb = b->data;
         float *py = y->data;
-        for (int64_t i = 0; i < batch; i++)
-            cblas_sgemm(CblasRowMajor, opa, opb, (int)M, (int)N, (int)K, 1.0f, pa + i * step_a, lda,
-                        pb + i * step_b, ldb, 0.0f, py + i * step_y, ldy);
+        if (par_batch) {
+            RL_PAR_FOR_W(i, batch, M * N * K / 8,
+                           rl_cpu_gemm_f32(ta, tb, (int)M, (int)N, (int)K, 1.0f, pa + i * step_a,
+                                           lda, pb + i * step_b, ldb, 0.0f, py + i * step_y, ldy););
+        } else {
+            for (int64_t i = 0; i < batch; i++)
+                rl_cpu_gemm_f32(ta, tb, (int)M, (int)N, (int)K, 1.0f, pa + i * step_a, lda,
+                                pb + i * step_b, ldb, 0.0f, py + i * step_y, ldy);
+        }
     } else {
         const double *pa = a->data, *pb = b->data;
         double *py = y->data;
-        for (int64_t i = 0; i < batch; i++)
-            cblas_dgemm(CblasRowMajor, opa, opb, (int)M, (int)N, (int)K, 1.0, pa + i * step_a, lda,
-                        pb + i * step_b, ldb, 0.0, py + i * step_y, ldy);
+        if (par_batch) {
+            RL_PAR_FOR_W(i, batch, M * N * K / 8,
+                           rl_cpu_gemm_f64(ta, tb, (int)M, (int)N, (int)K, 1.0, pa + i * step_a,
+                                           lda, pb + i * step_b, ldb, 0.0, py + i * step_y, ldy););
+        } else {
+            for (int64_t i = 0; i < batch; i++)
+                rl_cpu_gemm_f64(ta, tb, (int)M, (int)N, (int)K, 1.0, pa + i * step_a, lda,
+                                pb + i * step_b, ldb, 0.0, py + i * step_y, ldy);
+        }
     }
 }

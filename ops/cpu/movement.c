@@ -4,6 +4,9 @@
  * and i32, an 8-byte copy f64, bit for bit. The kernels that add
  * (scatter_add, embedding_grad) are written per float dtype.
  *
+ * Large copies are split across the OpenMP threads by outer index (each
+ * output element is written by one thread, so the bits do not change).
+ *
  * Index kernels skip (gather, embedding: write zero; scatter_add,
  * embedding_grad: add nothing) an index out of range rather than touch memory
  * outside the tensor; the CPU front ends have already rejected such indices
@@ -23,6 +26,9 @@ static void rl_split_axis(const rl_tensor *t, int axis, int64_t *outer, int64_t 
     *inner = i;
 }
 
+/* reshape is a view (OPF_VIEW, engine/rl_internal.h): rl_op_run gives its
+ * output the input's data and never calls this kernel. It stays in the table
+ * as the copying fallback the table requires. */
 void rl_cpu_reshape(void *bctx, const rl_node *n) {
     (void)bctx;
     size_t bytes = (size_t)n->out->numel * rl_dtype_size(n->out->dtype);
@@ -35,18 +41,20 @@ void rl_cpu_reshape(void *bctx, const rl_node *n) {
     do {                                                                                   \
         const T *px = x->data;                                                             \
         T *po = y->data;                                                                   \
-        int64_t o = 0;                                                                     \
-        for (int64_t i0 = 0; i0 < sh[0]; i0++)                                             \
-            for (int64_t i1 = 0; i1 < sh[1]; i1++)                                         \
-                for (int64_t i2 = 0; i2 < sh[2]; i2++) {                                   \
-                    const T *r = px + i0 * st[0] + i1 * st[1] + i2 * st[2];                \
-                    if (st[3] == 1) {                                                      \
-                        memcpy(po + o, r, sizeof(T) * (size_t)sh[3]);                      \
-                        o += sh[3];                                                        \
-                    } else {                                                               \
-                        for (int64_t i3 = 0; i3 < sh[3]; i3++) po[o++] = r[i3 * st[3]];    \
-                    }                                                                      \
+        /* the two outer output axes are split across the threads */                       \
+        RL_PAR_FOR_W(i01, sh[0] * sh[1], sh[2] * sh[3], {                                  \
+            const int64_t i0 = i01 / sh[1], i1 = i01 % sh[1];                              \
+            int64_t o = i01 * sh[2] * sh[3];                                               \
+            for (int64_t i2 = 0; i2 < sh[2]; i2++) {                                       \
+                const T *r = px + i0 * st[0] + i1 * st[1] + i2 * st[2];                    \
+                if (st[3] == 1) {                                                          \
+                    memcpy(po + o, r, sizeof(T) * (size_t)sh[3]);                          \
+                    o += sh[3];                                                            \
+                } else {                                                                   \
+                    for (int64_t i3 = 0; i3 < sh[3]; i3++) po[o++] = r[i3 * st[3]];        \
                 }                                                                          \
+            }                                                                              \
+        });                                                                                \
     } while (0)
 
 void rl_cpu_permute(void *bctx, const rl_node *n) {
@@ -78,7 +86,8 @@ void rl_cpu_slice(void *bctx, const rl_node *n) {
     if (dst_row == 0) return;
     const char *src = (const char *)x->data + (size_t)(n->attrs.ints[0] * inner) * es;
     char *dst = y->data;
-    for (int64_t o = 0; o < outer; o++) memcpy(dst + (size_t)o * dst_row, src + (size_t)o * src_row, dst_row);
+    RL_PAR_FOR_W(o, outer, dst_row / 4,
+                 memcpy(dst + (size_t)o * dst_row, src + (size_t)o * src_row, dst_row););
 }
 
 void rl_cpu_concat(void *bctx, const rl_node *n) {
@@ -89,13 +98,16 @@ void rl_cpu_concat(void *bctx, const rl_node *n) {
     rl_split_axis(y, ax, &outer, &inner);
     size_t es = rl_dtype_size(y->dtype);
     char *dst = y->data;
-    for (int64_t o = 0; o < outer; o++)
+    const size_t out_row = (size_t)(y->shape[ax] * inner) * es; /* one outer index of y */
+    RL_PAR_FOR_W(o, outer, out_row / 4, {
+        char *d = dst + (size_t)o * out_row;
         for (int k = 0; k < n->n_in; k++) {
             size_t row = (size_t)(n->in[k]->shape[ax] * inner) * es;
             if (!row) continue;
-            memcpy(dst, (const char *)n->in[k]->data + (size_t)o * row, row);
-            dst += row;
+            memcpy(d, (const char *)n->in[k]->data + (size_t)o * row, row);
+            d += row;
         }
+    });
 }
 
 /* Stride-0 axes repeat x; when x's last axis is not broadcast rows are copied whole. */
@@ -163,7 +175,7 @@ void rl_cpu_gather(void *bctx, const rl_node *n) {
         const T *ps = src->data;                                                           \
         const int32_t *pi = idx->data;                                                     \
         T *po = y->data;                                                                   \
-        for (int64_t i = 0; i < y->numel; i++) po[i] = 0;                                  \
+        RL_PAR_RANGE(lo, hi, y->numel, 0.25, memset(po + lo, 0, sizeof(T) * (size_t)(hi - lo)););\
         for (int64_t o = 0; o < outer; o++)                                                \
             for (int64_t j = 0; j < Di; j++) {                                             \
                 int64_t base = (o * Di + j) * inner;                                       \
@@ -196,18 +208,21 @@ void rl_cpu_embedding(void *bctx, const rl_node *n) {
     const int32_t *pi = ids->data;
     const char *pt = table->data;
     char *po = y->data;
-    for (int64_t i = 0; i < ids->numel; i++, po += row) {
+    RL_PAR_FOR_W(i, ids->numel, row / 4, {
         int32_t k = pi[i];
-        if (k >= 0 && k < V) memcpy(po, pt + (size_t)k * row, row);
-        else memset(po, 0, row); /* all-zero bits are 0.0 in f32 and f64 */
-    }
+        char *dst = po + (size_t)i * row;
+        if (k >= 0 && k < V) memcpy(dst, pt + (size_t)k * row, row);
+        else memset(dst, 0, row); /* all-zero bits are 0.0 in f32 and f64 */
+    });
 }
 
+/* The [V, C] output is zeroed in parallel chunks first: for GPT-2's wte
+ * (50257 x 768) that is 154 MB, against a few hundred rows scattered. */
 #define RL_EMBEDDING_GRAD_LOOP(T)                                                          \
     do {                                                                                   \
         const T *pd = dy->data;                                                            \
         T *po = y->data;                                                                   \
-        for (int64_t i = 0; i < y->numel; i++) po[i] = 0;                                  \
+        RL_PAR_RANGE(lo, hi, y->numel, 0.25, memset(po + lo, 0, sizeof(T) * (size_t)(hi - lo)););\
         for (int64_t i = 0; i < ids->numel; i++) {                                         \
             int32_t k = pi[i];                                                             \
             if (k < 0 || k >= V) continue;                                                 \

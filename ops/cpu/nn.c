@@ -9,8 +9,8 @@
  * like ops/cpu/elementwise.c does with its loops.
  */
 #include "cpu.h"
+#include "vmath.h"
 
-#include <cblas.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,12 +26,13 @@
  * Backward for dx (as llm.c's layernorm_backward), with xhat = (x - mean) * rstd
  * and g = dy * w:
  *   dx = rstd * (g - mean(g) - xhat * mean(g * xhat)).
- * (dw and db are sums over rows, done with ops in the backward rule.) */
+ * (dw and db are sums over rows, done with ops in the backward rule.)
+ * Rows are spread over the threads, each row on one thread. */
 
 #define RL_LN_FWD(T, SQRT)                                                                  \
     static void rl_ln_fwd_##T(const T *x, const T *w, const T *b, T *y, T *st, int64_t rows, \
                               int64_t C, T eps) {                                           \
-        for (int64_t r = 0; r < rows; r++) {                                                \
+        RL_PAR_FOR_W(r, rows, 4 * C, {                                                      \
             const T *xr = x + r * C;                                                        \
             T *yr = y + r * C;                                                              \
             T s = 0;                                                                        \
@@ -48,13 +49,13 @@
                 st[2 * r] = mean;                                                           \
                 st[2 * r + 1] = rstd;                                                       \
             }                                                                               \
-        }                                                                                   \
+        });                                                                                 \
     }
 
 #define RL_LN_BWD(T)                                                                        \
     static void rl_ln_bwd_##T(const T *x, const T *w, const T *st, const T *dy, T *dx,      \
                               int64_t rows, int64_t C) {                                    \
-        for (int64_t r = 0; r < rows; r++) {                                                \
+        RL_PAR_FOR_W(r, rows, 4 * C, {                                                      \
             const T *xr = x + r * C, *dyr = dy + r * C;                                     \
             T *dxr = dx + r * C;                                                            \
             const T mean = st[2 * r], rstd = st[2 * r + 1];                                 \
@@ -69,12 +70,23 @@
                 T xhat = (xr[c] - mean) * rstd;                                             \
                 dxr[c] = rstd * (dyr[c] * w[c] - mg - xhat * mgx);                          \
             }                                                                               \
-        }                                                                                   \
+        });                                                                                 \
     }
 
-RL_LN_FWD(float, sqrtf)
+/* f32 rows go to the dispatched loops of ops/cpu/vec.c (same formulas, sums
+ * over 8 double lanes instead of one f32 running sum), split across threads */
+static void rl_ln_fwd_float(const float *x, const float *w, const float *b, float *y, float *st,
+                            int64_t rows, int64_t C, float eps) {
+    RL_PAR_RANGE(lo, hi, rows, 6 * C,
+                 rl_vln_fwd_f32(x + lo * C, w, b, y + lo * C, st ? st + 2 * lo : NULL, hi - lo, C,
+                                eps););
+}
+static void rl_ln_bwd_float(const float *x, const float *w, const float *st, const float *dy,
+                            float *dx, int64_t rows, int64_t C) {
+    RL_PAR_RANGE(lo, hi, rows, 6 * C,
+                 rl_vln_bwd_f32(x + lo * C, w, st + 2 * lo, dy + lo * C, dx + lo * C, hi - lo, C););
+}
 RL_LN_FWD(double, sqrt)
-RL_LN_BWD(float)
 RL_LN_BWD(double)
 
 /* in: x [..., C], w [C], b [C]; attrs.f[0] = eps; saved[0] = stats [rows, 2] */
@@ -116,45 +128,79 @@ void rl_cpu_layernorm_grad(void *bctx, const rl_node *n) {
  * anyway (another caller), the row gives NaN rather than reading out of
  * bounds. */
 
-#define RL_CE_FWD(T, EXP, LOG)                                                              \
+/* Row primitives shared by cross-entropy and attention: the maximum, the
+ * sum of exp(x - m) (in double, as ops/cpu/reduce.c's logsumexp) and
+ * y = exp(x - shift) * scale. f32 uses the dispatched array loops of
+ * ops/cpu/vec.c (AVX-512 / AVX2 / SSE2, same bits on each); f64 plain loops. */
+#define RL_NN_SUMEXP_BUF 256
+
+static inline float rl_nn_max_float(const float *x, int64_t n) { return rl_vmax_f32(x, n); }
+static inline void rl_nn_exp_float(const float *x, float *y, int64_t n, float shift, float scale) {
+    rl_vexp_f32(x, y, n, shift, scale);
+}
+static double rl_nn_sumexp_float(const float *x, int64_t n, float m) {
+    float e[RL_NN_SUMEXP_BUF];
+    double s = 0;
+    for (int64_t i0 = 0; i0 < n; i0 += RL_NN_SUMEXP_BUF) {
+        int64_t w = n - i0 < RL_NN_SUMEXP_BUF ? n - i0 : RL_NN_SUMEXP_BUF;
+        rl_vexp_f32(x + i0, e, w, m, 1.0f);
+        s += rl_vsum_f32(e, w);
+    }
+    return s;
+}
+/* NaN wins, as rl_vmax_f32 */
+static double rl_nn_max_double(const double *x, int64_t n) {
+    double m = -INFINITY;
+    for (int64_t j = 0; j < n; j++) m = (x[j] > m || x[j] != x[j]) ? x[j] : m;
+    return m;
+}
+static void rl_nn_exp_double(const double *x, double *y, int64_t n, double shift, double scale) {
+    for (int64_t j = 0; j < n; j++) y[j] = exp(x[j] - shift) * scale;
+}
+static double rl_nn_sumexp_double(const double *x, int64_t n, double m) {
+    double s = 0;
+    for (int64_t j = 0; j < n; j++) s += exp(x[j] - m);
+    return s;
+}
+
+/* Rows are independent, so they are spread over the threads (each row on
+ * one thread: results do not depend on the thread count). */
+#define RL_CE_FWD(T)                                                                        \
     static void rl_ce_fwd_##T(const T *x, const int32_t *tg, T *loss, T *lse, int64_t rows, \
                               int64_t V) {                                                  \
-        for (int64_t r = 0; r < rows; r++) {                                                \
+        RL_PAR_FOR_W(r, rows, 4 * V, {                                                      \
             const T *xr = x + r * V;                                                        \
-            T mx = xr[0];                                                                   \
-            for (int64_t j = 1; j < V; j++) mx = xr[j] > mx ? xr[j] : mx;                   \
-            T s = 0;                                                                        \
-            for (int64_t j = 0; j < V; j++) s += EXP(xr[j] - mx);                           \
-            T l = mx + LOG(s);                                                              \
+            T mx = (T)rl_nn_max_##T(xr, V);                                                 \
+            T l = isfinite(mx) ? (T)((double)mx + log(rl_nn_sumexp_##T(xr, V, mx))) : mx;   \
             if (lse) lse[r] = l;                                                            \
             int32_t t = tg[r];                                                              \
             loss[r] = t < 0 ? (T)0 : t < V ? l - xr[t] : (T)NAN;                            \
-        }                                                                                   \
+        });                                                                                 \
     }
 
-#define RL_CE_BWD(T, EXP)                                                                   \
+#define RL_CE_BWD(T)                                                                        \
     static void rl_ce_bwd_##T(const T *x, const int32_t *tg, const T *lse, const T *dl,     \
                               T *dx, int64_t rows, int64_t V) {                             \
-        for (int64_t r = 0; r < rows; r++) {                                                \
+        RL_PAR_FOR_W(r, rows, 2 * V, {                                                      \
             const T *xr = x + r * V;                                                        \
             T *dr = dx + r * V;                                                             \
             int32_t t = tg[r];                                                              \
             if (t < 0) {                                                                    \
                 memset(dr, 0, (size_t)V * sizeof(T));                                       \
-                continue;                                                                   \
+            } else {                                                                        \
+                const T l = lse[r], d = dl[r];                                              \
+                rl_nn_exp_##T(xr, dr, V, l, d); /* softmax_j * d */                         \
+                if (t < V) dr[t] -= d;                                                      \
+                else                                                                        \
+                    for (int64_t j = 0; j < V; j++) dr[j] = (T)NAN;                         \
             }                                                                               \
-            const T l = lse[r], d = dl[r];                                                  \
-            for (int64_t j = 0; j < V; j++) dr[j] = EXP(xr[j] - l) * d;                     \
-            if (t < V) dr[t] -= d;                                                          \
-            else                                                                            \
-                for (int64_t j = 0; j < V; j++) dr[j] = (T)NAN;                             \
-        }                                                                                   \
+        });                                                                                 \
     }
 
-RL_CE_FWD(float, expf, logf)
-RL_CE_FWD(double, exp, log)
-RL_CE_BWD(float, expf)
-RL_CE_BWD(double, exp)
+RL_CE_FWD(float)
+RL_CE_FWD(double)
+RL_CE_BWD(float)
+RL_CE_BWD(double)
 
 /* in: logits [..., V], targets i32 [...]; out: loss [...]; saved[0] = lse [rows] */
 void rl_cpu_cross_entropy(void *bctx, const rl_node *n) {
@@ -200,109 +246,129 @@ void rl_cpu_cross_entropy_grad(void *bctx, const rl_node *n) {
  * [0, i1), so each block's GEMMs run over i1 columns, not T (about half the
  * flops of the full products at T = 1024). Inside a block the few entries
  * j > i are zeroed in P, which also zeroes them in dS. Every product is one
- * cblas_?gemm on the tensors' own row-major buffers; only the [block, i1]
- * score slab (and dP in the backward) is scratch. */
+ * rl_cpu_gemm_* (cblas_?gemm) on the tensors' own row-major buffers; only
+ * the [block, i1] score slab (and dP in the backward) is scratch. */
 
-#define RL_ATTN_BLOCK 128
+/* Query rows per block. 64 rather than 128: at T = 128 (D = 64) the causal
+ * skip then saves a quarter of the products, which outweighs the smaller
+ * GEMMs (attention_qkv fwd + bwd of the small preset, 8 x 128 x 768:
+ * 2.8 ms with 128, 2.0 ms with 64, 2.2 ms with 32 on SkylakeX kernels;
+ * equal at T = 1024). */
+#define RL_ATTN_BLOCK 64
 
-#define RL_ATTN_FWD(T, EXP, LOG, GEMM)                                                      \
-    static void rl_attn_fwd_##T(const T *q, const T *k, const T *v, T *o, T *lse,           \
-                                int64_t BH, int64_t Tn, int64_t D, T scale, T *S) {         \
+/* Layout: each pair's Q, K, V, O (and dQ, dK, dV, dO) is a [T, D] matrix
+ * with its own leading dimension (row stride): D for attention's [B, H, T, D]
+ * tensors, 3C (qkv) and C (out) for attention_qkv, which reads the heads in
+ * place from GPT-2's packed [B, T, 3C] projection. BLAS takes the strides
+ * as they are, so neither layout is copied.
+ *
+ * Threads: the (batch, head) pairs are spread over the OpenMP threads, each
+ * with its own score scratch, and the products inside run as serial BLAS
+ * calls (rl_cpu_gemm_* inside a parallel region); with a single pair the
+ * products themselves are split instead. A pair's results never depend on
+ * the thread that computed them. */
+
+/* Row passes (see rl_vattn_* in ops/cpu/cpu.h): f32 dispatched, f64 here. */
+static void rl_attn_softmax_double(double *S, int64_t m, int64_t nc, int64_t i0, double *lse,
+                                   double *rinv) {
+    for (int64_t r = 0; r < m; r++) {
+        double *row = S + r * nc;
+        const int64_t len = i0 + r + 1;
+        const double mx = rl_nn_max_double(row, len);
+        double sum = 0;
+        for (int64_t j = 0; j < len; j++) {
+            row[j] = exp(row[j] - mx);
+            sum += row[j];
+        }
+        if (lse) lse[r] = mx + log(sum);
+        rinv[r] = 1.0 / sum;
+        for (int64_t j = len; j < nc; j++) row[j] = 0;
+    }
+}
+static void rl_attn_probs_double(double *S, int64_t m, int64_t nc, int64_t i0, const double *lse) {
+    for (int64_t r = 0; r < m; r++) {
+        double *row = S + r * nc;
+        const int64_t len = i0 + r + 1;
+        for (int64_t j = 0; j < len; j++) row[j] = exp(row[j] - lse[r]);
+        for (int64_t j = len; j < nc; j++) row[j] = 0;
+    }
+}
+static void rl_attn_dscores_double(const double *P, double *dP, int64_t m, int64_t nc,
+                                   const double *delta) {
+    for (int64_t r = 0; r < m; r++)
+        for (int64_t j = 0; j < nc; j++) dP[r * nc + j] = P[r * nc + j] * (dP[r * nc + j] - delta[r]);
+}
+static inline void rl_attn_softmax_float(float *S, int64_t m, int64_t nc, int64_t i0, float *lse,
+                                         float *rinv) {
+    rl_vattn_softmax_f32(S, m, nc, i0, lse, rinv);
+}
+static inline void rl_attn_probs_float(float *S, int64_t m, int64_t nc, int64_t i0, const float *lse) {
+    rl_vattn_probs_f32(S, m, nc, i0, lse);
+}
+static inline void rl_attn_dscores_float(const float *P, float *dP, int64_t m, int64_t nc,
+                                         const float *delta) {
+    rl_vattn_dscores_f32(P, dP, m, nc, delta);
+}
+
+/* One pair's forward: Q, K, V with leading dimension ldi, O with ldo. */
+#define RL_ATTN_FWD(T, GEMM)                                                                \
+    static void rl_attn_fwd1_##T(const T *Q, const T *K, const T *Vv, int ldi, T *O,        \
+                                 int ldo, T *L, int64_t Tn, int64_t D, T scale, T *S) {     \
         const int d = (int)D;                                                               \
         T rinv[RL_ATTN_BLOCK];                                                              \
-        for (int64_t bh = 0; bh < BH; bh++) {                                               \
-            const T *Q = q + bh * Tn * D, *K = k + bh * Tn * D, *Vv = v + bh * Tn * D;      \
-            T *O = o + bh * Tn * D, *L = lse ? lse + bh * Tn : NULL;                        \
-            for (int64_t i0 = 0; i0 < Tn; i0 += RL_ATTN_BLOCK) {                            \
-                const int64_t i1 = i0 + RL_ATTN_BLOCK < Tn ? i0 + RL_ATTN_BLOCK : Tn;       \
-                const int m = (int)(i1 - i0), nc = (int)i1;                                 \
-                /* S[m, i1] = scale * Q[i0:i1] K[0:i1]^T */                                 \
-                GEMM(CblasRowMajor, CblasNoTrans, CblasTrans, m, nc, d, scale, Q + i0 * D, \
-                     d, K, d, (T)0, S, nc);                                                 \
-                for (int r = 0; r < m; r++) {                                               \
-                    const int64_t i = i0 + r;                                               \
-                    T *row = S + (int64_t)r * nc;                                           \
-                    T mx = row[0];                                                          \
-                    for (int64_t j = 1; j <= i; j++) mx = row[j] > mx ? row[j] : mx;        \
-                    T sum = 0;                                                              \
-                    for (int64_t j = 0; j <= i; j++) {                                      \
-                        row[j] = EXP(row[j] - mx);                                          \
-                        sum += row[j];                                                      \
-                    }                                                                       \
-                    if (L) L[i] = mx + LOG(sum);                                            \
-                    rinv[r] = (T)1 / sum;                                                   \
-                    for (int64_t j = i + 1; j < i1; j++) row[j] = 0;                        \
-                }                                                                           \
-                /* O[i0:i1] = P[m, i1] V[0:i1], normalising the D outputs of a row  \
-                 * rather than its i1 probabilities */                                      \
-                GEMM(CblasRowMajor, CblasNoTrans, CblasNoTrans, m, d, nc, (T)1, S, nc, Vv, \
-                     d, (T)0, O + i0 * D, d);                                               \
-                for (int r = 0; r < m; r++)                                                 \
-                    for (int64_t c = 0; c < D; c++) O[(i0 + r) * D + c] *= rinv[r];         \
-            }                                                                               \
+        for (int64_t i0 = 0; i0 < Tn; i0 += RL_ATTN_BLOCK) {                                \
+            const int64_t i1 = i0 + RL_ATTN_BLOCK < Tn ? i0 + RL_ATTN_BLOCK : Tn;           \
+            const int m = (int)(i1 - i0), nc = (int)i1;                                     \
+            /* S[m, i1] = scale * Q[i0:i1] K[0:i1]^T */                                     \
+            GEMM(0, 1, m, nc, d, scale, Q + i0 * ldi, ldi, K, ldi, (T)0, S, nc);            \
+            rl_attn_softmax_##T(S, m, nc, i0, L ? L + i0 : NULL, rinv);                     \
+            /* O[i0:i1] = P[m, i1] V[0:i1], normalising the D outputs of a row              \
+             * rather than its i1 probabilities */                                          \
+            GEMM(0, 0, m, d, nc, (T)1, S, nc, Vv, ldi, (T)0, O + i0 * ldo, ldo);            \
+            for (int r = 0; r < m; r++)                                                     \
+                for (int64_t c = 0; c < D; c++) O[(i0 + r) * ldo + c] *= rinv[r];           \
         }                                                                                   \
     }
 
-#define RL_ATTN_BWD(T, EXP, GEMM)                                                           \
-    static void rl_attn_bwd_##T(const T *q, const T *k, const T *v, const T *o,             \
-                                const T *lse, const T *dout, T *dq, T *dk, T *dv,           \
-                                int64_t BH, int64_t Tn, int64_t D, T scale, T *S, T *dP,    \
-                                T *delta) {                                                 \
+/* One pair's backward: Q, K, V, dQ, dK, dV with leading dimension ldi; O and
+ * dO with ldo. */
+#define RL_ATTN_BWD(T, GEMM)                                                                \
+    static void rl_attn_bwd1_##T(const T *Q, const T *K, const T *Vv, int ldi, const T *O,  \
+                                 const T *dO, int ldo, const T *L, T *dQ, T *dK, T *dV,     \
+                                 int64_t Tn, int64_t D, T scale, T *S, T *dP, T *delta) {   \
         const int d = (int)D;                                                               \
-        for (int64_t bh = 0; bh < BH; bh++) {                                               \
-            const int64_t off = bh * Tn * D;                                                \
-            const T *Q = q + off, *K = k + off, *Vv = v + off, *O = o + off;                \
-            const T *dO = dout + off, *L = lse + bh * Tn;                                   \
-            T *dQ = dq + off, *dK = dk + off, *dV = dv + off;                               \
-            for (int64_t i = 0; i < Tn; i++) {                                              \
-                T s = 0;                                                                    \
-                for (int64_t c = 0; c < D; c++) s += dO[i * D + c] * O[i * D + c];          \
-                delta[i] = s;                                                               \
-            }                                                                               \
-            /* dK and dV sum over every row block at or below theirs. The blocks run   \
-             * last first: the last one spans all keys [0, T), so its products     \
-             * initialise dK and dV (beta = 0) and later ones add (beta = 1). */    \
-            const int64_t last = (Tn - 1) / RL_ATTN_BLOCK * RL_ATTN_BLOCK;                  \
-            for (int64_t i0 = last; i0 >= 0; i0 -= RL_ATTN_BLOCK) {                         \
-                const int64_t i1 = i0 + RL_ATTN_BLOCK < Tn ? i0 + RL_ATTN_BLOCK : Tn;       \
-                const int m = (int)(i1 - i0), nc = (int)i1;                                 \
-                const T beta = i0 == last ? (T)0 : (T)1;                                    \
-                /* P = exp(scale * Q[i0:i1] K[0:i1]^T - lse), 0 above the diagonal */       \
-                GEMM(CblasRowMajor, CblasNoTrans, CblasTrans, m, nc, d, scale, Q + i0 * D, \
-                     d, K, d, (T)0, S, nc);                                                 \
-                for (int r = 0; r < m; r++) {                                               \
-                    const int64_t i = i0 + r;                                               \
-                    T *row = S + (int64_t)r * nc;                                           \
-                    const T l = L[i];                                                       \
-                    for (int64_t j = 0; j <= i; j++) row[j] = EXP(row[j] - l);              \
-                    for (int64_t j = i + 1; j < i1; j++) row[j] = 0;                        \
-                }                                                                           \
-                /* dV[0:i1] += P^T dO[i0:i1] */                                             \
-                GEMM(CblasRowMajor, CblasTrans, CblasNoTrans, nc, d, m, (T)1, S, nc,       \
-                     dO + i0 * D, d, beta, dV, d);                                          \
-                /* dP = dO[i0:i1] V[0:i1]^T */                                              \
-                GEMM(CblasRowMajor, CblasNoTrans, CblasTrans, m, nc, d, (T)1, dO + i0 * D, \
-                     d, Vv, d, (T)0, dP, nc);                                               \
-                /* dS = P * (dP - Delta), in place of dP */                                 \
-                for (int r = 0; r < m; r++) {                                               \
-                    const T *prow = S + (int64_t)r * nc;                                    \
-                    T *grow = dP + (int64_t)r * nc;                                         \
-                    const T dl = delta[i0 + r];                                             \
-                    for (int64_t j = 0; j < nc; j++) grow[j] = prow[j] * (grow[j] - dl);    \
-                }                                                                           \
-                /* dQ[i0:i1] = scale * dS K[0:i1]; dK[0:i1] += scale * dS^T Q[i0:i1] */    \
-                GEMM(CblasRowMajor, CblasNoTrans, CblasNoTrans, m, d, nc, scale, dP, nc, K,\
-                     d, (T)0, dQ + i0 * D, d);                                              \
-                GEMM(CblasRowMajor, CblasTrans, CblasNoTrans, nc, d, m, scale, dP, nc,     \
-                     Q + i0 * D, d, beta, dK, d);                                           \
-            }                                                                               \
+        for (int64_t i = 0; i < Tn; i++) {                                                  \
+            T s = 0;                                                                        \
+            for (int64_t c = 0; c < D; c++) s += dO[i * ldo + c] * O[i * ldo + c];          \
+            delta[i] = s;                                                                   \
+        }                                                                                   \
+        /* dK and dV sum over every row block at or below theirs. The blocks run            \
+         * last first: the last one spans all keys [0, T), so its products                  \
+         * initialise dK and dV (beta = 0) and later ones add (beta = 1). */                 \
+        const int64_t last = (Tn - 1) / RL_ATTN_BLOCK * RL_ATTN_BLOCK;                      \
+        for (int64_t i0 = last; i0 >= 0; i0 -= RL_ATTN_BLOCK) {                             \
+            const int64_t i1 = i0 + RL_ATTN_BLOCK < Tn ? i0 + RL_ATTN_BLOCK : Tn;           \
+            const int m = (int)(i1 - i0), nc = (int)i1;                                     \
+            const T beta = i0 == last ? (T)0 : (T)1;                                        \
+            /* P = exp(scale * Q[i0:i1] K[0:i1]^T - lse), 0 above the diagonal */           \
+            GEMM(0, 1, m, nc, d, scale, Q + i0 * ldi, ldi, K, ldi, (T)0, S, nc);            \
+            rl_attn_probs_##T(S, m, nc, i0, L + i0);                                        \
+            /* dV[0:i1] += P^T dO[i0:i1] */                                                 \
+            GEMM(1, 0, nc, d, m, (T)1, S, nc, dO + i0 * ldo, ldo, beta, dV, ldi);           \
+            /* dP = dO[i0:i1] V[0:i1]^T */                                                  \
+            GEMM(0, 1, m, nc, d, (T)1, dO + i0 * ldo, ldo, Vv, ldi, (T)0, dP, nc);          \
+            /* dS = P * (dP - Delta), in place of dP */                                     \
+            rl_attn_dscores_##T(S, dP, m, nc, delta + i0);                                  \
+            /* dQ[i0:i1] = scale * dS K[0:i1]; dK[0:i1] += scale * dS^T Q[i0:i1] */        \
+            GEMM(0, 0, m, d, nc, scale, dP, nc, K, ldi, (T)0, dQ + i0 * ldi, ldi);          \
+            GEMM(1, 0, nc, d, m, scale, dP, nc, Q + i0 * ldi, ldi, beta, dK, ldi);          \
         }                                                                                   \
     }
 
-RL_ATTN_FWD(float, expf, logf, cblas_sgemm)
-RL_ATTN_FWD(double, exp, log, cblas_dgemm)
-RL_ATTN_BWD(float, expf, cblas_sgemm)
-RL_ATTN_BWD(double, exp, cblas_dgemm)
+RL_ATTN_FWD(float, rl_cpu_gemm_f32)
+RL_ATTN_FWD(double, rl_cpu_gemm_f64)
+RL_ATTN_BWD(float, rl_cpu_gemm_f32)
+RL_ATTN_BWD(double, rl_cpu_gemm_f64)
 
 /* Kernels have no error channel: should scratch allocation fail, the output
  * is filled with NaN so the failure shows in the loss instead of silently. */
@@ -313,31 +379,133 @@ static void rl_attn_fill_nan(rl_tensor *t) {
         for (int64_t i = 0; i < t->numel; i++) ((double *)t->data)[i] = NAN;
 }
 
+/* Threads for BH pairs of about T^2 D multiply-adds each: at least 2 pairs
+ * and enough work to pay for the region, else 1. */
+static int rl_attn_threads(int64_t BH, int64_t Tn, int64_t D) {
+    if (BH < 2 || (double)BH * (double)Tn * (double)Tn * (double)D < 64.0 * RL_PAR_GRAIN) return 1;
+    int nt = omp_get_max_threads();
+    return BH < nt ? (int)BH : nt;
+}
+
+/* Where pair bh's matrices start, in elements, for the two layouts. */
+typedef struct rl_attn_layout {
+    int64_t H, Tn, D;
+    int packed;  /* 0: [B, H, T, D] tensors; 1: qkv [B, T, 3C], out [B, T, C] */
+    int ldi, ldo;
+} rl_attn_layout;
+
+static rl_attn_layout rl_attn_layout_of(int packed, int64_t H, int64_t Tn, int64_t D) {
+    rl_attn_layout l = {H, Tn, D, packed, (int)(packed ? 3 * H * D : D), (int)(packed ? H * D : D)};
+    return l;
+}
+/* offset of Q (K, V are + C, + 2C in the packed layout, separate tensors otherwise) */
+static inline int64_t rl_attn_in_off(const rl_attn_layout *l, int64_t bh) {
+    const int64_t b = bh / l->H, h = bh % l->H;
+    return l->packed ? b * l->Tn * l->ldi + h * l->D : bh * l->Tn * l->D;
+}
+static inline int64_t rl_attn_out_off(const rl_attn_layout *l, int64_t bh) {
+    const int64_t b = bh / l->H, h = bh % l->H;
+    return l->packed ? b * l->Tn * l->ldo + h * l->D : bh * l->Tn * l->D;
+}
+
+/* Runs `pair(bh, thread)` for every pair, threaded when worth it. The branch
+ * is explicit: an OpenMP region costs about a microsecond even when its if()
+ * clause is false (ops/cpu/cpu.h). */
+#define RL_ATTN_FOR_PAIRS(nt, BH, ...)                                                      \
+    do {                                                                                    \
+        if ((nt) > 1) {                                                                     \
+            _Pragma("omp parallel for schedule(dynamic, 1) num_threads(nt)")                \
+            for (int64_t bh = 0; bh < (BH); bh++) {                                         \
+                const int tid = omp_get_thread_num();                                       \
+                __VA_ARGS__                                                                 \
+            }                                                                               \
+        } else {                                                                            \
+            for (int64_t bh = 0; bh < (BH); bh++) {                                         \
+                const int tid = 0;                                                          \
+                __VA_ARGS__                                                                 \
+            }                                                                               \
+        }                                                                                   \
+    } while (0)
+
+/* The forward of both layouts: q, k, v (the same tensor when packed, with
+ * kofs/vofs the column offsets of k and v), out, lse (NULL when not recorded). */
+static void rl_attn_forward(const rl_attn_layout *l, rl_dtype dt, int64_t BH, const void *q,
+                            const void *k, const void *v, void *out, void *lse, double scale,
+                            rl_tensor *nan_on_fail) {
+    const int64_t Tn = l->Tn, D = l->D;
+    const int64_t blk = Tn < RL_ATTN_BLOCK ? Tn : RL_ATTN_BLOCK;
+    const size_t es = rl_dtype_size(dt);
+    const int nt = rl_attn_threads(BH, Tn, D);
+    char *S = malloc((size_t)nt * (size_t)(blk * Tn) * es); /* one slab per thread */
+    if (!S) {
+        rl_attn_fill_nan(nan_on_fail);
+        return;
+    }
+    RL_ATTN_FOR_PAIRS(nt, BH, {
+        const int64_t io = rl_attn_in_off(l, bh), oo = rl_attn_out_off(l, bh);
+        char *slab = S + (size_t)tid * (size_t)(blk * Tn) * es;
+        if (dt == RL_F32)
+            rl_attn_fwd1_float((const float *)q + io, (const float *)k + io, (const float *)v + io,
+                               l->ldi, (float *)out + oo, l->ldo,
+                               lse ? (float *)lse + bh * Tn : NULL, Tn, D, (float)scale,
+                               (float *)slab);
+        else
+            rl_attn_fwd1_double((const double *)q + io, (const double *)k + io,
+                                (const double *)v + io, l->ldi, (double *)out + oo, l->ldo,
+                                lse ? (double *)lse + bh * Tn : NULL, Tn, D, scale,
+                                (double *)slab);
+    });
+    free(S);
+}
+
+/* The backward of both layouts; dq, dk, dv are laid out as q, k, v. */
+static void rl_attn_backward(const rl_attn_layout *l, rl_dtype dt, int64_t BH, const void *q,
+                             const void *k, const void *v, const void *o, const void *lse,
+                             const void *dout, void *dq, void *dk, void *dv, double scale,
+                             rl_tensor *nan_on_fail) {
+    const int64_t Tn = l->Tn, D = l->D;
+    const int64_t blk = Tn < RL_ATTN_BLOCK ? Tn : RL_ATTN_BLOCK;
+    const size_t es = rl_dtype_size(dt);
+    const int nt = rl_attn_threads(BH, Tn, D);
+    const size_t per = (size_t)(2 * blk * Tn + Tn) * es; /* S, dP, delta of one thread */
+    char *scratch = malloc((size_t)nt * per);
+    if (!scratch) {
+        rl_attn_fill_nan(nan_on_fail);
+        return;
+    }
+    RL_ATTN_FOR_PAIRS(nt, BH, {
+        const int64_t io = rl_attn_in_off(l, bh), oo = rl_attn_out_off(l, bh);
+        char *mine = scratch + (size_t)tid * per;
+        if (dt == RL_F32) {
+            float *w = (float *)mine;
+            rl_attn_bwd1_float((const float *)q + io, (const float *)k + io, (const float *)v + io,
+                               l->ldi, (const float *)o + oo, (const float *)dout + oo, l->ldo,
+                               (const float *)lse + bh * Tn, (float *)dq + io, (float *)dk + io,
+                               (float *)dv + io, Tn, D, (float)scale, w, w + blk * Tn,
+                               w + 2 * blk * Tn);
+        } else {
+            double *w = (double *)mine;
+            rl_attn_bwd1_double((const double *)q + io, (const double *)k + io,
+                                (const double *)v + io, l->ldi, (const double *)o + oo,
+                                (const double *)dout + oo, l->ldo, (const double *)lse + bh * Tn,
+                                (double *)dq + io, (double *)dk + io, (double *)dv + io, Tn, D,
+                                scale, w, w + blk * Tn, w + 2 * blk * Tn);
+        }
+    });
+    free(scratch);
+}
+
 /* in: q, k, v [B, H, T, D]; attrs.f[0] = scale (resolved by the front end);
  * out [B, H, T, D]; saved[0] = lse [B, H, T] */
 void rl_cpu_attention(void *bctx, const rl_node *n) {
     (void)bctx;
     const rl_tensor *q = n->in[0];
-    const int64_t BH = q->shape[0] * q->shape[1], Tn = q->shape[2], D = q->shape[3];
-    if (n->out->numel == 0) {
-        /* D = 0 would leave lse to fill; the front end rejects it, T or B*H = 0 has none */
-        return;
-    }
-    const int64_t blk = Tn < RL_ATTN_BLOCK ? Tn : RL_ATTN_BLOCK;
-    const size_t es = rl_dtype_size(q->dtype);
-    void *S = malloc((size_t)(blk * Tn) * es);
-    if (!S) {
-        rl_attn_fill_nan(n->out);
-        return;
-    }
-    void *lse = n->saved[0] ? n->saved[0]->data : NULL;
-    if (q->dtype == RL_F32)
-        rl_attn_fwd_float(q->data, n->in[1]->data, n->in[2]->data, n->out->data, lse, BH, Tn, D,
-                          (float)n->attrs.f[0], S);
-    else
-        rl_attn_fwd_double(q->data, n->in[1]->data, n->in[2]->data, n->out->data, lse, BH, Tn,
-                           D, n->attrs.f[0], S);
-    free(S);
+    /* T or B*H = 0 has nothing to do; the front end rejects D = 0 */
+    if (n->out->numel == 0) return;
+    rl_attn_layout l = rl_attn_layout_of(0, q->shape[1], q->shape[2], q->shape[3]);
+    rl_attn_forward(&l, q->dtype, q->shape[0] * q->shape[1], q->data, n->in[1]->data,
+                    n->in[2]->data, n->out->data, n->saved[0] ? n->saved[0]->data : NULL,
+                    n->attrs.f[0], n->out);
 }
 
 /* in: q, k, v, out [B, H, T, D], lse [B, H, T], dout [B, H, T, D];
@@ -345,28 +513,43 @@ void rl_cpu_attention(void *bctx, const rl_node *n) {
 void rl_cpu_attention_grad(void *bctx, const rl_node *n) {
     (void)bctx;
     const rl_tensor *q = n->in[0];
-    const int64_t BH = q->shape[0] * q->shape[1], Tn = q->shape[2], D = q->shape[3];
     const int64_t N = q->numel;
     if (N == 0) return;
-    const int64_t blk = Tn < RL_ATTN_BLOCK ? Tn : RL_ATTN_BLOCK;
+    rl_attn_layout l = rl_attn_layout_of(0, q->shape[1], q->shape[2], q->shape[3]);
     const size_t es = rl_dtype_size(q->dtype);
-    char *scratch = malloc((size_t)(2 * blk * Tn + Tn) * es);
-    if (!scratch) {
-        rl_attn_fill_nan(n->out);
-        return;
-    }
-    char *S = scratch, *dP = S + (size_t)(blk * Tn) * es, *delta = dP + (size_t)(blk * Tn) * es;
     char *g = n->out->data;
-    char *dq = g, *dk = g + (size_t)N * es, *dv = g + (size_t)(2 * N) * es;
-    if (q->dtype == RL_F32)
-        rl_attn_bwd_float(q->data, n->in[1]->data, n->in[2]->data, n->in[3]->data,
-                          n->in[4]->data, n->in[5]->data, (float *)dq, (float *)dk, (float *)dv,
-                          BH, Tn, D, (float)n->attrs.f[0], (float *)S, (float *)dP,
-                          (float *)delta);
-    else
-        rl_attn_bwd_double(q->data, n->in[1]->data, n->in[2]->data, n->in[3]->data,
-                           n->in[4]->data, n->in[5]->data, (double *)dq, (double *)dk,
-                           (double *)dv, BH, Tn, D, n->attrs.f[0], (double *)S, (double *)dP,
-                           (double *)delta);
-    free(scratch);
+    rl_attn_backward(&l, q->dtype, q->shape[0] * q->shape[1], q->data, n->in[1]->data,
+                     n->in[2]->data, n->in[3]->data, n->in[4]->data, n->in[5]->data, g,
+                     g + (size_t)N * es, g + (size_t)(2 * N) * es, n->attrs.f[0], n->out);
+}
+
+/* in: qkv [B, T, 3C]; attrs.ints[0] = H, f[0] = scale; out [B, T, C];
+ * saved[0] = lse [B, H, T] */
+void rl_cpu_attention_qkv(void *bctx, const rl_node *n) {
+    (void)bctx;
+    const rl_tensor *qkv = n->in[0];
+    if (n->out->numel == 0) return;
+    const int64_t H = n->attrs.ints[0], C = qkv->shape[2] / 3;
+    rl_attn_layout l = rl_attn_layout_of(1, H, qkv->shape[1], C / H);
+    const size_t es = rl_dtype_size(qkv->dtype);
+    const char *p = qkv->data;
+    rl_attn_forward(&l, qkv->dtype, qkv->shape[0] * H, p, p + (size_t)C * es,
+                    p + (size_t)(2 * C) * es, n->out->data,
+                    n->saved[0] ? n->saved[0]->data : NULL, n->attrs.f[0], n->out);
+}
+
+/* in: qkv [B, T, 3C], out [B, T, C], lse [B, H, T], dout [B, T, C];
+ * attrs as attention_qkv; out: d(qkv) [B, T, 3C] */
+void rl_cpu_attention_qkv_grad(void *bctx, const rl_node *n) {
+    (void)bctx;
+    const rl_tensor *qkv = n->in[0];
+    if (qkv->numel == 0) return;
+    const int64_t H = n->attrs.ints[0], C = qkv->shape[2] / 3;
+    rl_attn_layout l = rl_attn_layout_of(1, H, qkv->shape[1], C / H);
+    const size_t es = rl_dtype_size(qkv->dtype);
+    const char *p = qkv->data;
+    char *g = n->out->data;
+    rl_attn_backward(&l, qkv->dtype, qkv->shape[0] * H, p, p + (size_t)C * es,
+                     p + (size_t)(2 * C) * es, n->in[1]->data, n->in[2]->data, n->in[3]->data, g,
+                     g + (size_t)C * es, g + (size_t)(2 * C) * es, n->attrs.f[0], n->out);
 }

@@ -14,6 +14,7 @@
  * subtract the maximum first so nothing overflows.
  */
 #include "cpu.h"
+#include "vmath.h"
 
 #include <math.h>
 
@@ -47,44 +48,78 @@ static rl_red_dims rl_red_dims_get(const rl_node *nd) {
 
 static inline int64_t rl_red_min(int64_t a, int64_t b) { return a < b ? a : b; }
 
+/* Width of the column blocks of a reduction over a non-last axis: at most
+ * RL_RED_BLOCK, and narrow enough that every thread gets a block when the
+ * reduction is big enough to thread (multiples of 16 columns). */
+static int64_t rl_red_block_width(rl_red_dims d) {
+    int64_t nt = omp_get_max_threads();
+    int64_t w = RL_RED_BLOCK;
+    if (d.outer < nt && (double)d.outer * (double)d.n * (double)d.inner > RL_PAR_GRAIN) {
+        int64_t per = (d.inner + nt - 1) / nt;
+        per = (per + 15) / 16 * 16;
+        if (per < w) w = per;
+    }
+    return w;
+}
+
+/* Row primitives of the f64 path: pairwise sum, maximum, sum of exp(x - m),
+ * and y = exp(x - m). The f32 ones are the dispatched array loops of
+ * ops/cpu/vec.c (rl_vsum_f32 and rl_vmax_f32 are these same algorithms;
+ * vectorised 16 wide on AVX-512 where this file's loops get SSE2). */
+
+/* Pairwise sum of a contiguous row, in double. The base case keeps
+ * RL_RED_LANES independent partial sums, which the compiler turns into
+ * vector adds (one running sum would be a serial chain it may not
+ * reorder). */
+static double rl_row_sum_f64(const double *x, int64_t n) {
+    if (n > RL_RED_PAIRWISE) {
+        int64_t h = (n / 2 + RL_RED_LANES - 1) & ~(int64_t)(RL_RED_LANES - 1);
+        return rl_row_sum_f64(x, h) + rl_row_sum_f64(x + h, n - h);
+    }
+    double a[RL_RED_LANES] = {0};
+    int64_t i = 0;
+    for (; i + RL_RED_LANES <= n; i += RL_RED_LANES)
+        for (int l = 0; l < RL_RED_LANES; l++) a[l] += x[i + l];
+    for (; i < n; i++) a[0] += x[i];
+    double s = 0;
+    for (int l = 0; l < RL_RED_LANES; l++) s += a[l];
+    return s;
+}
+
+/* Maximum of a row, in RL_RED_LANES lanes (vectorised); a NaN wins (once a
+ * lane holds NaN nothing compares greater) and an empty row gives -inf. */
+static double rl_row_max_f64(const double *x, int64_t n) {
+    double m[RL_RED_LANES];
+    for (int l = 0; l < RL_RED_LANES; l++) m[l] = -INFINITY;
+    int64_t i = 0;
+    for (; i + RL_RED_LANES <= n; i += RL_RED_LANES)
+        for (int l = 0; l < RL_RED_LANES; l++) m[l] = RL_MAX_NAN(x[i + l], m[l]);
+    for (; i < n; i++) m[0] = RL_MAX_NAN(x[i], m[0]);
+    double r = m[0];
+    for (int l = 1; l < RL_RED_LANES; l++) r = RL_MAX_NAN(m[l], r);
+    return r;
+}
+
+static void rl_row_exp_f64(const double *x, double *y, int64_t n, double m) {
+    for (int64_t i = 0; i < n; i++) y[i] = exp(x[i] - m);
+}
+
+/* acc[c] += x[c] for the column sums of a non-last axis */
+static void rl_col_acc_f64(double *acc, const double *x, int64_t n) {
+    for (int64_t c = 0; c < n; c++) acc[c] += x[c];
+}
+static inline void rl_col_acc_f32(double *acc, const float *x, int64_t n) { rl_vacc_f32(acc, x, n); }
+
+static inline double rl_row_sum_f32(const float *x, int64_t n) { return rl_vsum_f32(x, n); }
+static inline float rl_row_max_f32(const float *x, int64_t n) { return rl_vmax_f32(x, n); }
+static inline void rl_row_exp_f32(const float *x, float *y, int64_t n, float m) {
+    rl_vexp_f32(x, y, n, m, 1.0f);
+}
+
 /* Generates the per-dtype helpers and kernels. T is the element type, SFX
  * the name suffix, EXP the exp of that precision (log runs in double on the
  * double sums). */
 #define RL_RED_DEFINE(T, SFX, EXP)                                                               \
-    /* Pairwise sum of a contiguous row, in double. The base case keeps                          \
-     * RL_RED_LANES independent partial sums, which the compiler turns into                      \
-     * vector adds (one running sum would be a serial chain it may not                           \
-     * reorder). */                                                                              \
-    static double rl_row_sum_##SFX(const T *x, int64_t n) {                                      \
-        if (n > RL_RED_PAIRWISE) {                                                               \
-            int64_t h = (n / 2 + RL_RED_LANES - 1) & ~(int64_t)(RL_RED_LANES - 1);               \
-            return rl_row_sum_##SFX(x, h) + rl_row_sum_##SFX(x + h, n - h);                      \
-        }                                                                                        \
-        double a[RL_RED_LANES] = {0};                                                            \
-        int64_t i = 0;                                                                           \
-        for (; i + RL_RED_LANES <= n; i += RL_RED_LANES)                                         \
-            for (int l = 0; l < RL_RED_LANES; l++) a[l] += x[i + l];                             \
-        for (; i < n; i++) a[0] += x[i];                                                         \
-        double s = 0;                                                                            \
-        for (int l = 0; l < RL_RED_LANES; l++) s += a[l];                                        \
-        return s;                                                                                \
-    }                                                                                            \
-                                                                                                 \
-    /* Maximum of a row, in RL_RED_LANES lanes (vectorised); a NaN wins                          \
-     * (once a lane holds NaN nothing compares greater) and an empty row                         \
-     * gives -inf. */                                                                            \
-    static T rl_row_max_##SFX(const T *x, int64_t n) {                                           \
-        T m[RL_RED_LANES];                                                                       \
-        for (int l = 0; l < RL_RED_LANES; l++) m[l] = (T)-INFINITY;                              \
-        int64_t i = 0;                                                                           \
-        for (; i + RL_RED_LANES <= n; i += RL_RED_LANES)                                         \
-            for (int l = 0; l < RL_RED_LANES; l++) m[l] = RL_MAX_NAN(x[i + l], m[l]);            \
-        for (; i < n; i++) m[0] = RL_MAX_NAN(x[i], m[0]);                                        \
-        T r = m[0];                                                                              \
-        for (int l = 1; l < RL_RED_LANES; l++) r = RL_MAX_NAN(m[l], r);                          \
-        return r;                                                                                \
-    }                                                                                            \
-                                                                                                 \
     /* sum(exp(x - m)) of a row, in double. The exponentials go through a                        \
      * small buffer and are summed in lanes, so the exp calls do not wait on                     \
      * one running sum. */                                                                       \
@@ -93,7 +128,7 @@ static inline int64_t rl_red_min(int64_t a, int64_t b) { return a < b ? a : b; }
         double s = 0;                                                                            \
         for (int64_t i0 = 0; i0 < n; i0 += RL_RED_PAIRWISE) {                                    \
             int64_t w = rl_red_min(RL_RED_PAIRWISE, n - i0);                                     \
-            for (int64_t i = 0; i < w; i++) e[i] = EXP(x[i0 + i] - m);                           \
+            rl_row_exp_##SFX(x + i0, e, w, m);                                                   \
             s += rl_row_sum_##SFX(e, w);                                                         \
         }                                                                                        \
         return s;                                                                                \
@@ -112,28 +147,30 @@ static inline int64_t rl_red_min(int64_t a, int64_t b) { return a < b ? a : b; }
     static void rl_red_sum_##SFX(const T *x, T *y, rl_red_dims d, int mean) {                    \
         double div = mean ? (double)d.n : 1.0; /* mean of nothing: 0/0 = NaN */                  \
         if (d.inner == 1) {                                                                      \
-            for (int64_t o = 0; o < d.outer; o++)                                                \
-                y[o] = (T)(rl_row_sum_##SFX(x + o * d.n, d.n) / div);                            \
+            RL_PAR_FOR_W(o, d.outer, d.n, y[o] = (T)(rl_row_sum_##SFX(x + o * d.n, d.n) / div););\
             return;                                                                              \
         }                                                                                        \
-        double acc[RL_RED_BLOCK];                                                                \
-        for (int64_t o = 0; o < d.outer; o++)                                                    \
-            for (int64_t c0 = 0; c0 < d.inner; c0 += RL_RED_BLOCK) {                             \
-                int64_t w = rl_red_min(RL_RED_BLOCK, d.inner - c0);                              \
-                for (int64_t c = 0; c < w; c++) acc[c] = 0;                                      \
-                for (int64_t j = 0; j < d.n; j++) {                                              \
-                    const T *r = x + (o * d.n + j) * d.inner + c0;                               \
-                    for (int64_t c = 0; c < w; c++) acc[c] += r[c];                              \
-                }                                                                                \
-                T *yo = y + o * d.inner + c0;                                                    \
-                for (int64_t c = 0; c < w; c++) yo[c] = (T)(acc[c] / div);                       \
-            }                                                                                    \
+        /* column blocks of every outer index are independent tasks; the                         \
+         * columns of one block are summed row after row (the same order                         \
+         * whatever the block width, so the width may follow the threads) */                     \
+        const int64_t bw = rl_red_block_width(d);                                                \
+        const int64_t nb = (d.inner + bw - 1) / bw;                                              \
+        RL_PAR_FOR_W(task, d.outer * nb, d.n * bw, {                                             \
+            const int64_t o = task / nb, c0 = task % nb * bw;                                    \
+            const int64_t w = rl_red_min(bw, d.inner - c0);                                      \
+            double acc[RL_RED_BLOCK];                                                            \
+            for (int64_t c = 0; c < w; c++) acc[c] = 0;                                          \
+            for (int64_t j = 0; j < d.n; j++)                                                    \
+                rl_col_acc_##SFX(acc, x + (o * d.n + j) * d.inner + c0, w);                      \
+            T *yo = y + o * d.inner + c0;                                                        \
+            for (int64_t c = 0; c < w; c++) yo[c] = (T)(acc[c] / div);                           \
+        });                                                                                      \
     }                                                                                            \
                                                                                                  \
     /* Maximum over the middle axis (the front end rejects n == 0). */                           \
     static void rl_red_max_##SFX(const T *x, T *y, rl_red_dims d) {                              \
         if (d.inner == 1) {                                                                      \
-            for (int64_t o = 0; o < d.outer; o++) y[o] = rl_row_max_##SFX(x + o * d.n, d.n);     \
+            RL_PAR_FOR_W(o, d.outer, d.n, y[o] = rl_row_max_##SFX(x + o * d.n, d.n););          \
             return;                                                                              \
         }                                                                                        \
         for (int64_t o = 0; o < d.outer; o++) {                                                  \
@@ -149,7 +186,7 @@ static inline int64_t rl_red_min(int64_t a, int64_t b) { return a < b ? a : b; }
     /* logsumexp over the middle axis: a max pass, then a sum-of-exp pass. */                    \
     static void rl_red_lse_##SFX(const T *x, T *y, rl_red_dims d) {                              \
         if (d.inner == 1) {                                                                      \
-            for (int64_t o = 0; o < d.outer; o++) y[o] = rl_row_lse_##SFX(x + o * d.n, d.n);     \
+            RL_PAR_FOR_W(o, d.outer, 4 * d.n, y[o] = rl_row_lse_##SFX(x + o * d.n, d.n););      \
             return;                                                                              \
         }                                                                                        \
         T m[RL_RED_BLOCK];                                                                       \
@@ -174,7 +211,7 @@ static inline int64_t rl_red_min(int64_t a, int64_t b) { return a < b ? a : b; }
     /* softmax (or log_softmax) of each row of n contiguous elements. A row                      \
      * that is all -inf gives NaN, as in NumPy and PyTorch. */                                   \
     static void rl_softmax_rows_##SFX(const T *x, T *y, int64_t rows, int64_t n, int as_log) {   \
-        for (int64_t r = 0; r < rows; r++) {                                                     \
+        RL_PAR_FOR_W(r, rows, 4 * n, {                                                          \
             const T *xr = x + r * n;                                                             \
             T *yr = y + r * n;                                                                   \
             T m = rl_row_max_##SFX(xr, n);                                                       \
@@ -182,14 +219,14 @@ static inline int64_t rl_red_min(int64_t a, int64_t b) { return a < b ? a : b; }
                 T lse = (T)log(rl_row_sumexp_##SFX(xr, n, m));                                   \
                 for (int64_t i = 0; i < n; i++) yr[i] = (xr[i] - m) - lse;                       \
             } else {                                                                             \
-                for (int64_t i = 0; i < n; i++) yr[i] = EXP(xr[i] - m);                          \
+                rl_row_exp_##SFX(xr, yr, n, m);                                                  \
                 T inv = (T)(1.0 / rl_row_sum_##SFX(yr, n));                                      \
                 for (int64_t i = 0; i < n; i++) yr[i] *= inv;                                    \
             }                                                                                    \
-        }                                                                                        \
+        });                                                                                      \
     }
 
-RL_RED_DEFINE(float, f32, expf)
+RL_RED_DEFINE(float, f32, rl_expf)
 RL_RED_DEFINE(double, f64, exp)
 
 /* ---- kernels (the op table's entries) ------------------------------------ */

@@ -1,0 +1,421 @@
+/* recipes/eval.c - runs a compiled recipe: one pass over the instructions
+ * of a phase, calling the op front ends (rl_add, rl_sum, ...) and the
+ * function tables, so that every value lands on the engine's tape exactly
+ * as if the recipe had been written in C. The same code runs real steps and
+ * the shape check (dryrun.c); in the check a failing instruction poisons its
+ * results and the pass goes on, so independent statements are all checked.
+ *
+ * Rollout values are copied into persistent tensors as soon as they are
+ * computed: generation resets the arena, and the loss block reads them for
+ * several minibatches across rl_ctx_reset.
+ */
+#include "recipe_int.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* The largest tensor the shape check makes (its sizes are small primes; a
+ * recipe that asks for more is probably broadcasting by mistake). */
+#define RL_DRY_MAX_NUMEL ((int64_t)1 << 22)
+
+void rl_eval_describe(const rl_recipe_program *p, const rl_tensor *t, char *buf, size_t n) {
+    (void)p;
+    size_t k = (size_t)snprintf(buf, n, "%s [", t->dtype == RL_I32 ? "i32" : "f32");
+    for (int i = 0; i < t->ndim && k < n; i++)
+        k += (size_t)snprintf(buf + k, n - k, i ? ", %lld" : "%lld", (long long)t->shape[i]);
+    if (k < n) snprintf(buf + k, n - k, "]");
+}
+
+rl_tensor *rl_eval_persist(rl_ctx *ctx, const rl_tensor *t) {
+    rl_tensor *c = rl_tensor_new(ctx, t->dtype, t->ndim, t->shape, t->name);
+    if (!c) return NULL;
+    rl_backend *be = rl_ctx_backend(ctx);
+    size_t bytes = (size_t)t->numel * rl_dtype_size(t->dtype);
+    if (bytes) be->iface->copy(be->ctx, c->data, t->data, bytes);
+    return c;
+}
+
+/* Keeps a persistent copy of an arena tensor (owned by the program). */
+static rl_tensor *keep(rl_recipe_program *p, rl_ctx *ctx, rl_tensor *t) {
+    if (!t || (t->flags & RL_TF_PERSISTENT)) return t;
+    rl_tensor *c = rl_eval_persist(ctx, t);
+    if (!c) return NULL;
+    rl_grow(&p->kept, &p->cap_kept, p->n_kept + 1, sizeof(rl_tensor *));
+    p->kept[p->n_kept++] = c;
+    p->kept_ctx = ctx;
+    return c;
+}
+
+static bool keep_value(rl_recipe_program *p, rl_ctx *ctx, rl_recipe_value *v) {
+    if (v->kind == RL_RV_TENSOR) return (v->t = keep(p, ctx, v->t)) != NULL;
+    if (v->kind == RL_RV_TOKENS) {
+        v->tok.ids = keep(p, ctx, v->tok.ids);
+        v->tok.mask = keep(p, ctx, v->tok.mask);
+        v->tok.attn = keep(p, ctx, v->tok.attn);
+        return v->tok.ids && v->tok.mask && v->tok.attn;
+    }
+    return true;
+}
+
+/* i32 -> the run's float dtype, through host memory (i32 data never needs a
+ * gradient, so this is a plain data copy). */
+static rl_tensor *convert(rl_recipe_program *p, rl_ctx *ctx, rl_tensor *x) {
+    if (x->dtype != RL_I32) return x;
+    size_t n = (size_t)x->numel;
+    int32_t *h = malloc(sizeof(int32_t) * (n ? n : 1));
+    void *o = malloc(rl_dtype_size(p->opts.dtype) * (n ? n : 1));
+    if (!h || !o) {
+        free(h), free(o);
+        rl_ctx_fail(ctx, RL_ERR_MEMORY, "out of memory converting a tensor of %zu elements", n);
+        return NULL;
+    }
+    rl_tensor *r = NULL;
+    if (rl_tensor_read(ctx, x, h, sizeof(int32_t) * n) == RL_OK) {
+        for (size_t i = 0; i < n; i++) {
+            if (p->opts.dtype == RL_F64) ((double *)o)[i] = h[i];
+            else ((float *)o)[i] = (float)h[i];
+        }
+        r = rl_const(ctx, p->opts.dtype, x->ndim, x->shape, o);
+    }
+    free(h), free(o);
+    return r;
+}
+
+/* The number of elements an op's output will have, for the ops whose output
+ * can be much larger than their inputs (-1: not one of them). */
+static int64_t out_numel_bound(const rl_ir *in, rl_tensor **a) {
+    double n = 1;
+    if (rl_op_table[in->op].flags & OPF_BROADCAST) {
+        int nd = 0;
+        for (int i = 0; i < in->n_args; i++)
+            if (a[i]->ndim > nd) nd = a[i]->ndim;
+        for (int d = 0; d < nd; d++) {
+            int64_t m = 1;
+            for (int i = 0; i < in->n_args; i++) {
+                int k = a[i]->ndim - nd + d;
+                if (k >= 0 && a[i]->shape[k] > m) m = a[i]->shape[k];
+            }
+            n *= (double)m;
+        }
+        return n > 9e15 ? INT64_MAX : (int64_t)n;
+    }
+    if (in->op == RL_OP_BROADCAST_TO) {
+        for (int i = 0; i < in->n_list; i++) n *= (double)(in->list[i] > 0 ? in->list[i] : 1);
+        return n > 9e15 ? INT64_MAX : (int64_t)n;
+    }
+    if (in->op == RL_OP_MATMUL && a[0]->ndim >= 2 && a[1]->ndim >= 2) {
+        for (int i = 0; i < a[0]->ndim - 2; i++) n *= (double)a[0]->shape[i];
+        n *= (double)a[0]->shape[a[0]->ndim - (in->at.trans_a ? 1 : 2)];
+        n *= (double)a[1]->shape[a[1]->ndim - (in->at.trans_b ? 2 : 1)];
+        return n > 9e15 ? INT64_MAX : (int64_t)n;
+    }
+    return -1;
+}
+
+/* Runs one engine op over tensors a. */
+static rl_tensor *run_op(rl_recipe_program *p, rl_ctx *ctx, const rl_ir *in, rl_tensor **a) {
+    const rl_attrs *at = &in->at;
+    rl_op op = (rl_op)in->op;
+    char d0[96], d1[96], d2[96];
+    if (rl_op_table[op].flags & OPF_BROADCAST) {
+        int nd, nd2;
+        int64_t s1[RL_MAX_DIMS], s2[RL_MAX_DIMS];
+        bool ok = rl_shape_broadcast(a[0]->ndim, a[0]->shape, a[1]->ndim, a[1]->shape, &nd, s1);
+        if (ok && in->n_args == 3) ok = rl_shape_broadcast(nd, s1, a[2]->ndim, a[2]->shape, &nd2, s2);
+        if (!ok) {
+            rl_eval_describe(p, a[0], d0, sizeof d0);
+            rl_eval_describe(p, a[1], d1, sizeof d1);
+            if (in->n_args == 3) {
+                rl_eval_describe(p, a[2], d2, sizeof d2);
+                rl_ctx_fail(ctx, RL_ERR_ARG, "shapes %s, %s and %s do not broadcast", d0, d1, d2);
+            } else {
+                rl_ctx_fail(ctx, RL_ERR_ARG, "shapes %s and %s do not broadcast", d0, d1);
+            }
+            return NULL;
+        }
+    }
+    if (p->dry) {
+        int64_t n = out_numel_bound(in, a);
+        if (n > RL_DRY_MAX_NUMEL) {
+            rl_ctx_fail(ctx, RL_ERR_ARG,
+                        "%s would make a tensor of %lld elements even with the check's small sizes "
+                        "(more than %lld)",
+                        rl_op_table[op].name, (long long)n, (long long)RL_DRY_MAX_NUMEL);
+            return NULL;
+        }
+    }
+    switch (op) {
+    case RL_OP_ADD: return rl_add(ctx, a[0], a[1]);
+    case RL_OP_SUB: return rl_sub(ctx, a[0], a[1]);
+    case RL_OP_MUL: return rl_mul(ctx, a[0], a[1]);
+    case RL_OP_DIV: return rl_div(ctx, a[0], a[1]);
+    case RL_OP_MINIMUM: return rl_minimum(ctx, a[0], a[1]);
+    case RL_OP_MAXIMUM: return rl_maximum(ctx, a[0], a[1]);
+    case RL_OP_GT: return rl_gt(ctx, a[0], a[1]);
+    case RL_OP_GE: return rl_ge(ctx, a[0], a[1]);
+    case RL_OP_LT: return rl_lt(ctx, a[0], a[1]);
+    case RL_OP_LE: return rl_le(ctx, a[0], a[1]);
+    case RL_OP_EQ: return rl_eq(ctx, a[0], a[1]);
+    case RL_OP_WHERE: return rl_where(ctx, a[0], a[1], a[2]);
+    case RL_OP_NEG: return rl_neg(ctx, a[0]);
+    case RL_OP_EXP: return rl_exp(ctx, a[0]);
+    case RL_OP_LOG: return rl_log(ctx, a[0]);
+    case RL_OP_LOG1P: return rl_log1p(ctx, a[0]);
+    case RL_OP_SQRT: return rl_sqrt(ctx, a[0]);
+    case RL_OP_SQUARE: return rl_square(ctx, a[0]);
+    case RL_OP_ABS: return rl_abs(ctx, a[0]);
+    case RL_OP_TANH: return rl_tanh(ctx, a[0]);
+    case RL_OP_SIGMOID: return rl_sigmoid(ctx, a[0]);
+    case RL_OP_LOGSIGMOID: return rl_logsigmoid(ctx, a[0]);
+    case RL_OP_RELU: return rl_relu(ctx, a[0]);
+    case RL_OP_GELU: return rl_gelu(ctx, a[0]);
+    case RL_OP_CLAMP: return rl_clamp(ctx, a[0], at->f[0], at->f[1]);
+    case RL_OP_POW: return rl_pow(ctx, a[0], at->f[0]);
+    case RL_OP_STOP_GRADIENT: return rl_stop_gradient(ctx, a[0]);
+    case RL_OP_SUM: return rl_sum(ctx, a[0], at->axis, at->keepdim);
+    case RL_OP_MEAN: return rl_mean(ctx, a[0], at->axis, at->keepdim);
+    case RL_OP_MAX: return rl_max(ctx, a[0], at->axis, at->keepdim);
+    case RL_OP_LOGSUMEXP: return rl_logsumexp(ctx, a[0], at->axis, at->keepdim);
+    case RL_OP_SOFTMAX: return rl_softmax(ctx, a[0]);
+    case RL_OP_LOG_SOFTMAX: return rl_log_softmax(ctx, a[0]);
+    case RL_OP_MATMUL: return rl_matmul(ctx, a[0], a[1], at->trans_a, at->trans_b);
+    case RL_OP_RESHAPE: return rl_reshape(ctx, a[0], in->n_list, in->list);
+    case RL_OP_PERMUTE: {
+        if (in->n_list != a[0]->ndim) {
+            rl_eval_describe(p, a[0], d0, sizeof d0);
+            rl_ctx_fail(ctx, RL_ERR_ARG, "permute: perm has %d entries but x %s has %d dims",
+                        in->n_list, d0, a[0]->ndim);
+            return NULL;
+        }
+        int perm[RL_MAX_DIMS];
+        for (int i = 0; i < in->n_list; i++) perm[i] = (int)in->list[i];
+        return rl_permute(ctx, a[0], perm);
+    }
+    case RL_OP_SLICE: return rl_slice(ctx, a[0], at->axis, at->ints[0], at->ints[1]);
+    case RL_OP_CONCAT: return rl_concat(ctx, in->n_args, a, at->axis);
+    case RL_OP_BROADCAST_TO: return rl_broadcast_to(ctx, a[0], in->n_list, in->list);
+    case RL_OP_GATHER: return rl_gather(ctx, a[0], a[1], at->axis);
+    case RL_OP_EMBEDDING: return rl_embedding(ctx, a[0], a[1]);
+    case RL_OP_LAYERNORM: return rl_layernorm(ctx, a[0], a[1], a[2], at->f[0]);
+    case RL_OP_CROSS_ENTROPY: return rl_cross_entropy(ctx, a[0], a[1]);
+    case RL_OP_ATTENTION: return rl_attention(ctx, a[0], a[1], a[2], at->f[0]);
+    case RL_OP_ATTENTION_QKV: return rl_attention_qkv(ctx, a[0], at->ints[0], at->f[0]);
+    default:
+        rl_ctx_fail(ctx, RL_ERR_STATE, "op '%s' cannot be called from a recipe", rl_op_table[op].name);
+        return NULL;
+    }
+}
+
+static const rl_extern_decl *extern_of(const rl_recipe_program *p, const rl_recipe_fn *fn) {
+    for (int i = 0; i < p->n_externs; i++)
+        if (&p->externs[i]->fn == fn) return p->externs[i];
+    return NULL;
+}
+
+/* The shape check's stand-in for an extern: matches the arguments' shapes
+ * against the declared types (names bind on first use) and returns zeros of
+ * the declared result shapes. */
+static rl_status extern_dry(const rl_recipe_program *p, const rl_extern_decl *x,
+                            const rl_recipe_call *call, rl_recipe_value *out) {
+    rl_ctx *ctx = call->ctx;
+    const char *names[RL_RECIPE_MAX_FN_PARAMS * RL_MAX_DIMS];
+    int64_t sizes[RL_RECIPE_MAX_FN_PARAMS * RL_MAX_DIMS];
+    int nb = 0;
+    char d[96];
+    for (int i = 0; i < x->info.n_params; i++) {
+        const rl_recipe_type *ty = &x->info.params[i];
+        const rl_tensor *t = call->args[i].t;
+        bool ok = t->ndim == ty->ndim;
+        for (int k = 0; ok && k < ty->ndim; k++) {
+            if (!ty->dims[k]) {
+                ok = t->shape[k] == ty->sizes[k];
+                continue;
+            }
+            int b = -1;
+            for (int j = 0; j < nb; j++)
+                if (strcmp(names[j], ty->dims[k]) == 0) b = j;
+            if (b < 0) names[nb] = ty->dims[k], sizes[nb++] = t->shape[k];
+            else ok = sizes[b] == t->shape[k];
+        }
+        if (!ok) {
+            char want[96];
+            int k = snprintf(want, sizeof want, "%s [", ty->is_int ? "i32" : "f32");
+            for (int j = 0; j < ty->ndim && k < (int)sizeof want; j++) {
+                if (ty->dims[j]) k += snprintf(want + k, sizeof want - (size_t)k, j ? ", %s" : "%s", ty->dims[j]);
+                else
+                    k += snprintf(want + k, sizeof want - (size_t)k, j ? ", %lld" : "%lld",
+                                  (long long)ty->sizes[j]);
+            }
+            if (k < (int)sizeof want) snprintf(want + k, sizeof want - (size_t)k, "]");
+            rl_eval_describe(p, t, d, sizeof d);
+            return rl_ctx_fail(ctx, RL_ERR_ARG, "argument %d of extern '%s' is %s, but its declaration says %s",
+                               i + 1, x->info.name, d, want);
+        }
+    }
+    for (int i = 0; i < x->info.n_results; i++) {
+        const rl_recipe_type *ty = &x->info.results[i];
+        int64_t shape[RL_MAX_DIMS];
+        for (int k = 0; k < ty->ndim; k++) {
+            shape[k] = ty->sizes[k];
+            for (int j = 0; ty->dims[k] && j < nb; j++)
+                if (strcmp(names[j], ty->dims[k]) == 0) shape[k] = sizes[j];
+        }
+        out[i].kind = RL_RV_TENSOR;
+        out[i].t = rl_full(ctx, ty->is_int ? RL_I32 : p->opts.dtype, ty->ndim, shape, 0.0);
+        if (!out[i].t) return rl_ctx_status(ctx);
+    }
+    return RL_OK;
+}
+
+/* Checks what a table function returned against its declaration. */
+static rl_status check_results(rl_recipe_program *p, rl_ctx *ctx, const rl_recipe_fn *fn,
+                               rl_recipe_value *out) {
+    for (int k = 0; k < fn->n_results; k++) {
+        rl_recipe_value *v = &out[k];
+        if (fn->results[k] == RL_RR_TOKENS) {
+            bool ok = v->kind == RL_RV_TOKENS && v->tok.ids && v->tok.mask && v->tok.attn &&
+                      v->tok.ids->dtype == RL_I32 && v->tok.ids->ndim == 2;
+            if (!ok)
+                return rl_ctx_fail(ctx, RL_ERR_STATE, "%s returned no token batch (result %d)",
+                                   fn->name, k + 1);
+            continue;
+        }
+        rl_dtype want = fn->results[k] == RL_RR_INT ? RL_I32 : p->opts.dtype;
+        if (v->kind != RL_RV_TENSOR || !v->t || v->t->dtype != want)
+            return rl_ctx_fail(ctx, RL_ERR_STATE, "%s returned %s for result %d; %s was expected",
+                               fn->name, v->kind == RL_RV_TENSOR && v->t ? rl_dtype_name(v->t->dtype) : "nothing",
+                               k + 1, rl_dtype_name(want));
+    }
+    return RL_OK;
+}
+
+static rl_status run_fn(rl_recipe_program *p, rl_ctx *ctx, rl_ir *in) {
+    const rl_recipe_fn *fn = p->fnv[in->op];
+    rl_recipe_value args[RL_RECIPE_MAX_FN_PARAMS];
+    for (int i = 0; i < fn->n_params; i++) args[i] = in->pslot[i] >= 0 ? p->vals[in->pslot[i]] : in->consts[i];
+    rl_recipe_value out[RL_RECIPE_MAX_FN_RESULTS];
+    memset(out, 0, sizeof out);
+    rl_recipe_call call = {
+        .ctx = ctx,
+        .fn = fn,
+        .args = args,
+        .dry = p->dry,
+        .dry_len = in->dry_len,
+        .state = p->dry ? &in->dry_state : &in->state,
+        .user = p->fnv_user[in->op],
+    };
+    /* frozen models run with gradients off: constants by construction */
+    bool frozen = in->model >= 0 && !p->models[in->model].info.trainable;
+    int was = rl_ctx_grad_enabled(ctx);
+    if (frozen) rl_ctx_set_grad(ctx, 0);
+    rl_status st;
+    const rl_extern_decl *x = extern_of(p, fn);
+    if (x) {
+        if (p->dry) st = extern_dry(p, x, &call, out);
+        else if (p->opts.extern_call) st = p->opts.extern_call(&x->info, &call, out, p->opts.extern_user);
+        else
+            st = rl_ctx_fail(ctx, RL_ERR_STATE,
+                             "extern '%s' cannot be called: this build has no libffi bridge for %s yet",
+                             fn->name, x->info.lib);
+    } else {
+        st = fn->call(&call, out);
+    }
+    if (frozen) rl_ctx_set_grad(ctx, was);
+    if (st == RL_OK && rl_ctx_status(ctx)) st = rl_ctx_status(ctx);
+    if (st == RL_OK) st = check_results(p, ctx, fn, out);
+    if (st != RL_OK) {
+        if (!rl_ctx_status(ctx)) rl_ctx_fail(ctx, st, "%s failed", fn->name);
+        return st;
+    }
+    for (int k = 0; k < fn->n_results; k++) p->vals[in->out + k] = out[k];
+    return RL_OK;
+}
+
+static rl_status run_ir(rl_recipe_program *p, rl_ctx *ctx, rl_ir *in) {
+    rl_recipe_value *o = &p->vals[in->out];
+    switch (in->code) {
+    case IR_INPUT: case IR_PARAM: case IR_MODEL: return RL_OK; /* leaves: filled by the caller */
+    case IR_CONST:
+        o->kind = RL_RV_TENSOR;
+        o->t = rl_scalar(ctx, in->is_int ? RL_I32 : p->opts.dtype, in->num);
+        break;
+    case IR_FIELD: {
+        const rl_recipe_value *tk = &p->vals[in->args[0]];
+        rl_tensor *f = in->op == 0 ? tk->tok.ids : in->op == 1 ? tk->tok.mask : tk->tok.attn;
+        if (!f && tk->tok.ids) f = rl_full(ctx, RL_I32, tk->tok.ids->ndim, tk->tok.ids->shape, 0);
+        o->kind = RL_RV_TENSOR;
+        o->t = f;
+        break;
+    }
+    case IR_CONVERT:
+        o->kind = RL_RV_TENSOR;
+        o->t = convert(p, ctx, p->vals[in->args[0]].t);
+        break;
+    case IR_OP: {
+        rl_tensor *a[16];
+        for (int i = 0; i < in->n_args && i < 16; i++) a[i] = p->vals[in->args[i]].t;
+        o->kind = RL_RV_TENSOR;
+        o->t = run_op(p, ctx, in, a);
+        break;
+    }
+    case IR_FN: return run_fn(p, ctx, in);
+    }
+    if (!o->t) {
+        o->kind = RL_RV_NONE;
+        return rl_ctx_status(ctx) ? rl_ctx_status(ctx) : RL_ERR_STATE;
+    }
+    return RL_OK;
+}
+
+rl_status rl_eval_phase(rl_recipe_program *p, rl_ctx *ctx, int phase, rl_eval_error_fn on_error,
+                        void *user, int *failed_ir, char *msg, size_t msg_n) {
+    /* the rollout never records; the loss block keeps the caller's setting
+     * (on by default; a gradient check turns it off for its numeric side) */
+    int was = rl_ctx_grad_enabled(ctx);
+    if (phase == PH_ROLLOUT) rl_ctx_set_grad(ctx, 0);
+    rl_status result = RL_OK;
+    for (int i = 0; i < p->n_ir; i++) {
+        rl_ir *in = &p->ir[i];
+        if (in->phase != phase) continue;
+        bool poisoned = false;
+        for (int a = 0; a < in->n_args; a++)
+            if (p->vals[in->args[a]].kind == RL_RV_NONE) poisoned = true;
+        for (int k = 0; k < in->n_out; k++) memset(&p->vals[in->out + k], 0, sizeof(rl_recipe_value));
+        if (poisoned) continue; /* only in the shape check: an earlier error */
+        rl_status st = run_ir(p, ctx, in);
+        if (st == RL_OK && phase == PH_ROLLOUT)
+            for (int k = 0; k < in->n_out; k++)
+                if (!keep_value(p, ctx, &p->vals[in->out + k])) st = rl_ctx_status(ctx);
+        if (st != RL_OK) {
+            const char *e = rl_ctx_error(ctx);
+            char m[1024];
+            snprintf(m, sizeof m, "%s", e ? e : "failed");
+            rl_ctx_clear_error(ctx);
+            for (int k = 0; k < in->n_out; k++) memset(&p->vals[in->out + k], 0, sizeof(rl_recipe_value));
+            if (on_error) {
+                on_error(p, i, m, user);
+                continue;
+            }
+            if (failed_ir) *failed_ir = i;
+            if (msg) snprintf(msg, msg_n, "%s", m);
+            result = st;
+            break;
+        }
+        if (p->dry) {
+            for (int k = 0; k < in->n_out; k++) {
+                rl_slot *s = &p->slots[in->out + k];
+                const rl_recipe_value *v = &p->vals[in->out + k];
+                const rl_tensor *t = v->kind == RL_RV_TENSOR ? v->t : v->kind == RL_RV_TOKENS ? v->tok.ids : NULL;
+                if (!t) continue;
+                char raw[96];
+                rl_eval_describe(p, t, raw, sizeof raw);
+                rl_dry_symbolize(p, raw, s->shape, sizeof s->shape);
+                s->has_shape = true;
+            }
+        }
+    }
+    rl_ctx_set_grad(ctx, was);
+    return result;
+}

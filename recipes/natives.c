@@ -1,0 +1,393 @@
+/* recipes/natives.c - the built-in functions that are not single ops and
+ * cannot be written in the recipe language itself (they need host loops,
+ * state, or a string choice), available to every recipe:
+ *
+ *   at_end(x, tokens)           x [B] placed at each row's last response token -> [B, T]
+ *   gae(r, v, mask, gamma, lam) generalized advantage estimation -> (adv, ret), no gradient
+ *   whiten(x, mask, shift_mean) masked whitening (TRL's masked_whiten)
+ *   window_mean(x, n)           mean of the last n values seen (stateful), no gradient
+ *   kl(d, kind)                 a KL estimator of d = lp - lref: "k1", "k2" or "k3"
+ *   adaptive_beta(kl, init, target, horizon)
+ *                               Ziegler et al.'s adaptive KL coefficient (stateful, rollout only)
+ *   step()                      the program's policy-step counter (rl_recipe_step)
+ *
+ * Token-aligned convention (models/rl_gpt2.h and model_fns.c): position t of
+ * a [B, T] value belongs to token t; the state in which token t is chosen is
+ * the prefix ids[<t]. Rewards, values and advantages all follow it.
+ */
+#include "recipe_int.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Reads a tensor into a new array of doubles (NULL with ctx's error set). */
+static double *read_doubles(rl_ctx *ctx, const rl_tensor *t) {
+    size_t n = (size_t)t->numel;
+    double *d = malloc(sizeof(double) * (n ? n : 1));
+    void *raw = malloc(rl_dtype_size(t->dtype) * (n ? n : 1));
+    if (!d || !raw) {
+        free(d), free(raw);
+        rl_ctx_fail(ctx, RL_ERR_MEMORY, "out of memory reading %zu elements", n);
+        return NULL;
+    }
+    if (rl_tensor_read(ctx, t, raw, rl_dtype_size(t->dtype) * n) != RL_OK) {
+        free(d), free(raw);
+        return NULL;
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (t->dtype == RL_F64) d[i] = ((double *)raw)[i];
+        else if (t->dtype == RL_F32) d[i] = ((float *)raw)[i];
+        else d[i] = ((int32_t *)raw)[i];
+    }
+    free(raw);
+    return d;
+}
+
+/* An arena tensor of dtype dt from doubles. */
+static rl_tensor *from_doubles(rl_ctx *ctx, rl_dtype dt, int ndim, const int64_t *shape,
+                               const double *v) {
+    int64_t n = rl_shape_numel(ndim, shape);
+    if (dt == RL_F64) return rl_const(ctx, dt, ndim, shape, v);
+    float *f = malloc(sizeof(float) * (size_t)(n ? n : 1));
+    if (!f) {
+        rl_ctx_fail(ctx, RL_ERR_MEMORY, "out of memory");
+        return NULL;
+    }
+    for (int64_t i = 0; i < n; i++) f[i] = (float)v[i];
+    rl_tensor *t = rl_const(ctx, dt, ndim, shape, f);
+    free(f);
+    return t;
+}
+
+/* ---- at_end ------------------------------------------------------------------- */
+
+static rl_status native_at_end(const rl_recipe_call *c, rl_recipe_value *out) {
+    rl_ctx *ctx = c->ctx;
+    rl_tensor *x = c->args[0].t, *mask = c->args[1].tok.mask;
+    if (!mask) return rl_ctx_fail(ctx, RL_ERR_ARG, "at_end: the token batch has no mask");
+    char dx[96], dm[96];
+    if (x->ndim != 1 || mask->ndim != 2 || x->shape[0] != mask->shape[0])
+        return rl_ctx_fail(ctx, RL_ERR_ARG,
+                           "at_end: x is %s but the tokens are %s; x must have one value per row",
+                           rl_tensor_describe(x, dx, sizeof dx), rl_tensor_describe(mask, dm, sizeof dm));
+    const int64_t B = mask->shape[0], T = mask->shape[1];
+    double *m = read_doubles(ctx, mask);
+    if (!m) return rl_ctx_status(ctx);
+    /* one-hot of each row's last response token (rows without one stay 0) */
+    for (int64_t b = 0; b < B; b++) {
+        int64_t last = -1;
+        for (int64_t t = 0; t < T; t++)
+            if (m[b * T + t] != 0) last = t;
+        for (int64_t t = 0; t < T; t++) m[b * T + t] = t == last;
+    }
+    rl_tensor *oh = from_doubles(ctx, x->dtype, 2, mask->shape, m);
+    free(m);
+    /* x [B] -> [B, 1] * onehot [B, T]: differentiable in x */
+    out->kind = RL_RV_TENSOR;
+    out->t = rl_mul(ctx, rl_reshape(ctx, x, 2, (int64_t[]){B, 1}), oh);
+    return out->t ? RL_OK : rl_ctx_status(ctx);
+}
+
+/* ---- gae ---------------------------------------------------------------------- */
+
+static rl_status native_gae(const rl_recipe_call *c, rl_recipe_value *out) {
+    rl_ctx *ctx = c->ctx;
+    rl_tensor *r = c->args[0].t, *v = c->args[1].t, *mask = c->args[2].t;
+    double gamma = c->args[3].num, lam = c->args[4].num;
+    char d0[96], d1[96], d2[96];
+    if (r->ndim != 2 || !rl_shape_equal(r->ndim, r->shape, v->ndim, v->shape) ||
+        !rl_shape_equal(r->ndim, r->shape, mask->ndim, mask->shape))
+        return rl_ctx_fail(ctx, RL_ERR_ARG,
+                           "gae: r is %s, v is %s and mask is %s; all three must be [B, T]",
+                           rl_tensor_describe(r, d0, sizeof d0), rl_tensor_describe(v, d1, sizeof d1),
+                           rl_tensor_describe(mask, d2, sizeof d2));
+    const int64_t B = r->shape[0], T = r->shape[1];
+    double *hr = read_doubles(ctx, r), *hv = read_doubles(ctx, v), *hm = read_doubles(ctx, mask);
+    double *adv = calloc((size_t)(B * T) + 1, sizeof(double));
+    double *ret = calloc((size_t)(B * T) + 1, sizeof(double));
+    rl_status st = RL_OK;
+    if (!hr || !hv || !hm || !adv || !ret) {
+        st = rl_ctx_status(ctx) ? rl_ctx_status(ctx) : rl_ctx_fail(ctx, RL_ERR_MEMORY, "gae: out of memory");
+        goto done;
+    }
+    /* backwards over each row's action tokens; V after the last one is 0:
+     *   delta_t = r_t + gamma V_next - V_t,  A_t = delta_t + gamma lam A_next,  Ret_t = A_t + V_t */
+    for (int64_t b = 0; b < B; b++) {
+        double next_v = 0, next_a = 0;
+        for (int64_t t = T - 1; t >= 0; t--) {
+            int64_t i = b * T + t;
+            if (hm[i] == 0) continue;
+            double delta = hr[i] + gamma * next_v - hv[i];
+            double a = delta + gamma * lam * next_a;
+            adv[i] = a;
+            ret[i] = a + hv[i];
+            next_v = hv[i];
+            next_a = a;
+        }
+    }
+    out[0].kind = out[1].kind = RL_RV_TENSOR;
+    out[0].t = from_doubles(ctx, r->dtype, 2, r->shape, adv);
+    out[1].t = from_doubles(ctx, r->dtype, 2, r->shape, ret);
+    if (!out[0].t || !out[1].t) st = rl_ctx_status(ctx);
+done:
+    free(hr), free(hv), free(hm), free(adv), free(ret);
+    return st;
+}
+
+/* ---- whiten --------------------------------------------------------------------- */
+
+static rl_status native_whiten(const rl_recipe_call *c, rl_recipe_value *out) {
+    rl_ctx *ctx = c->ctx;
+    rl_tensor *x = c->args[0].t, *m = c->args[1].t;
+    bool shift = c->args[2].num != 0;
+    /* TRL masked_whiten: masked mean, unbiased masked variance, then
+     * (x - mean) / sqrt(var + 1e-8); the mean is added back unless shift_mean */
+    rl_tensor *n = rl_sum(ctx, m, RL_AXIS_ALL, 0);
+    rl_tensor *mean = rl_div(ctx, rl_sum(ctx, rl_mul(ctx, x, m), RL_AXIS_ALL, 0), n);
+    rl_tensor *cen = rl_sub(ctx, x, mean);
+    rl_tensor *var = rl_div(ctx, rl_sum(ctx, rl_mul(ctx, rl_square(ctx, cen), m), RL_AXIS_ALL, 0),
+                            rl_sub(ctx, n, rl_scalar_like(ctx, x, 1.0)));
+    rl_tensor *w = rl_mul(ctx, cen, rl_pow(ctx, rl_add(ctx, var, rl_scalar_like(ctx, x, 1e-8)), -0.5));
+    if (!shift) w = rl_add(ctx, w, mean);
+    out->kind = RL_RV_TENSOR;
+    out->t = w;
+    return w ? RL_OK : rl_ctx_status(ctx);
+}
+
+/* ---- window_mean --------------------------------------------------------------------- */
+
+typedef struct rl_window {
+    int64_t cap, n, head;
+    double buf[];
+} rl_window;
+
+static void window_free(void *s) { free(s); }
+
+/* Checkpoint form: cap, n, head, then the cap buffered values. */
+static double *window_save(const void *s, size_t *n) {
+    const rl_window *w = s;
+    *n = 3 + (size_t)w->cap;
+    double *v = malloc(sizeof(double) * *n);
+    if (!v) return NULL;
+    v[0] = (double)w->cap, v[1] = (double)w->n, v[2] = (double)w->head;
+    memcpy(v + 3, w->buf, sizeof(double) * (size_t)w->cap);
+    return v;
+}
+
+static void *window_load(const double *v, size_t n) {
+    if (n < 4 || v[0] < 1 || v[0] > 1e7 || (size_t)v[0] + 3 != n || v[1] < 0 || v[1] > v[0] ||
+        v[2] < 0 || v[2] >= v[0])
+        return NULL;
+    rl_window *w = calloc(1, sizeof(rl_window) + sizeof(double) * (n - 3));
+    if (!w) return NULL;
+    w->cap = (int64_t)v[0], w->n = (int64_t)v[1], w->head = (int64_t)v[2];
+    memcpy(w->buf, v + 3, sizeof(double) * (n - 3));
+    return w;
+}
+
+static rl_status native_window_mean(const rl_recipe_call *c, rl_recipe_value *out) {
+    rl_ctx *ctx = c->ctx;
+    rl_tensor *x = c->args[0].t;
+    double nd = c->args[1].num;
+    if (nd < 1 || nd > 1e7)
+        return rl_ctx_fail(ctx, RL_ERR_ARG, "window_mean: n is %g; it must be in [1, 1e7]", nd);
+    int64_t cap = (int64_t)nd;
+    rl_window *w = *c->state;
+    if (!w || w->cap != cap) {
+        free(w);
+        w = calloc(1, sizeof(rl_window) + sizeof(double) * (size_t)cap);
+        *c->state = w;
+        if (!w) return rl_ctx_fail(ctx, RL_ERR_MEMORY, "window_mean: out of memory");
+        w->cap = cap;
+    }
+    double *h = read_doubles(ctx, x);
+    if (!h) return rl_ctx_status(ctx);
+    for (int64_t i = 0; i < x->numel; i++) {
+        w->buf[w->head] = h[i];
+        w->head = (w->head + 1) % w->cap;
+        if (w->n < w->cap) w->n++;
+    }
+    free(h);
+    double s = 0;
+    for (int64_t i = 0; i < w->n; i++) s += w->buf[i];
+    out->kind = RL_RV_TENSOR;
+    out->t = rl_scalar(ctx, x->dtype, w->n ? s / (double)w->n : 0.0);
+    return out->t ? RL_OK : rl_ctx_status(ctx);
+}
+
+/* ---- kl ---------------------------------------------------------------------------------- */
+
+static rl_status native_kl(const rl_recipe_call *c, rl_recipe_value *out) {
+    rl_ctx *ctx = c->ctx;
+    rl_tensor *d = c->args[0].t;
+    const char *k = c->args[1].str ? c->args[1].str : "k3";
+    rl_tensor *r;
+    if (strcmp(k, "k1") == 0) r = rl_mul(ctx, d, rl_scalar_like(ctx, d, 1.0));
+    else if (strcmp(k, "k2") == 0) r = rl_mul(ctx, rl_square(ctx, d), rl_scalar_like(ctx, d, 0.5));
+    else if (strcmp(k, "k3") == 0)
+        r = rl_add(ctx, rl_sub(ctx, rl_exp(ctx, rl_neg(ctx, d)), rl_scalar_like(ctx, d, 1.0)), d);
+    else return rl_ctx_fail(ctx, RL_ERR_ARG, "kl: unknown estimator \"%s\" (k1, k2 or k3)", k);
+    out->kind = RL_RV_TENSOR;
+    out->t = r;
+    return r ? RL_OK : rl_ctx_status(ctx);
+}
+
+/* ---- adaptive_beta ------------------------------------------------------------------------ */
+
+/* The adaptive KL controller of Ziegler et al. 2019 ("Fine-Tuning Language
+ * Models from Human Preferences", section 2.2; lm-human-preferences and TRL's
+ * AdaptiveKLController): after a batch of n samples whose mean KL is KL,
+ *   e = clip(KL / target - 1, -0.2, 0.2),   beta *= 1 + e * n / horizon.
+ * A call returns the coefficient for this batch, then folds this batch's KL
+ * into the state for the next one: TRL computes the rewards with the current
+ * value and updates after the step, with the KL of the same rollout (which
+ * does not depend on beta). One state per call site, so it must run once per
+ * batch: the function is rollout-only. */
+typedef struct rl_kl_ctl {
+    double init, beta;
+} rl_kl_ctl;
+
+static void kl_ctl_free(void *s) { free(s); }
+
+/* Checkpoint form: init, beta. */
+static double *kl_ctl_save(const void *s, size_t *n) {
+    const rl_kl_ctl *k = s;
+    double *v = malloc(2 * sizeof(double));
+    if (!v) return NULL;
+    v[0] = k->init, v[1] = k->beta, *n = 2;
+    return v;
+}
+
+static void *kl_ctl_load(const double *v, size_t n) {
+    if (n != 2 || !(v[0] > 0) || !isfinite(v[1])) return NULL;
+    rl_kl_ctl *k = malloc(sizeof *k);
+    if (k) k->init = v[0], k->beta = v[1];
+    return k;
+}
+
+static rl_status native_adaptive_beta(const rl_recipe_call *c, rl_recipe_value *out) {
+    rl_ctx *ctx = c->ctx;
+    rl_tensor *x = c->args[0].t;
+    double init = c->args[1].num, target = c->args[2].num, horizon = c->args[3].num;
+    if (!(init > 0) || !(target > 0) || !(horizon > 0) || !isfinite(init) || !isfinite(target) ||
+        !isfinite(horizon))
+        return rl_ctx_fail(ctx, RL_ERR_ARG,
+                           "adaptive_beta: init (%g), target (%g) and horizon (%g) must be positive and finite",
+                           init, target, horizon);
+    if (x->numel < 1) return rl_ctx_fail(ctx, RL_ERR_ARG, "adaptive_beta: the KL has no elements");
+    rl_kl_ctl *st = *c->state;
+    if (!st || st->init != init) {
+        free(st);
+        st = malloc(sizeof *st);
+        *c->state = st;
+        if (!st) return rl_ctx_fail(ctx, RL_ERR_MEMORY, "adaptive_beta: out of memory");
+        st->init = st->beta = init;
+    }
+    double *h = read_doubles(ctx, x);
+    if (!h) return rl_ctx_status(ctx);
+    double kl = 0;
+    for (int64_t i = 0; i < x->numel; i++) kl += h[i];
+    free(h);
+    kl /= (double)x->numel;
+    double now = st->beta;
+    double e = kl / target - 1;
+    e = e < -0.2 ? -0.2 : e > 0.2 ? 0.2 : e;
+    if (isfinite(e)) st->beta *= 1 + e * (double)x->numel / horizon;
+    out->kind = RL_RV_TENSOR;
+    out->t = rl_scalar(ctx, x->dtype, now);
+    return out->t ? RL_OK : rl_ctx_status(ctx);
+}
+
+/* ---- step ------------------------------------------------------------------------------------ */
+
+static rl_status native_step(const rl_recipe_call *c, rl_recipe_value *out) {
+    const rl_recipe_program *p = c->user;
+    double k = p && !c->dry ? (double)p->step : 0.0;
+    out->kind = RL_RV_TENSOR;
+    out->t = rl_scalar(c->ctx, p ? p->opts.dtype : RL_F32, k);
+    return out->t ? RL_OK : rl_ctx_status(c->ctx);
+}
+
+/* ---- the table ------------------------------------------------------------------------------ */
+
+static const rl_recipe_fn rl_natives[] = {
+    {.name = "at_end",
+     .doc = "at_end(x, tokens) -> f32[B, T]: x[b] at row b's last response token (tokens.mask), 0 elsewhere",
+     .n_params = 2,
+     .params = {{"x", RL_RP_FLOAT}, {"tokens", RL_RP_TOKENS}},
+     .n_results = 1,
+     .results = {RL_RR_FLOAT},
+     .call = native_at_end},
+    {.name = "gae",
+     .doc = "adv, ret = gae(r, v, mask, gamma = 1, lam = 0.95): generalized advantage estimation over "
+            "each row's mask tokens (token-aligned r and v; no gradient)",
+     .n_params = 5,
+     .params = {{"r", RL_RP_FLOAT},
+                {"v", RL_RP_FLOAT},
+                {"mask", RL_RP_ANY},
+                {"gamma", RL_RP_NUMBER, 1, 1.0},
+                {"lam", RL_RP_NUMBER, 1, 0.95}},
+     .n_results = 2,
+     .results = {RL_RR_FLOAT, RL_RR_FLOAT},
+     .result_names = "adv, ret",
+     .flags = RL_RFN_NOGRAD,
+     .call = native_gae},
+    {.name = "whiten",
+     .doc = "whiten(x, mask, shift_mean = true): (x - mean) / sqrt(var + 1e-8) over mask (unbiased "
+            "variance; the mean is added back when shift_mean is false)",
+     .n_params = 3,
+     .params = {{"x", RL_RP_FLOAT}, {"mask", RL_RP_FLOAT}, {"shift_mean", RL_RP_NUMBER, 1, 1.0}},
+     .n_results = 1,
+     .results = {RL_RR_FLOAT},
+     .call = native_whiten},
+    {.name = "window_mean",
+     .doc = "window_mean(x, n) -> f32: the mean of the last n values of x seen at this call site "
+            "(across batches; no gradient)",
+     .n_params = 2,
+     .params = {{"x", RL_RP_FLOAT}, {"n", RL_RP_NUMBER, 0, 0, NULL, NULL, 1}},
+     .n_results = 1,
+     .results = {RL_RR_FLOAT},
+     .flags = RL_RFN_NOGRAD | RL_RFN_STATEFUL,
+     .call = native_window_mean,
+     .free_state = window_free,
+     .save_state = window_save,
+     .load_state = window_load},
+    {.name = "kl",
+     .doc = "kl(d, kind = \"k3\"): KL estimator of d = lp - lref: k1 = d, k2 = d^2/2, k3 = exp(-d) - 1 + d",
+     .n_params = 2,
+     .params = {{"d", RL_RP_FLOAT}, {"kind", RL_RP_STRING, 1, 0, "k3", "k1|k2|k3"}},
+     .n_results = 1,
+     .results = {RL_RR_FLOAT},
+     .call = native_kl},
+    {.name = "adaptive_beta",
+     .doc = "adaptive_beta(kl, init, target = 6, horizon = 10000) -> f32: the KL coefficient for this "
+            "batch (Ziegler et al.); then beta *= 1 + clip(mean(kl) / target - 1, -0.2, 0.2) * n / horizon "
+            "with n = numel(kl) (rollout only; no gradient)",
+     .n_params = 4,
+     .params = {{"kl", RL_RP_FLOAT},
+                {"init", RL_RP_NUMBER},
+                {"target", RL_RP_NUMBER, 1, 6.0},
+                {"horizon", RL_RP_NUMBER, 1, 10000.0}},
+     .n_results = 1,
+     .results = {RL_RR_FLOAT},
+     .flags = RL_RFN_NOGRAD | RL_RFN_STATEFUL | RL_RFN_ROLLOUT_ONLY,
+     .call = native_adaptive_beta,
+     .free_state = kl_ctl_free,
+     .save_state = kl_ctl_save,
+     .load_state = kl_ctl_load},
+    {.name = "step",
+     .doc = "step() -> f32: the number of policy steps taken so far (rl_recipe_backward calls; "
+            "rl_recipe_set_step restores it); no gradient",
+     .n_params = 0,
+     .n_results = 1,
+     .results = {RL_RR_FLOAT},
+     .flags = RL_RFN_NOGRAD,
+     .call = native_step},
+};
+
+int rl_recipe_n_natives(void) { return (int)(sizeof rl_natives / sizeof rl_natives[0]); }
+
+const rl_recipe_fn *rl_recipe_native_at(int i) {
+    return i >= 0 && i < rl_recipe_n_natives() ? &rl_natives[i] : NULL;
+}

@@ -1,0 +1,76 @@
+/* recipes/rl_recipe_gradcheck.h - the gradient check of a whole recipe
+ * (`rlhf gradcheck RECIPE`, tests/test_recipe_gradcheck.c): every loss's
+ * gradient, as the recipe compiles it onto the tape, against central
+ * differences in float64, with tiny GPT-2 models and random data.
+ *
+ * What is checked (per tensor, with engine/rl_gradcheck.h's rl_gradcheck_fn):
+ *   - each loss against every trainable it trains (the audit's list,
+ *     rl_recipe_loss_at()->trainables): each parameter tensor of a trainable
+ *     model (a few sampled elements), every element of a param. A loss is not
+ *     checked against the trainables it does not reach: stop() makes those
+ *     gradients zero by design, which central differences cannot see;
+ *   - each loss against every float input its gradient reaches (all
+ *     elements), the input bound as a persistent f64 tensor that requires a
+ *     gradient.
+ *
+ * The setting: the recipe compiled in f64; each model a fresh seeded tiny
+ * GPT-2 of its kind (preset "tiny", n_ctx = T + gen_len so that rollouts stop
+ * after gen_len new tokens); symbolic dims B = batch, T = len, any other 4;
+ * token inputs right-padded with random lengths and a response mask of at
+ * least one token after a prompt of at least one; float inputs uniform in
+ * [-1, 1]; i32 inputs +-1 (labels and signs, e.g. safe-rlhf's cost signs).
+ * Online recipes run their rollout once; then every trainable model's
+ * weights move by N(0, perturb) noise, as after a first PPO step, so that
+ * ratios exp(lp - lp_old) sit near 1 but not at 1, and values near but not
+ * at V_old. Non-smooth points: min/max/clamp in the clipped surrogate and the
+ * clipped value loss have kinks only where ratio = 1 +- clip or |V - V_old|
+ * = vclip; a perturbation this small keeps every ratio well inside (1 - clip,
+ * 1 + clip) and every |V - V_old| far below vclip, and central differences
+ * with h = 1e-6 never cross a kink. Inside the clip range the two arms of
+ * min()/max() are the same function, so either tie-break gives the same
+ * gradient. The step() counter is held fixed during the check.
+ */
+#ifndef RL_RECIPE_GRADCHECK_H
+#define RL_RECIPE_GRADCHECK_H
+
+#include <stdint.h>
+#include <stdio.h>
+
+#include "rl_recipe.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct rl_recipe_gc_opts {
+    uint64_t seed;        /* weights, data, generation, sampled elements (default 1) */
+    int64_t batch, len;   /* sizes of the dims B and T (default 3 and 6); other dims are 4 */
+    int64_t gen_len;      /* new tokens a rollout may add (default 6) */
+    int model_elems;      /* elements sampled per model tensor (default 6); params: all */
+    double perturb;       /* online: std of the noise on trainable models after the rollout (0.005) */
+    double h, atol, rtol; /* central differences and tolerance (default 1e-6, 1e-6, 1e-5) */
+    FILE *out;            /* a line per checked tensor and a summary; NULL: quiet */
+    int verbose;          /* also print failing elements (to stderr) */
+} rl_recipe_gc_opts;
+
+typedef struct rl_recipe_gc_result {
+    int n_tensors;        /* (loss, tensor) pairs checked */
+    int n_failed;         /* of which failed */
+    int n_elems;          /* elements compared */
+    double max_abs, max_rel; /* worst analytic-vs-numeric errors over everything */
+    double seconds;       /* wall time */
+    char msg[768];        /* the first failure, or why the check could not run */
+} rl_recipe_gc_result;
+
+void rl_recipe_gc_opts_default(rl_recipe_gc_opts *o);
+
+/* Checks recipe r (with the --set overrides given so far). Returns RL_OK when
+ * the check ran, with res->n_failed telling whether every tensor passed; an
+ * error status when the recipe does not compile or run (res->msg says why;
+ * the diagnostics stay in r). Uses a context of its own. */
+rl_status rl_recipe_gradcheck(rl_recipe *r, const rl_recipe_gc_opts *opts, rl_recipe_gc_result *res);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

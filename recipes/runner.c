@@ -1,0 +1,824 @@
+/* recipes/runner.c - the stage runner's core: sets up a run (recipe, models,
+ * data, one optimizer per trainable), then runs its steps - supervised and
+ * pairwise batches, online rollouts with PPO-style minibatch epochs, and
+ * full-batch updates - with the update order rl_runner.h documents.
+ * Checkpoints, logs and samples live in runner_ckpt.c and runner_log.c.
+ */
+#include "runner_int.h"
+
+#include "../engine/rl_internal.h"
+#include "../models/rl_checkpoint.h"
+#include "../ops/rl_ops.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <math.h>
+#include <omp.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+rl_status rn_fail(rn *r, rl_status st, const char *fmt, ...) {
+    if (r->err && r->errlen && !r->err[0]) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(r->err, r->errlen, fmt, ap);
+        va_end(ap);
+    }
+    return st;
+}
+
+const char *rn_path(const rn *r, const char *name, char *buf) {
+    if (snprintf(buf, RN_PATH, "%s/%s", r->out, name) >= RN_PATH) buf[RN_PATH - 1] = 0; /* cut, not overrun */
+    return buf;
+}
+
+static double rn_now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* mkdir -p */
+static int rn_mkdirs(const char *path) {
+    char buf[RN_PATH];
+    snprintf(buf, sizeof buf, "%s", path);
+    for (char *s = buf + 1; *s; s++) {
+        if (*s != '/') continue;
+        *s = 0;
+        if (mkdir(buf, 0777) != 0 && errno != EEXIST) return 0;
+        *s = '/';
+    }
+    return mkdir(buf, 0777) == 0 || errno == EEXIST;
+}
+
+/* ---- the recipe ------------------------------------------------------------------------ */
+
+/* Copies the recipe's errors (the first few) into err. */
+static rl_status rn_recipe_errors(rn *r) {
+    size_t k = 0;
+    for (int i = 0; i < rl_recipe_n_diags(r->recipe) && k + 1 < r->errlen; i++) {
+        const rl_recipe_diag *d = rl_recipe_diag_at(r->recipe, i);
+        if (d->severity != RL_DIAG_ERROR) continue;
+        int n = rl_recipe_format_diag(d, r->err + k, r->errlen - k);
+        if (n < 0) break;
+        k += (size_t)n;
+        if (k >= r->errlen) k = r->errlen - 1;
+    }
+    while (k > 0 && r->err[k - 1] == '\n') r->err[--k] = 0;
+    if (!k) snprintf(r->err, r->errlen, "%s: the recipe has errors", r->cfg->recipe);
+    return RL_ERR_ARG;
+}
+
+static rl_status rn_load_recipe(rn *r) {
+    const rl_runner_cfg *c = r->cfg;
+    const char *why = NULL;
+    r->recipe = rl_recipe_load(c->recipe, &why);
+    if (!r->recipe) return rn_fail(r, RL_ERR_IO, "%s: cannot read the recipe: %s", c->recipe, why ? why : "?");
+    /* the hash of the source identifies the recipe in checkpoints */
+    FILE *f = fopen(c->recipe, "rb");
+    if (f) {
+        char buf[65536];
+        size_t n;
+        uint64_t h = rn_hash("", 0);
+        while ((n = fread(buf, 1, sizeof buf, f)) > 0) h ^= rn_hash(buf, n) + 0x9e3779b97f4a7c15ull + (h << 6) + (h >> 2);
+        fclose(f);
+        r->recipe_hash = h;
+    }
+    if (rl_recipe_n_errors(r->recipe)) return rn_recipe_errors(r);
+    for (int i = 0; i < c->n_set; i++)
+        if (rl_recipe_set_arg(r->recipe, c->set[i]) != RL_OK) return rn_recipe_errors(r);
+    return RL_OK;
+}
+
+static rl_status rn_compile(rn *r) {
+    rl_recipe_gpt2_env_init(&r->env, r->cfg->seed ^ 0x67656e6572617465ull); /* "generate" */
+    r->env.eos_id = rl_tokenizer_eos_id(r->tok);
+    r->fns = rl_recipe_gpt2_fns(&r->env);
+    rl_recipe_opts o = rl_recipe_opts_default();
+    o.dtype = RL_F32;
+    o.fns = &r->fns;
+    r->p = rl_recipe_compile(r->recipe, r->ctx, &o);
+    if (!r->p) return rn_recipe_errors(r);
+    r->kind = rl_recipe_program_kind(r->p);
+    r->n_losses = rl_recipe_n_losses(r->p);
+    r->n_metrics = rl_recipe_n_metrics(r->p);
+    r->acc = calloc((size_t)(r->n_losses + r->n_metrics) + 1, sizeof(double));
+    if (!r->acc) return rn_fail(r, RL_ERR_MEMORY, "out of memory");
+    if (!r->cfg->quiet)
+        for (int i = 0; i < rl_recipe_n_diags(r->recipe); i++) {
+            const rl_recipe_diag *d = rl_recipe_diag_at(r->recipe, i);
+            char buf[2048];
+            if (d->severity != RL_DIAG_WARNING) continue;
+            rl_recipe_format_diag(d, buf, sizeof buf);
+            fputs(buf, stderr);
+        }
+    return RL_OK;
+}
+
+/* ---- models ---------------------------------------------------------------------------- */
+
+static rl_gpt2_kind rn_gpt2_kind(rl_recipe_model_kind k) {
+    return k == RL_MODEL_SCORE ? RL_GPT2_SCORE : k == RL_MODEL_VALUE ? RL_GPT2_VALUE : RL_GPT2_LM;
+}
+
+/* The --init value of model `name`, or NULL. */
+static const char *rn_init_of(const rl_runner_cfg *c, const char *name) {
+    const char *v = NULL;
+    size_t n = strlen(name);
+    for (int i = 0; i < c->n_init; i++)
+        if (strncmp(c->init[i], name, n) == 0 && c->init[i][n] == '=') v = c->init[i] + n + 1; /* the last wins */
+    return v;
+}
+
+static rn_model *rn_find_model(rn *r, const char *name) {
+    for (int i = 0; i < r->n_models; i++)
+        if (strcmp(r->models[i].name, name) == 0) return &r->models[i];
+    return NULL;
+}
+
+/* Frozen models are called with gradients off: their gradient buffers
+ * would only cost memory (a GPT-2 124M's is 0.5 GB). */
+static void rn_drop_grads(rn *r, rl_gpt2 *m) {
+    for (int i = 0; i < m->n_tensors; i++) {
+        rl_tensor *t = m->tensors[i];
+        if (t->grad) rl_tensor_free(r->ctx, t->grad);
+        t->grad = NULL;
+        t->flags &= ~(uint32_t)RL_TF_REQUIRES_GRAD;
+    }
+}
+
+static rl_status rn_make_models(rn *r) {
+    const rl_runner_cfg *c = r->cfg;
+    r->n_models = rl_recipe_n_models(r->p);
+    r->models = calloc((size_t)r->n_models + 1, sizeof(rn_model));
+    if (!r->models) return rn_fail(r, RL_ERR_MEMORY, "out of memory");
+    for (int i = 0; i < r->n_models; i++) {
+        const rl_recipe_model_info *mi = rl_recipe_model_at(r->p, i);
+        r->models[i] = (rn_model){mi->name, mi->kind, mi->trainable, rn_init_of(c, mi->name), NULL};
+    }
+    for (int i = 0; i < c->n_init; i++) {
+        const char *eq = strchr(c->init[i], '=');
+        int found = 0;
+        for (int k = 0; k < r->n_models; k++)
+            found |= strlen(r->models[k].name) == (size_t)(eq - c->init[i]) &&
+                     strncmp(r->models[k].name, c->init[i], (size_t)(eq - c->init[i])) == 0;
+        if (!found)
+            return rn_fail(r, RL_ERR_ARG, "--init %s: the recipe declares no model '%.*s'", c->init[i],
+                           (int)(eq - c->init[i]), c->init[i]);
+    }
+    rl_gpt2_config pc;
+    if (rl_gpt2_config_preset(c->preset, &pc) != RL_OK)
+        return rn_fail(r, RL_ERR_ARG, "--preset: unknown preset '%s' (tiny, small or gpt2)", c->preset);
+    /* the tokenizer decides the vocabulary of a fresh model; --ctx its context */
+    pc.vocab = rl_tokenizer_vocab_size(r->tok);
+    if (c->ctx > 0) pc.n_ctx = c->ctx;
+    /* checkpoints and fresh models first, then copies of other models (in
+     * passes, so that a copy may name a model declared after it) */
+    for (int pass = 0, left = r->n_models; left > 0; pass++) {
+        int made = 0;
+        for (int i = 0; i < r->n_models; i++) {
+            rn_model *m = &r->models[i];
+            if (m->m) continue;
+            rn_model *src = m->init ? rn_find_model(r, m->init) : NULL;
+            rl_gpt2_kind kind = rn_gpt2_kind(m->kind);
+            char e[1024] = "";
+            if (src == m)
+                return rn_fail(r, RL_ERR_ARG, "--init %s=%s: a model cannot be a copy of itself", m->name, m->init);
+            if (src) {
+                if (!src->m) continue; /* not made yet */
+                m->m = rl_gpt2_new_from(r->ctx, src->m, kind, c->seed);
+                if (!m->m) return rn_fail(r, RL_ERR_ARG, "model '%s': %s", m->name, rl_ctx_error(r->ctx));
+            } else if (m->init) {
+                if (rl_gpt2_load(r->ctx, m->init, kind, RL_F32, c->seed, &m->m, e, sizeof e) != RL_OK)
+                    return rn_fail(r, RL_ERR_IO, "--init %s=%s: %s", m->name, m->init, e);
+            } else {
+                m->m = rl_gpt2_new(r->ctx, &pc, kind, RL_F32, c->seed);
+                if (!m->m) return rn_fail(r, RL_ERR_ARG, "model '%s' (--preset %s): %s", m->name, c->preset,
+                                          rl_ctx_error(r->ctx));
+            }
+            if (!m->trainable) rn_drop_grads(r, m->m);
+            rl_recipe_bind_model(r->p, m->name, m->m);
+            made++, left--;
+        }
+        if (!made && left) return rn_fail(r, RL_ERR_ARG, "--init: models that copy each other in a circle");
+    }
+    /* one row width for every model; ids must fit every vocabulary */
+    int64_t T = c->ctx;
+    for (int i = 0; i < r->n_models; i++) {
+        const rl_gpt2 *m = r->models[i].m;
+        if (T <= 0 || m->cfg.n_ctx < T) {
+            if (c->ctx > 0)
+                return rn_fail(r, RL_ERR_ARG, "--ctx %" PRId64 " exceeds model '%s''s context of %" PRId64, c->ctx,
+                               r->models[i].name, m->cfg.n_ctx);
+            T = m->cfg.n_ctx;
+        }
+        if (m->cfg.vocab < rl_tokenizer_vocab_size(r->tok))
+            return rn_fail(r, RL_ERR_ARG,
+                           "model '%s' has a vocabulary of %" PRId64 " but the tokenizer (%s) has %d ids "
+                           "(give the matching --tokenizer)",
+                           r->models[i].name, m->cfg.vocab, c->tokenizer, rl_tokenizer_vocab_size(r->tok));
+    }
+    r->T = T > 0 ? T : (c->ctx > 0 ? c->ctx : pc.n_ctx);
+    if (r->T < 2) return rn_fail(r, RL_ERR_ARG, "the context (%" PRId64 " tokens) is too short", r->T);
+    return RL_OK;
+}
+
+/* ---- data -------------------------------------------------------------------------------- */
+
+static int rn_name_is(const char *n, const char *const *names) {
+    for (; *names; names++)
+        if (strcmp(n, *names) == 0) return 1;
+    return 0;
+}
+
+/* 1 when some compiled statement reads input `name` (an input that only an
+ * if() branch not taken uses need not be bound). */
+static int rn_input_used(const rl_recipe_program *p, const char *name) {
+    int n = rl_recipe_n_nodes(p);
+    for (int i = 0; i < n; i++) {
+        const rl_recipe_node *nd = rl_recipe_node_at(p, i);
+        if (strcmp(nd->op, "input") || !nd->name || strcmp(nd->name, name)) continue;
+        for (int j = 0; j < n; j++) {
+            const rl_recipe_node *u = rl_recipe_node_at(p, j);
+            for (int k = 0; k < u->n_in; k++)
+                if (u->in[k] == i) return 1;
+        }
+        return 0;
+    }
+    return 1;
+}
+
+/* Decides how each input is fed (see rl_runner.h) and which rows to make. */
+static rl_status rn_plan_feeds(rn *r, rl_rows_kind *rows) {
+    static const char *const chosen[] = {"chosen", "better", NULL}, *const rejected[] = {"rejected", "worse", NULL},
+                             *const safer[] = {"safer", NULL}, *const unsafer[] = {"unsafer", NULL},
+                             *const sign_s[] = {"sign_s", "safer_sign", "cost_sign_s", NULL},
+                             *const sign_u[] = {"sign_u", "unsafer_sign", "cost_sign_u", NULL},
+                             *const prompts[] = {"prompts", "prompt", NULL};
+    int n = rl_recipe_n_inputs(r->p), n_tok = 0, pairs = 0, prompt_input = -1;
+    r->n_feed = n;
+    r->feed = calloc((size_t)n + 1, sizeof(rn_feed));
+    if (!r->feed) return rn_fail(r, RL_ERR_MEMORY, "out of memory");
+    for (int i = 0; i < n; i++) {
+        const rl_recipe_input_info *in = rl_recipe_input_at(r->p, i);
+        r->feed[i] = rn_input_used(r->p, in->name) ? RN_FEED_ROWS : RN_FEED_NONE;
+        if (r->feed[i] == RN_FEED_NONE) continue;
+        if (in->type.tokens) {
+            n_tok++;
+            if (prompt_input < 0 || rn_name_is(in->name, prompts)) prompt_input = i;
+        }
+        pairs |= rn_name_is(in->name, chosen) || rn_name_is(in->name, rejected) || rn_name_is(in->name, safer) ||
+                 rn_name_is(in->name, unsafer) || rn_name_is(in->name, sign_s) || rn_name_is(in->name, sign_u);
+    }
+    if (r->kind == RL_RECIPE_PAIRWISE) pairs = 1;
+    if (r->kind == RL_RECIPE_ONLINE) pairs = 0;
+    *rows = r->kind == RL_RECIPE_ONLINE ? RL_ROWS_PROMPTS : pairs ? RL_ROWS_PAIRS : RL_ROWS_SFT;
+    int unnamed = 0;
+    for (int i = 0; i < n; i++) {
+        const rl_recipe_input_info *in = rl_recipe_input_at(r->p, i);
+        const char *nm = in->name;
+        if (r->feed[i] == RN_FEED_NONE) continue;
+        if (!pairs) {
+            if (in->type.tokens && (n_tok == 1 || i == prompt_input)) continue; /* RN_FEED_ROWS */
+            return rn_fail(r, RL_ERR_ARG,
+                           "%s: input '%s' cannot be fed: the runner feeds a %s recipe one token input (%s)%s",
+                           r->cfg->recipe, nm, rl_recipe_kind_name(r->kind),
+                           r->kind == RL_RECIPE_ONLINE ? "the prompts" : "the demonstrations",
+                           in->type.tokens ? "; switch off what reads it (an if() hyper, e.g. --set ptx_coef=0)" : "");
+        }
+        if (in->type.tokens) {
+            if (rn_name_is(nm, chosen)) r->feed[i] = RN_FEED_CHOSEN;
+            else if (rn_name_is(nm, rejected)) r->feed[i] = RN_FEED_REJECTED;
+            else if (rn_name_is(nm, safer)) r->feed[i] = RN_FEED_SAFER;
+            else if (rn_name_is(nm, unsafer)) r->feed[i] = RN_FEED_UNSAFER;
+            else if (n_tok == 2 && unnamed < 2) r->feed[i] = unnamed++ ? RN_FEED_REJECTED : RN_FEED_CHOSEN;
+            else
+                return rn_fail(r, RL_ERR_ARG,
+                               "%s: token input '%s' cannot be fed from pairs: name it chosen/rejected (or "
+                               "safer/unsafer for PKU-SafeRLHF data)",
+                               r->cfg->recipe, nm);
+        } else if (rn_name_is(nm, sign_s) && in->type.ndim == 1) {
+            r->feed[i] = RN_FEED_SIGN_S;
+        } else if (rn_name_is(nm, sign_u) && in->type.ndim == 1) {
+            r->feed[i] = RN_FEED_SIGN_U;
+        } else {
+            return rn_fail(r, RL_ERR_ARG,
+                           "%s: input '%s' cannot be fed from pairs: the runner feeds token inputs "
+                           "chosen/rejected/safer/unsafer and [B] cost signs safer_sign/unsafer_sign "
+                           "(+1 unsafe, -1 safe)",
+                           r->cfg->recipe, nm);
+        }
+    }
+    return RL_OK;
+}
+
+static rl_status rn_load_data(rn *r) {
+    const rl_runner_cfg *c = r->cfg;
+    rl_rows_kind rows = RL_ROWS_SFT;
+    rl_status st = rn_plan_feeds(r, &rows);
+    if (st) return st;
+    if (r->kind == RL_RECIPE_FULLBATCH && r->n_feed == 0) {
+        if (c->data) return rn_fail(r, RL_ERR_ARG, "%s: the recipe declares no input, so it reads no data (drop --data)",
+                                    c->recipe);
+        return RL_OK;
+    }
+    if (!c->data)
+        return rn_fail(r, RL_ERR_ARG, "%s: a %s recipe needs --data (%s)", c->recipe, rl_recipe_kind_name(r->kind),
+                       rows == RL_ROWS_PAIRS ? "preference pairs: hh or pku JSONL"
+                       : rows == RL_ROWS_PROMPTS ? "prompts: any JSONL with a prompt"
+                                                 : "demonstrations: {\"prompt\", \"response\"} JSONL");
+    char e[1024];
+    if (rl_dataset_load(c->data, c->data_kind, c->skip_bad_lines, &r->ds, e, sizeof e) != RL_OK)
+        return rn_fail(r, RL_ERR_ARG, "%s", e);
+    if (r->ds->report.bad) {
+        r->res->bad_lines = r->ds->report.bad;
+        if (!c->quiet)
+            fprintf(r->log, "%s: skipped %" PRId64 " bad line%s (--skip-bad-lines); the first: %s\n", c->data,
+                    r->ds->report.bad, r->ds->report.bad == 1 ? "" : "s", r->ds->report.first_bad);
+    }
+    if (r->ds->n == 0) return rn_fail(r, RL_ERR_ARG, "%s: no records to train on", c->data);
+    for (int i = 0; i < r->n_feed; i++)
+        if (r->feed[i] >= RN_FEED_SAFER && r->feed[i] <= RN_FEED_SIGN_U && r->ds->format != RL_DATA_PKU)
+            return rn_fail(r, RL_ERR_ARG, "input '%s' needs safety labels (PKU-SafeRLHF data), but %s is %s data",
+                           rl_recipe_input_at(r->p, i)->name, c->data, rl_data_format_name(r->ds->format));
+    rl_tok_opts o = rl_tok_opts_default(r->T);
+    o.pad_to_longest = 1; /* short batches cost less; shapes may change between steps */
+    if (rows == RL_ROWS_PROMPTS) o.max_prompt = r->T / 2; /* room for the generated half */
+    r->td = rl_tokdata_new(r->ds, r->tok, rows, &o, e, sizeof e);
+    if (!r->td) return rn_fail(r, RL_ERR_ARG, "%s", e);
+    r->pad_id = rl_tokdata_pad_id(r->td);
+    r->eos_id = rl_tokdata_eos_id(r->td);
+    r->env.pad_id = r->pad_id;
+    r->env.eos_id = r->eos_id;
+    rl_trunc_stats ts = rl_tokdata_stats(r->td);
+    if (ts.rows_truncated && !c->quiet)
+        fprintf(r->log, "%s: %" PRId64 " of %" PRId64 " rows were cut to %" PRId64 " tokens (the longest has %" PRId64 ")\n",
+                c->data, ts.rows_truncated, ts.rows, r->T, ts.max_len);
+    int64_t n = rl_tokdata_size(r->td);
+    if (r->kind == RL_RECIPE_FULLBATCH) {
+        r->whole = rl_data_batch_new(r->td, n);
+        int64_t *idx = malloc(sizeof(int64_t) * (size_t)n);
+        if (!r->whole || !idx) {
+            free(idx);
+            return rn_fail(r, RL_ERR_MEMORY, "out of memory");
+        }
+        for (int64_t i = 0; i < n; i++) idx[i] = i;
+        rl_status fs = rl_data_batch_fill(r->td, idx, n, r->whole);
+        free(idx);
+        if (fs) return rn_fail(r, fs, "%s: cannot make the full batch", c->data);
+        r->batch = r->whole;
+        return RL_OK;
+    }
+    r->it = rl_batcher_new(r->td, c->batch, c->seed, 1);
+    if (!r->it) return rn_fail(r, RL_ERR_MEMORY, "out of memory");
+    /* greedy samples of supervised and pairwise runs: the first prompts of the file */
+    if (r->kind != RL_RECIPE_ONLINE && c->sample_every > 0) {
+        o.max_prompt = r->T / 2;
+        r->sample_td = rl_tokdata_new(r->ds, r->tok, RL_ROWS_PROMPTS, &o, e, sizeof e);
+    }
+    return RL_OK;
+}
+
+/* The rows an input is fed from. */
+static const rl_rows *rn_rows_of(const rl_data_batch *b, rn_feed f) {
+    switch (f) {
+    case RN_FEED_CHOSEN: return &b->chosen;
+    case RN_FEED_REJECTED: return &b->rejected;
+    case RN_FEED_SAFER: return &b->safer;
+    case RN_FEED_UNSAFER: return &b->unsafer;
+    default: return &b->rows;
+    }
+}
+
+/* Binds the batch's arena tensors (again after every rl_ctx_reset). */
+static rl_status rn_bind(rn *r) {
+    const rl_data_batch *b = r->batch;
+    for (int i = 0; b && i < r->n_feed; i++) {
+        const char *name = rl_recipe_input_at(r->p, i)->name;
+        rl_status st;
+        if (r->feed[i] == RN_FEED_NONE) continue;
+        if (r->feed[i] == RN_FEED_SIGN_S || r->feed[i] == RN_FEED_SIGN_U) {
+            /* the signs as declared: f32 or i32 [B] */
+            const float *sg = r->feed[i] == RN_FEED_SIGN_S ? b->sign_s : b->sign_u;
+            int64_t B = b->B;
+            rl_tensor *t;
+            if (rl_recipe_input_at(r->p, i)->type.is_int) {
+                int32_t *is = malloc(sizeof(int32_t) * (size_t)B);
+                if (!is) return rn_fail(r, RL_ERR_MEMORY, "out of memory");
+                for (int64_t k = 0; k < B; k++) is[k] = sg[k] > 0 ? 1 : -1;
+                t = rl_const(r->ctx, RL_I32, 1, &B, is);
+                free(is);
+            } else {
+                t = rl_const(r->ctx, RL_F32, 1, &B, sg);
+            }
+            st = t ? rl_recipe_bind_tensor(r->p, name, t) : rl_ctx_status(r->ctx);
+        } else {
+            const rl_rows *rw = rn_rows_of(b, r->feed[i]);
+            int64_t shape[2] = {rw->B, rw->T};
+            rl_tensor *ids = rl_const(r->ctx, RL_I32, 2, shape, rw->ids);
+            rl_tensor *mask = rl_const(r->ctx, RL_I32, 2, shape, rw->mask);
+            rl_tensor *attn = rl_const(r->ctx, RL_I32, 2, shape, rw->attn);
+            st = ids && mask && attn ? rl_recipe_bind_tokens(r->p, name, ids, mask, attn) : rl_ctx_status(r->ctx);
+        }
+        if (st) {
+            const char *pe = rl_recipe_program_error(r->p);
+            return rn_fail(r, st, "binding input '%s': %s", name, pe ? pe : rl_ctx_error(r->ctx));
+        }
+    }
+    return RL_OK;
+}
+
+/* Real tokens of the step's batch (for tokens/s). */
+static int64_t rn_batch_tokens(const rn *r) {
+    const rl_data_batch *b = r->batch;
+    int64_t n = 0;
+    for (int i = 0; b && i < r->n_feed; i++) {
+        if (r->feed[i] >= RN_FEED_SIGN_S) continue;
+        const rl_rows *rw = rn_rows_of(b, r->feed[i]);
+        for (int64_t k = 0; k < rw->B; k++) n += rw->len[k];
+    }
+    return n;
+}
+
+/* ---- trainables and optimizers -------------------------------------------------------------- */
+
+static rl_status rn_parse_sched(rn *r, rn_train *t, int64_t total_updates) {
+    const char *s = r->cfg->lr_schedule;
+    double lr = t->oc.lr;
+    long long w = 0;
+    double minf = 0;
+    char tail;
+    if (!s || !strcmp(s, "constant")) t->sched = rl_lr_constant(lr);
+    else if (sscanf(s, "warmup:%lld%c", &w, &tail) == 1 && w >= 0) t->sched = rl_lr_warmup_constant(lr, w);
+    else if ((sscanf(s, "cosine:%lld:%lf%c", &w, &minf, &tail) == 2 ||
+              (sscanf(s, "cosine:%lld%c", &w, &tail) == 1 && (minf = 0, 1))) &&
+             w >= 0 && minf >= 0 && minf <= 1) {
+        if (total_updates <= w)
+            return rn_fail(r, RL_ERR_ARG, "--lr-schedule %s: the warm-up (%lld updates) must be shorter than the run "
+                                          "(%" PRId64 " updates)", s, w, total_updates);
+        t->sched = rl_lr_warmup_cosine(lr, lr * minf, w, total_updates);
+    } else {
+        return rn_fail(r, RL_ERR_ARG, "--lr-schedule: '%s' is not constant, warmup:W or cosine:W[:MIN_FRACTION]", s);
+    }
+    if (rl_lr_sched_check(r->ctx, &t->sched) != RL_OK) {
+        rl_status st = rn_fail(r, RL_ERR_ARG, "--lr-schedule %s (%s): %s", s, t->name, rl_ctx_error(r->ctx));
+        rl_ctx_clear_error(r->ctx);
+        return st;
+    }
+    return RL_OK;
+}
+
+static rl_status rn_make_optimizers(rn *r, int64_t total_updates) {
+    int nm = r->n_models, np = rl_recipe_n_params(r->p);
+    r->train = calloc((size_t)(nm + np) + 1, sizeof(rn_train));
+    if (!r->train) return rn_fail(r, RL_ERR_MEMORY, "out of memory");
+    for (int i = 0; i < nm + np; i++) {
+        rn_train t;
+        memset(&t, 0, sizeof t);
+        t.loss = -1;
+        if (i < nm) {
+            rn_model *m = &r->models[i];
+            if (!m->trainable) continue;
+            t.name = m->name;
+            t.index = i;
+            t.n = m->m->n_tensors;
+            t.tensors = m->m->tensors;
+            t.oc = rl_recipe_model_at(r->p, i)->optim;
+        } else {
+            const rl_recipe_param_info *pi = rl_recipe_param_at(r->p, i - nm);
+            t.name = pi->name;
+            t.is_param = 1;
+            t.index = i - nm;
+            t.n = 1;
+            t.tensors = malloc(sizeof(rl_tensor *));
+            if (!t.tensors) return rn_fail(r, RL_ERR_MEMORY, "out of memory");
+            t.tensors[0] = pi->tensor;
+            t.oc = pi->optim;
+        }
+        t.keys = calloc((size_t)t.n, sizeof(char *));
+        if (!t.keys) return rn_fail(r, RL_ERR_MEMORY, "out of memory");
+        for (int k = 0; k < t.n; k++) {
+            size_t len = strlen(t.name) + strlen(t.tensors[k]->name) + 16;
+            t.keys[k] = malloc(len);
+            if (!t.keys[k]) return rn_fail(r, RL_ERR_MEMORY, "out of memory");
+            if (t.is_param) snprintf(t.keys[k], len, "params/%s", t.name);
+            else snprintf(t.keys[k], len, "%s/%s", t.name, t.tensors[k]->name);
+        }
+        if (t.oc.kind && !strcmp(t.oc.kind, "sgd")) {
+            rl_sgd_cfg sc = {t.oc.momentum, t.oc.weight_decay, t.oc.nesterov};
+            t.opt = rl_optim_sgd_new(r->ctx, t.tensors, t.n, &sc);
+        } else {
+            rl_adamw_cfg ac = {t.oc.beta1, t.oc.beta2, t.oc.eps, t.oc.weight_decay};
+            t.opt = rl_optim_adamw_new(r->ctx, t.tensors, t.n, &ac);
+        }
+        r->train[r->n_train++] = t; /* owned by the run from here (freed on failure too) */
+        if (!t.opt) return rn_fail(r, RL_ERR_ARG, "optimizer of '%s': %s", t.name, rl_ctx_error(r->ctx));
+        rl_status st = rn_parse_sched(r, &r->train[r->n_train - 1], total_updates);
+        if (st) return st;
+    }
+    /* which loss trains what (the audit: one loss per trainable) */
+    for (int l = 0; l < r->n_losses; l++) {
+        const rl_recipe_loss_info *li = rl_recipe_loss_at(r->p, l);
+        for (int k = 0; k < li->n_trainables; k++)
+            for (int t = 0; t < r->n_train; t++)
+                if (!strcmp(r->train[t].name, li->trainables[k])) r->train[t].loss = l;
+    }
+    return RL_OK;
+}
+
+/* ---- one update ------------------------------------------------------------------------------ */
+
+/* Multiplies every gradient of t by f (averaging accumulated micro-batches). */
+static rl_status rn_scale_grads(rn *r, rn_train *t, double f) {
+    for (int k = 0; k < t->n; k++) {
+        rl_tensor *g = t->tensors[k]->grad;
+        size_t nb = (size_t)g->numel * rl_dtype_size(g->dtype);
+        void *h = malloc(nb ? nb : 1);
+        if (!h) return rn_fail(r, RL_ERR_MEMORY, "out of memory");
+        rl_status st = rl_tensor_read(r->ctx, g, h, nb);
+        if (g->dtype == RL_F32)
+            for (int64_t i = 0; i < g->numel; i++) ((float *)h)[i] = (float)(((float *)h)[i] * f);
+        else
+            for (int64_t i = 0; i < g->numel; i++) ((double *)h)[i] *= f;
+        if (!st) st = rl_tensor_write(r->ctx, g, h, nb);
+        free(h);
+        if (st) return rn_fail(r, st, "scaling gradients: %s", rl_ctx_error(r->ctx));
+    }
+    return RL_OK;
+}
+
+/* One update: evaluates the recipe over each row range (micro-batches),
+ * back-propagates the sum of the losses, averages the gradients over the
+ * ranges, steps every trainable from them (each with its optimizer, clip
+ * and schedule), projects the params into their bounds, and advances the
+ * recipe's step() counter. The losses and metrics go into the step's means. */
+static rl_status rn_update(rn *r, const int64_t (*ranges)[2], int n_ranges) {
+    rl_ctx *ctx = r->ctx;
+    int64_t policy_steps = rl_recipe_step(r->p);
+    for (int t = 0; t < r->n_train; t++)
+        if (r->train[t].loss >= 0) rl_optim_zero_grad(r->train[t].opt);
+    for (int k = 0; k < n_ranges; k++) {
+        rl_status st = r->kind == RL_RECIPE_ONLINE ? RL_OK : rn_bind(r);
+        if (st) return st;
+        st = rl_recipe_run_loss(r->p, ctx, ranges[k][0], ranges[k][1]);
+        if (st) {
+            const char *pe = rl_recipe_program_error(r->p);
+            return rn_fail(r, st, "%s", pe ? pe : rl_ctx_error(ctx) ? rl_ctx_error(ctx) : "the loss failed");
+        }
+        rl_tensor *total = NULL;
+        for (int l = 0; l < r->n_losses; l++) {
+            rl_tensor *v = rl_recipe_loss(r->p, l);
+            r->acc[l] += rl_tensor_get(ctx, v, 0);
+            if (v->ndim) v = rl_reshape(ctx, v, 0, NULL);
+            total = total ? rl_add(ctx, total, v) : v;
+        }
+        for (int m = 0; m < r->n_metrics; m++) {
+            rl_tensor *v = rl_recipe_metric(r->p, m);
+            r->acc[r->n_losses + m] += v ? rl_tensor_get(ctx, v, 0) : NAN;
+        }
+        r->acc_n++;
+        if (total && rl_backward(ctx, total) != RL_OK) {
+            st = rn_fail(r, rl_ctx_status(ctx), "backward: %s", rl_ctx_error(ctx));
+            rl_ctx_reset(ctx);
+            return st;
+        }
+        rl_ctx_reset(ctx);
+    }
+    for (int i = 0; i < r->n_train; i++) {
+        rn_train *t = &r->train[i];
+        if (t->loss < 0) continue;
+        if (n_ranges > 1) {
+            rl_status st = rn_scale_grads(r, t, 1.0 / n_ranges);
+            if (st) return st;
+        }
+        double norm = rl_grad_clip_norm(ctx, t->tensors, t->n, t->oc.clip > 0 ? t->oc.clip : 1e300);
+        if (!isfinite(norm)) {
+            /* a non-finite gradient would poison the moments for good */
+            if (!t->skipped && !r->cfg->quiet)
+                fprintf(stderr, "rlhf train: warning: step %" PRId64 ": '%s' has a non-finite gradient norm; its "
+                                "update is skipped (counted in the checkpoint)\n",
+                        r->step, t->name);
+            t->skipped++;
+            rl_ctx_clear_error(ctx);
+            continue;
+        }
+        t->norm_sum += norm;
+        t->n_norm++;
+        t->lr = rl_lr_schedule(&t->sched, rl_optim_step_count(t->opt));
+        if (rl_optim_step(t->opt, t->lr) != RL_OK)
+            return rn_fail(r, rl_ctx_status(ctx), "optimizer step of '%s': %s", t->name, rl_ctx_error(ctx));
+    }
+    rl_recipe_project_params(r->p, ctx);
+    rl_recipe_set_step(r->p, policy_steps + 1);
+    return RL_OK;
+}
+
+/* ---- one step of each kind ---------------------------------------------------------------------- */
+
+static rl_status rn_step_data(rn *r) {
+    r->batch = rl_batcher_next(r->it);
+    if (!r->batch) return rn_fail(r, RL_ERR_STATE, "%s: the batcher gave no batch", r->cfg->data);
+    r->step_tokens = rn_batch_tokens(r);
+    int64_t B = r->batch->B, M = r->cfg->minibatch > 0 && r->cfg->minibatch < B ? r->cfg->minibatch : B;
+    int n = (int)((B + M - 1) / M);
+    int64_t (*ranges)[2] = malloc(sizeof *ranges * (size_t)n);
+    if (!ranges) return rn_fail(r, RL_ERR_MEMORY, "out of memory");
+    for (int k = 0; k < n; k++) {
+        ranges[k][0] = n > 1 ? k * M : -1;
+        ranges[k][1] = n > 1 ? (k + 1) * M : -1;
+    }
+    rl_status st = rn_update(r, (const int64_t(*)[2])ranges, n);
+    free(ranges);
+    return st;
+}
+
+static rl_status rn_step_fullbatch(rn *r) {
+    static const int64_t all[1][2] = {{-1, -1}};
+    r->step_tokens = rn_batch_tokens(r);
+    return rn_update(r, all, 1);
+}
+
+static rl_status rn_step_online(rn *r) {
+    r->batch = rl_batcher_next(r->it);
+    if (!r->batch) return rn_fail(r, RL_ERR_STATE, "%s: the batcher gave no batch", r->cfg->data);
+    rl_status st = rn_bind(r);
+    if (!st) st = rl_recipe_run_rollout(r->p, r->ctx);
+    if (st) {
+        const char *pe = rl_recipe_program_error(r->p);
+        return rn_fail(r, st, "rollout: %s", pe ? pe : rl_ctx_error(r->ctx) ? rl_ctx_error(r->ctx) : "failed");
+    }
+    /* the generated batch, for tokens/s and samples */
+    r->step_tokens = 0;
+    for (int i = 0; i < rl_recipe_n_nodes(r->p); i++) {
+        const rl_recipe_node *nd = rl_recipe_node_at(r->p, i);
+        if (strcmp(nd->op, "generate") || !nd->name) continue;
+        rl_tensor *seq = rl_recipe_value_of(r->p, nd->name);
+        if (seq) r->step_tokens += seq->numel;
+    }
+    if (r->cfg->sample_every > 0 && r->step % r->cfg->sample_every == 0) rn_sample_rollout(r, &r->batch->rows);
+    rl_ctx_reset(r->ctx);
+    int64_t B = r->batch->B, M = r->cfg->minibatch > 0 && r->cfg->minibatch < B ? r->cfg->minibatch : B;
+    int n = (int)((B + M - 1) / M);
+    int *order = malloc(sizeof(int) * (size_t)n);
+    if (!order) return rn_fail(r, RL_ERR_MEMORY, "out of memory");
+    for (int e = 0; e < r->cfg->ppo_epochs && !st; e++) {
+        /* a fresh seeded order of the minibatches every epoch */
+        for (int k = 0; k < n; k++) order[k] = k;
+        for (int k = n - 1; k > 0; k--) {
+            int j = (int)(rl_rng_next(&r->rng) % (uint64_t)(k + 1));
+            int x = order[k];
+            order[k] = order[j], order[j] = x;
+        }
+        for (int k = 0; k < n && !st; k++) {
+            int64_t range[1][2] = {{order[k] * M, order[k] * M + M < B ? order[k] * M + M : B}};
+            if (n == 1) range[0][0] = range[0][1] = -1;
+            st = rn_update(r, (const int64_t(*)[2])range, 1);
+        }
+    }
+    free(order);
+    return st;
+}
+
+/* ---- the run ------------------------------------------------------------------------------------ */
+
+static void rn_free(rn *r) {
+    rn_log_close(r);
+    for (int t = 0; t < r->n_train; t++) {
+        rl_optim_free(r->train[t].opt);
+        for (int k = 0; r->train[t].keys && k < r->train[t].n; k++) free(r->train[t].keys[k]);
+        free(r->train[t].keys);
+        if (r->train[t].is_param) free(r->train[t].tensors);
+    }
+    free(r->train);
+    rl_recipe_program_free(r->p);
+    for (int i = 0; i < r->n_models; i++)
+        if (r->models[i].m) rl_gpt2_free(r->ctx, r->models[i].m);
+    free(r->models);
+    rl_recipe_free(r->recipe);
+    rl_batcher_free(r->it);
+    rl_data_batch_free(r->whole);
+    rl_tokdata_free(r->sample_td);
+    rl_tokdata_free(r->td);
+    rl_dataset_free(r->ds);
+    rl_tokenizer_free(r->tok);
+    free(r->feed);
+    free(r->acc);
+    if (r->ctx) rl_ctx_free(r->ctx);
+}
+
+/* Steps of the run (see rl_runner_cfg's steps and epochs). */
+static int64_t rn_total_steps(const rn *r) {
+    const rl_runner_cfg *c = r->cfg;
+    if (c->steps > 0) return c->steps;
+    if (r->kind == RL_RECIPE_FULLBATCH) return c->epochs > 0 ? (int64_t)ceil(c->epochs) : 100;
+    double e = c->epochs > 0 ? c->epochs : 1.0;
+    double s = ceil(e * (double)rl_tokdata_size(r->td) / (double)c->batch);
+    return s < 1 ? 1 : (int64_t)s;
+}
+
+static rl_status rn_setup(rn *r) {
+    const rl_runner_cfg *c = r->cfg;
+    if (c->batch < 1) return rn_fail(r, RL_ERR_ARG, "--batch must be at least 1");
+    if (c->ppo_epochs < 1) return rn_fail(r, RL_ERR_ARG, "--ppo-epochs must be at least 1");
+    if (c->threads > 0) omp_set_num_threads(c->threads);
+    rl_status st = rn_load_recipe(r);
+    if (st) return st;
+    if (c->out) snprintf(r->out, sizeof r->out, "%s", c->out);
+    else snprintf(r->out, sizeof r->out, "runs/%s", rl_recipe_name(r->recipe)[0] ? rl_recipe_name(r->recipe) : "run");
+    char e[1024];
+    if (!(r->tok = rl_tokenizer_open(c->tokenizer, e, sizeof e))) return rn_fail(r, RL_ERR_IO, "--tokenizer: %s", e);
+    if (!(r->ctx = rl_ctx_new(c->device)))
+        return rn_fail(r, RL_ERR_BACKEND, "--device %s: the backend cannot be started", c->device);
+    if ((st = rn_compile(r)) || (st = rn_make_models(r)) || (st = rn_load_data(r))) return st;
+    if (r->kind != RL_RECIPE_FULLBATCH && c->minibatch > 0 && c->batch % c->minibatch && r->kind != RL_RECIPE_ONLINE)
+        return rn_fail(r, RL_ERR_ARG, "--minibatch %" PRId64 " must divide --batch %" PRId64
+                                      " (micro-batches are averaged with equal weights)",
+                       c->minibatch, c->batch);
+    r->total_steps = rn_total_steps(r);
+    int64_t B = c->batch, M = c->minibatch > 0 && c->minibatch < B ? c->minibatch : B;
+    r->updates_per_step = r->kind == RL_RECIPE_ONLINE ? (int64_t)c->ppo_epochs * ((B + M - 1) / M) : 1;
+    rl_rng_seed(&r->rng, c->seed ^ 0x72756e6e6572ull); /* "runner" */
+    if ((st = rn_make_optimizers(r, r->total_steps * r->updates_per_step))) return st;
+    if (!rn_mkdirs(r->out)) return rn_fail(r, RL_ERR_IO, "%s: cannot create the directory: %s", r->out, strerror(errno));
+    return RL_OK;
+}
+
+rl_status rl_runner_run(const rl_runner_cfg *c, rl_runner_result *res, char *err, size_t errlen) {
+    rl_runner_result dummy;
+    if (!res) res = &dummy;
+    memset(res, 0, sizeof *res);
+    res->first_loss = res->last_loss = NAN;
+    if (err && errlen) err[0] = 0;
+    rn *r = calloc(1, sizeof(rn));
+    if (!r) {
+        snprintf(err, errlen, "out of memory");
+        return RL_ERR_MEMORY;
+    }
+    r->cfg = c;
+    r->err = err;
+    r->errlen = errlen;
+    r->res = res;
+    r->log = c->log ? c->log : stdout;
+    r->tty = !c->quiet && isatty(fileno(r->log));
+    r->t_start = r->t_step = rn_now();
+    rl_status st = rn_setup(r);
+    char path[RN_PATH];
+    if (!st) {
+        struct stat sb;
+        int have = stat(rn_path(r, "checkpoint.safetensors", path), &sb) == 0;
+        if (have && !c->resume)
+            st = rn_fail(r, RL_ERR_ARG, "%s holds a checkpoint: pass --resume to continue that run, or choose another --out",
+                         r->out);
+        else if (have) {
+            rn_ckpt_clean_tmp(r);
+            st = rn_ckpt_load(r);
+        } else if (c->resume && !c->quiet)
+            fprintf(r->log, "rlhf train: --resume: %s has no checkpoint yet; starting from step 0\n", r->out);
+    }
+    if (!st && r->step == 0) st = rn_write_run_json(r);
+    if (!st) st = rn_log_open(r);
+    res->first_step = r->step + 1;
+    if (!st && !c->quiet) {
+        fprintf(r->log, "rlhf train: %s (%s), %" PRId64 " steps%s, out %s\n", rl_recipe_name(r->recipe),
+                rl_recipe_kind_name(r->kind), r->total_steps, r->step ? " (resumed)" : "", r->out);
+        if (r->step >= r->total_steps)
+            fprintf(r->log, "rlhf train: the checkpoint is at step %" PRId64 ": nothing left to train\n", r->step);
+    }
+    while (!st && r->step < r->total_steps) {
+        r->step++;
+        double t0 = rn_now();
+        memset(r->acc, 0, sizeof(double) * (size_t)(r->n_losses + r->n_metrics));
+        r->acc_n = 0;
+        for (int t = 0; t < r->n_train; t++) r->train[t].norm_sum = 0, r->train[t].n_norm = 0;
+        st = r->kind == RL_RECIPE_ONLINE ? rn_step_online(r)
+             : r->kind == RL_RECIPE_FULLBATCH ? rn_step_fullbatch(r)
+                                              : rn_step_data(r);
+        if (st) {
+            r->step--;
+            break;
+        }
+        r->tokens += r->step_tokens;
+        r->step_loss = 0;
+        for (int l = 0; l < r->n_losses; l++) r->step_loss += r->acc[l] / (r->acc_n ? r->acc_n : 1);
+        if (r->step == res->first_step) res->first_loss = r->step_loss;
+        res->last_loss = r->step_loss;
+        res->steps = r->step;
+        if (r->kind != RL_RECIPE_ONLINE && c->sample_every > 0 && r->step % c->sample_every == 0) rn_sample_greedy(r);
+        r->t_step = rn_now();
+        rn_log_step(r, r->t_step - t0);
+        if (c->ckpt_every > 0 && r->step % c->ckpt_every == 0 && r->step < r->total_steps) st = rn_ckpt_save(r);
+    }
+    if (!st) {
+        res->steps = r->step;
+        st = rn_ckpt_save(r);
+        if (!st) st = rn_export(r);
+        rn_log_end(r);
+    }
+    rn_free(r);
+    free(r);
+    return st;
+}

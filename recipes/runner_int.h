@@ -1,0 +1,136 @@
+/* recipes/runner_int.h - what the stage runner's sources share: the state of
+ * a run (models, trainables and their optimizers, data, streams, output
+ * files) and the entry points of each part:
+ *
+ *   runner.c       setup, the training loop, one step of each recipe kind
+ *   runner_ckpt.c  the checkpoint (save, load, resume checks), final exports
+ *   runner_log.c   metrics.jsonl, progress lines, samples.jsonl, run.json
+ *   runner_args.c  the command line          runner_plot.c  `rlhf plot`
+ */
+#ifndef RL_RUNNER_INT_H
+#define RL_RUNNER_INT_H
+
+#include "../engine/rl_optim.h"
+#include "../engine/rl_rng.h"
+#include "../models/rl_gpt2.h"
+#include "../models/rl_tokenizer.h"
+#include "rl_data.h"
+#include "rl_recipe.h"
+#include "rl_runner.h"
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#define RN_PATH 4096
+
+/* A declared model and its instance. */
+typedef struct rn_model {
+    const char *name;
+    rl_recipe_model_kind kind;
+    int trainable;
+    const char *init;        /* the --init value, or NULL (fresh from the preset) */
+    rl_gpt2 *m;
+} rn_model;
+
+/* A trainable (a trainable model or a param) and its optimizer. */
+typedef struct rn_train {
+    const char *name;
+    int is_param;
+    int index;               /* into rn.models or the program's params */
+    int n;                   /* tensors */
+    rl_tensor **tensors;
+    char **keys;             /* checkpoint name of each tensor: "policy/wte.weight", "params/log_lambda" */
+    rl_optim *opt;
+    rl_recipe_optim oc;
+    rl_lr_sched sched;
+    int loss;                /* the loss that trains it, or -1 (never updated) */
+    double norm_sum, lr;     /* this step: summed pre-clip gradient norms, last lr */
+    int n_norm;
+    int64_t skipped;         /* updates skipped for a non-finite gradient */
+} rn_train;
+
+/* How a recipe input is fed from a data batch. */
+typedef enum {
+    RN_FEED_ROWS = 0,        /* b->rows (demos, prompts) */
+    RN_FEED_CHOSEN, RN_FEED_REJECTED, RN_FEED_SAFER, RN_FEED_UNSAFER,
+    RN_FEED_SIGN_S, RN_FEED_SIGN_U,
+    RN_FEED_NONE,            /* used by no statement compiled (an if() branch not taken): not bound */
+} rn_feed;
+
+typedef struct rn {
+    const rl_runner_cfg *cfg;
+    char out[RN_PATH];
+    char *err;
+    size_t errlen;
+    rl_ctx *ctx;
+
+    rl_recipe *recipe;
+    rl_recipe_program *p;
+    rl_recipe_kind kind;
+    uint64_t recipe_hash;
+    rl_recipe_gpt2_env env;  /* generate's sampling stream, EOS and pad ids */
+    rl_recipe_fns fns;
+    rl_rng rng;              /* minibatch order */
+
+    rl_tokenizer *tok;
+    rl_dataset *ds;
+    rl_tokdata *td;
+    rl_batcher *it;          /* NULL for fullbatch */
+    rl_data_batch *whole;    /* fullbatch with data: every example */
+    const rl_data_batch *batch; /* the step's batch */
+    int n_feed;
+    rn_feed *feed;           /* per recipe input */
+    int64_t T;               /* row width */
+    int32_t pad_id, eos_id;
+
+    rn_model *models;
+    int n_models;
+    rn_train *train;
+    int n_train;
+    int n_losses, n_metrics;
+    double *acc;             /* this step: loss sums then metric sums */
+    int acc_n;
+
+    int64_t step, total_steps, tokens;
+    int64_t updates_per_step;
+    double elapsed_prev;     /* seconds of earlier processes (resume) */
+    double t_start, t_step;
+    double step_loss;        /* sum of the losses, mean over the step's updates */
+    int64_t step_tokens;
+
+    FILE *metrics, *samples, *log;
+    int tty;
+    rl_tokdata *sample_td;   /* prompts for supervised/pairwise samples */
+    rl_runner_result *res;
+} rn;
+
+/* Records a message in the run's err buffer; returns st. */
+rl_status rn_fail(rn *r, rl_status st, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+/* "OUT/name" into buf. */
+const char *rn_path(const rn *r, const char *name, char *buf);
+
+/* runner_ckpt.c */
+uint64_t rn_hash(const void *data, size_t n);
+rl_status rn_ckpt_save(rn *r);
+/* Restores the state of OUT/checkpoint.safetensors after setup (models,
+ * optimizers and data exist). */
+rl_status rn_ckpt_load(rn *r);
+/* Removes temporary files a killed writer left beside the checkpoint. */
+void rn_ckpt_clean_tmp(rn *r);
+rl_status rn_export(rn *r);
+
+/* runner_log.c */
+rl_status rn_log_open(rn *r);
+void rn_log_close(rn *r);
+/* Cuts a JSONL file back to the objects whose "step" is <= step. */
+rl_status rn_jsonl_truncate(rn *r, const char *path, int64_t step);
+rl_status rn_write_run_json(rn *r);
+void rn_log_step(rn *r, double step_s);
+void rn_log_end(rn *r);
+/* Online: a few rows of the rollout just made. prompts: the bound rows. */
+void rn_sample_rollout(rn *r, const rl_rows *prompts);
+/* Supervised/pairwise: greedy continuations of a few fixed prompts. */
+void rn_sample_greedy(rn *r);
+
+#endif
