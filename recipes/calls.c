@@ -637,7 +637,9 @@ rl_val rl_ck_call(rl_ck *c, const rl_ast *e) {
     int op = rl_op_find(name);
     if (op >= 0) {
         if (!rl_op_callable((rl_op)op)) {
-            rl_ck_err(c, e->nsp, "backward-only kernels are used by backward rules, not by recipes",
+            rl_ck_err(c, e->nsp,
+                   op == RL_OP_FOREIGN ? "it runs C functions: declare one with extern \"lib.so\" name(f32[B]) -> f32[B]"
+                                       : "backward-only kernels are used by backward rules, not by recipes",
                    "'%s' cannot be called from a recipe", name);
             return rl_ck_verr();
         }

@@ -478,7 +478,8 @@ static void decl_extern(rl_ck *c, const rl_stmt *st) {
     x->sp = st->nsp[0];
     rl_recipe_fn *fn = &x->fn;
     fn->name = name;
-    fn->doc = rl_rpool_printf(&p->pool, "extern %s from %s", name, st->lib);
+    fn->doc = rl_rpool_printf(&p->pool, "extern %s from %s, declared at %d:%d", name, st->lib, st->nsp[0].line,
+                              st->nsp[0].col);
     fn->n_params = st->n_types;
     for (int i = 0; i < st->n_types; i++) {
         fn->params[i].name = rl_rpool_printf(&p->pool, "arg%d", i + 1);

@@ -167,8 +167,8 @@ int rl_ck_find_extern(rl_ck *c, const char *name);
 /* stop, float, min, max, if */
 bool rl_ck_is_special(const char *name);
 /* The branch of if(cond, a, b) that is not taken: not compiled, but its names
- * must exist, and they count as mentioned (no "never used" warning; an input
- * or model mentioned only there need not be bound). */
+ * and functions must exist, and its names count as mentioned (no "never
+ * used" warning; an input or model mentioned only there need not be bound). */
 void rl_ck_mention(rl_ck *c, const rl_ast *e);
 /* What kind of built-in name is ("an op of the engine", ...), or NULL. */
 const char *rl_ck_builtin_kind(rl_ck *c, const char *name);

@@ -317,7 +317,8 @@ static rl_status run_fn(rl_recipe_program *p, rl_ctx *ctx, rl_ir *in) {
         else if (p->opts.extern_call) st = p->opts.extern_call(&x->info, &call, out, p->opts.extern_user);
         else
             st = rl_ctx_fail(ctx, RL_ERR_STATE,
-                             "extern '%s' cannot be called: this build has no libffi bridge for %s yet",
+                             "extern '%s' cannot be called: the recipe was compiled without the libffi bridge "
+                             "that loads %s (opts.extern_call = rl_recipe_ffi_call)",
                              fn->name, x->info.lib);
     } else {
         st = fn->call(&call, out);
@@ -379,6 +380,10 @@ rl_status rl_eval_phase(rl_recipe_program *p, rl_ctx *ctx, int phase, rl_eval_er
     for (int i = 0; i < p->n_ir; i++) {
         rl_ir *in = &p->ir[i];
         if (in->phase != phase) continue;
+        if (p->only && !p->only[i]) {
+            for (int k = 0; k < in->n_out; k++) memset(&p->vals[in->out + k], 0, sizeof(rl_recipe_value));
+            continue;
+        }
         bool poisoned = false;
         for (int a = 0; a < in->n_args; a++)
             if (p->vals[in->args[a]].kind == RL_RV_NONE) poisoned = true;

@@ -500,6 +500,9 @@ void rl_ck_mention(rl_ck *c, const rl_ast *e) {
         return;
     }
     case AST_CALL:
+        if (c->depth == 0 && !rl_ck_is_special(e->s) && !rl_ck_find_ufn(c, e->s) && rl_ck_find_extern(c, e->s) < 0 &&
+            !rl_ck_find_native(e->s) && !rl_ck_find_model_fn(c, e->s) && rl_op_find(e->s) < 0)
+            rl_ck_unknown_fn(c, e);
         for (int i = 0; i < e->n; i++) rl_ck_mention(c, e->args[i]);
         return;
     case AST_MEMBER: case AST_NEG: rl_ck_mention(c, e->a); return;

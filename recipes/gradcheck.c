@@ -26,7 +26,7 @@ void rl_recipe_gc_opts_default(rl_recipe_gc_opts *o) {
     o->len = 6;
     o->gen_len = 6;
     o->model_elems = 6;
-    o->perturb = 0.005;
+    o->perturb = 0.001;
     rl_gc_opts go;
     rl_gc_opts_default(&go);
     o->h = go.h;
@@ -57,6 +57,7 @@ typedef struct gc_state {
     rl_tensor **owned;         /* input tensors */
     int n_owned, cap_owned;
     int64_t step0;             /* step() is held here */
+    bool *only;                /* the instructions of the loss being checked */
     int loss;                  /* the loss being checked */
     char err[600];             /* a run-time failure inside the loss function */
 } gc_state;
@@ -175,6 +176,26 @@ static bool loss_reaches_input(const rl_recipe_program *p, int li, int slot) {
     return hit;
 }
 
+/* Marks the instructions loss li depends on (its whole dataflow, gradient or
+ * not), so that a check evaluates only what that loss needs: checking a
+ * critic's loss need not run the policy. */
+static void mark_loss(const rl_recipe_program *p, int li, bool *only) {
+    memset(only, 0, (size_t)p->n_ir + 1);
+    int *stack = malloc(sizeof(int) * ((size_t)p->n_ir + 1));
+    if (!stack) abort();
+    int top = 0, root = p->slots[p->losses[li].slot].ir;
+    only[root] = true;
+    stack[top++] = root;
+    while (top) {
+        const rl_ir *in = &p->ir[stack[--top]];
+        for (int a = 0; a < in->n_args; a++) {
+            int w = p->slots[in->args[a]].ir;
+            if (!only[w]) only[w] = true, stack[top++] = w;
+        }
+    }
+    free(stack);
+}
+
 static rl_tensor *loss_fn(rl_ctx *ctx, rl_tensor **in, void *user) {
     (void)in;
     gc_state *s = user;
@@ -202,7 +223,10 @@ static void check_tensor(gc_state *s, const rl_recipe_gc_opts *o, rl_recipe_gc_r
     s->loss = li;
     s->err[0] = 0;
     rl_tensor *in[1] = {t};
+    mark_loss(s->p, li, s->only);
+    s->p->only = s->only;
     rl_status st = rl_gradcheck_fn(s->ctx, loss_fn, s, 1, in, &go, &gr);
+    s->p->only = NULL;
     rl_ctx_clear_error(s->ctx);
     const char *lname = rl_recipe_loss_at(s->p, li)->name;
     bool ok = st == RL_OK && gr.passed && gr.n_checked > 0;
@@ -276,6 +300,12 @@ rl_status rl_recipe_gradcheck(rl_recipe *r, const rl_recipe_gc_opts *opts, rl_re
         goto done;
     }
     rl_recipe_program *p = s.p;
+    s.only = calloc((size_t)p->n_ir + 1, 1);
+    if (!s.only) {
+        st = RL_ERR_MEMORY;
+        set_msg(res, "out of memory");
+        goto done;
+    }
     rl_rng rng;
     rl_rng_seed(&rng, o.seed ^ 0x9c0ffeeull);
 
@@ -333,9 +363,10 @@ rl_status rl_recipe_gradcheck(rl_recipe *r, const rl_recipe_gc_opts *opts, rl_re
         fprintf(o.out, "recipe %s (%s): float64 central differences, h %.0e, atol %.0e, rtol %.0e, seed %llu\n",
                 rl_recipe_program_name(p), rl_recipe_kind_name(rl_recipe_program_kind(p)), o.h, o.atol, o.rtol,
                 (unsigned long long)o.seed);
-        fprintf(o.out, "  tiny f64 models (n_ctx %lld), B %lld, T %lld; %d sampled elements per model tensor%s\n",
-                (long long)cfg.n_ctx, (long long)o.batch, (long long)o.len, o.model_elems,
-                online ? "; rollout once, then models perturbed" : "");
+        if (nm)
+            fprintf(o.out, "  tiny f64 models (n_ctx %lld), B %lld, T %lld; %d sampled elements per model tensor%s\n",
+                    (long long)cfg.n_ctx, (long long)o.batch, (long long)o.len, o.model_elems,
+                    online ? "; rollout once, then trainable models perturbed" : "");
         fprintf(o.out, "  %-20s %-36s %5s   %9s %9s   %s\n", "loss", "tensor", "elems", "max abs", "max rel",
                 "result");
     }
@@ -390,6 +421,7 @@ done:
     free(s.models);
     for (int i = 0; i < s.n_owned; i++) rl_tensor_free(s.ctx, s.owned[i]);
     free(s.owned);
+    free(s.only);
     rl_ctx_free(s.ctx);
     res->seconds = now_s() - t0;
     return st;

@@ -57,6 +57,8 @@ typedef struct gnode {
     int loss_index;
     uint64_t grad_in_model; /* bit L: loss L's gradient enters the called model here */
     int n_named;            /* named values it holds (tuple statements: several) */
+    bool kept;              /* online: a rollout value the loss phase reads (drawn again there) */
+    char logged[160];       /* metrics that only name this value (log lambda = l) */
     /* --expand */
     gop *ops;
     int n_ops, out_op;
@@ -213,13 +215,20 @@ static void build_boxes(graph *g) {
         for (int b = 0; b < g->n_nodes; b++)
             if (g->nodes[b].kind == GK_CALL && g->nodes[b].stmt == nm->stmt) own = true;
         if (own) continue;
+        if (st->kind == ST_LOG) {
+            /* a metric that only names a value is a note on that value's box */
+            char *lg = g->nodes[src].logged;
+            size_t len = strlen(lg);
+            snprintf(lg + len, sizeof g->nodes[src].logged - len, "%s%s", len ? ", " : "", nm->name);
+            stmt_box[nm->stmt] = src;
+            continue;
+        }
         int b = add_node(g, GK_ALIAS, st->block == BLK_ROLLOUT ? PH_ROLLOUT : PH_LOSS, -1);
         gnode *n = &g->nodes[b];
         n->stmt = nm->stmt;
         n->alias_of = src;
         n->alias_name = nm->name;
-        n->metric = st->kind == ST_LOG;
-        n->loss = st->kind == ST_ASSIGN && rl_is_loss_name(nm->name);
+        n->loss = rl_is_loss_name(nm->name);
         if (n->loss) n->loss_index = stmt_loss_index(p, nm->stmt);
         stmt_box[nm->stmt] = b;
     }
@@ -413,15 +422,21 @@ static int u8len(const char *s) {
 static void put_wrapped(FILE *f, const char *text, int bold) {
     int len = (int)strlen(text), pos = 0;
     for (int line = 0; line < MAX_LINES && pos < len; line++) {
-        int end = pos, last_space = -1, chars = 0;
+        /* break at the last space, else after the last '(' or ',' (a long
+         * call has no spaces), else anywhere */
+        int end = pos, last_space = -1, last_punct = -1, chars = 0;
         while (end < len && chars < WRAP) {
             if (text[end] == ' ') last_space = end;
+            if (text[end] == '(' || text[end] == ',') last_punct = end + 1;
             end += u8len(text + end);
             chars++;
         }
         if (end > len) end = len;
         bool more = end < len;
-        if (more && line < MAX_LINES - 1 && last_space > pos + WRAP / 3) end = last_space;
+        if (more && line < MAX_LINES - 1) {
+            if (last_space > pos + WRAP / 3) end = last_space;
+            else if (last_punct > pos + WRAP / 3) end = last_punct;
+        }
         if (line) fputs("<br/>", f);
         int b0 = pos < bold ? bold - pos : 0;
         if (b0 > end - pos) b0 = end - pos;
@@ -710,7 +725,7 @@ static void write_box(graph *g, int b, const char *indent) {
     box_text(g, n, text, sizeof text, &bold);
     if (n->kind == GK_CALL && n->ops) {
         /* an expanded call: a cluster of its ops */
-        fprintf(f, "%ssubgraph cluster_call%d {\n%s  label=<", indent, b, indent);
+        fprintf(f, "%ssubgraph cluster_call%d {\n%s  class=\"expanded\"; label=<", indent, b, indent);
         put_wrapped(f, text, bold);
         fprintf(f, "<br/><font point-size=\"8\">ops of one call on the shape check's tiny GPT-2</font>>; "
                    "style=\"rounded,dashed\"; color=\"#888888\"; fontsize=9;\n");
@@ -763,6 +778,11 @@ static void write_box(graph *g, int b, const char *indent) {
         fputs("</font>", f);
     }
     put_shape_line(f, box_shape(g, n));
+    if (n->logged[0]) {
+        fputs("<br/><font point-size=\"8\" color=\"#2d7d2d\">log ", f);
+        put_html(f, n->logged, strlen(n->logged));
+        fputs("</font>", f);
+    }
     fputs(">];\n", f);
 }
 
@@ -791,9 +811,9 @@ static void write_model_clusters(graph *g, int phase, const char *indent) {
         if (!any) continue;
         const rl_recipe_model_info *mi = &p->models[m].info;
         fprintf(f, "%ssubgraph cluster_%s_model%d {\n", indent, phase == PH_ROLLOUT ? "rollout" : "loss", m);
-        fprintf(f, "%s  class=\"model\"; style=\"rounded,filled\"; fillcolor=\"%s\"; color=\"%s\"; penwidth=%s; "
+        fprintf(f, "%s  class=\"model %s\"; style=\"rounded,filled\"; fillcolor=\"%s\"; color=\"%s\"; penwidth=%s; "
                    "fontsize=10; label=<<b>",
-                indent, mi->trainable ? RL_GRAPH_FILL_TRAINABLE : RL_GRAPH_FILL_FROZEN,
+                indent, mi->trainable ? "trainable" : "frozen", mi->trainable ? RL_GRAPH_FILL_TRAINABLE : RL_GRAPH_FILL_FROZEN,
                 mi->trainable ? "#d79b00" : "#6c8ebf", mi->trainable ? "2" : "1");
         put_html(f, mi->name, strlen(mi->name));
         fprintf(f, "</b> · %s · %s>;\n", rl_recipe_model_kind_name(mi->kind), mi->trainable ? "trainable" : "frozen");
@@ -806,6 +826,64 @@ static void write_model_clusters(graph *g, int phase, const char *indent) {
     }
 }
 
+/* Online recipes: the rollout values the loss phase reads, drawn again as
+ * dashed boxes in one row at the top of the loss phase (they are kept from
+ * the rollout and are constants there). One edge per value crosses between
+ * the phases, instead of one per use. */
+static void write_kept(graph *g) {
+    FILE *f = g->f;
+    bool any = false;
+    for (int b = 0; b < g->n_nodes && !any; b++) any = g->nodes[b].kept;
+    if (!any) return;
+    /* one row, but not a cluster: free to sit under their producers and
+     * above their readers, which keeps edges short and uncrossed */
+    /* the loss phase's boxes that read nothing (params, step()) join the row:
+     * that keeps them, and so the whole phase, under the rollout */
+    bool *has_in = calloc((size_t)g->n_nodes + 1, 1);
+    if (!has_in) abort();
+    for (int i = 0; i < g->n_edges; i++) has_in[g->edges[i].to] = true;
+    fputs("    { rank=same;", f);
+    for (int b = 0; b < g->n_nodes; b++) {
+        char id[32];
+        if (g->nodes[b].kept) fprintf(f, " k%d;", b);
+        else if (box_phase(g, b) == PH_LOSS && !has_in[b] && !(g->nodes[b].kind == GK_CALL && g->nodes[b].ops))
+            fprintf(f, " %s;", node_id(g, b, id, sizeof id, false));
+    }
+    fputs(" }\n", f);
+    free(has_in);
+    /* rollout values nothing in the loss phase reads stay above the row too */
+    int first = -1;
+    for (int b = 0; b < g->n_nodes && first < 0; b++)
+        if (g->nodes[b].kept) first = b;
+    bool *has_out = calloc((size_t)g->n_nodes + 1, 1);
+    if (!has_out) abort();
+    for (int i = 0; i < g->n_edges; i++) has_out[g->edges[i].from] = true;
+    for (int b = 0; b < g->n_nodes; b++) {
+        char id[32];
+        if (g->nodes[b].phase == PH_ROLLOUT && !has_out[b])
+            fprintf(f, "    %s -> k%d [style=invis, weight=0, class=\"order\"];\n", node_id(g, b, id, sizeof id, true),
+                    first);
+    }
+    free(has_out);
+    for (int b = 0; b < g->n_nodes; b++) {
+        const gnode *n = &g->nodes[b];
+        if (!n->kept) continue;
+        char names[256] = "";
+        const rl_recipe_program *p = g->p;
+        if (n->kind == GK_INPUT) snprintf(names, sizeof names, "%s", p->inputs[p->ir[n->ir].op].info.name);
+        else if (n->kind == GK_ALIAS) snprintf(names, sizeof names, "%s", n->alias_name);
+        else if (n->kind == GK_CALL && !p->slots[p->ir[n->ir].out].name)
+            snprintf(names, sizeof names, "%s", p->fnv[p->ir[n->ir].op]->name);
+        else if (n->stmt >= 0 && n->stmt < p->r->n_stmts)
+            stmt_names(p, p->r->stmts[n->stmt], names, sizeof names);
+        fprintf(f, "    k%d [class=\"kept\", shape=box, style=\"rounded,dashed,filled\", fillcolor=\"#ffffff\", "
+                   "color=\"#999999\", fontsize=9, margin=\"0.06,0.02\", label=<",
+                b);
+        put_html(f, names, strlen(names));
+        fputs(">];\n", f);
+    }
+}
+
 static void write_phase(graph *g, int phase) {
     FILE *f = g->f;
     const rl_recipe_program *p = g->p;
@@ -813,17 +891,33 @@ static void write_phase(graph *g, int phase) {
     for (int b = 0; b < g->n_nodes && !any; b++) any = box_phase(g, b) == phase;
     if (!any) return;
     if (phase == PH_ROLLOUT)
-        fputs("  subgraph cluster_rollout {\n    class=\"rollout\"; style=\"rounded,filled,dashed\"; fillcolor=\"#f7f7f7\"; "
+        fputs("  subgraph cluster_rollout {\n    class=\"phase rollout\"; style=\"rounded,filled,dashed\"; fillcolor=\"#f7f7f7\"; "
               "color=\"#999999\"; fontsize=12; label=<<b>rollout { }</b>  gradients off · once per batch>;\n",
               f);
     else
-        fprintf(f, "  subgraph cluster_loss {\n    class=\"loss\"; style=\"rounded,filled\"; fillcolor=\"#f4f8fd\"; "
+        fprintf(f, "  subgraph cluster_loss {\n    class=\"phase loss\"; style=\"rounded,filled\"; fillcolor=\"#f4f8fd\"; "
                    "color=\"#6c8ebf\"; fontsize=12; label=<<b>%s</b>  differentiated · %s>;\n",
                 p->kind == RL_RECIPE_ONLINE ? "loss { }" : "loss",
                 p->kind == RL_RECIPE_ONLINE ? "each minibatch" : "each step");
+    if (phase == PH_LOSS) write_kept(g);
     write_model_clusters(g, phase, "    ");
-    for (int b = 0; b < g->n_nodes; b++)
-        if (box_phase(g, b) == phase && g->nodes[b].kind != GK_CALL) write_box(g, b, "    ");
+    bool metrics = false;
+    for (int b = 0; b < g->n_nodes; b++) {
+        const gnode *n = &g->nodes[b];
+        if (box_phase(g, b) != phase || n->kind == GK_CALL) continue;
+        if (n->metric && phase == PH_LOSS) metrics = true;
+        else write_box(g, b, "    ");
+    }
+    if (metrics) {
+        /* the metrics together, under the losses: what gets logged */
+        fputs("    subgraph cluster_log {\n      class=\"log\"; style=\"rounded,dashed\"; color=\"#82b366\"; "
+              "fontsize=10; fontcolor=\"#2d7d2d\"; label=\"log: metrics.jsonl\";\n",
+              f);
+        for (int b = 0; b < g->n_nodes; b++)
+            if (box_phase(g, b) == phase && g->nodes[b].metric && g->nodes[b].kind != GK_CALL)
+                write_box(g, b, "      ");
+        fputs("    }\n", f);
+    }
     fputs("  }\n", f);
 }
 
@@ -840,12 +934,26 @@ static void write_phase_order(graph *g) {
         if (pf == PH_ROLLOUT && pt == PH_ROLLOUT) has_out[e->from] = true;
         if (pf == PH_LOSS && pt == PH_LOSS) has_in[e->to] = true;
     }
+    /* the metrics under the losses */
     for (int a = 0; a < g->n_nodes; a++) {
+        if (!g->nodes[a].loss || box_phase(g, a) != PH_LOSS) continue;
+        for (int b = 0; b < g->n_nodes; b++) {
+            if (!g->nodes[b].metric || box_phase(g, b) != PH_LOSS) continue;
+            char x[32], y[32];
+            fprintf(f, "  %s -> %s [style=invis, weight=0, class=\"order\"];\n", node_id(g, a, x, sizeof x, true),
+                    node_id(g, b, y, sizeof y, false));
+        }
+    }
+    /* with kept values drawn in the loss phase the row they sit in orders
+     * the phases (write_kept); without, invisible edges do */
+    bool kept = false;
+    for (int b = 0; b < g->n_nodes; b++) kept |= g->nodes[b].kept;
+    for (int a = 0; a < g->n_nodes && !kept; a++) {
         if (box_phase(g, a) != PH_ROLLOUT || has_out[a]) continue;
         for (int b = 0; b < g->n_nodes; b++) {
             if (box_phase(g, b) != PH_LOSS || has_in[b]) continue;
             char x[32], y[32];
-            fprintf(f, "  %s -> %s [style=invis, weight=0];\n", node_id(g, a, x, sizeof x, true),
+            fprintf(f, "  %s -> %s [style=invis, weight=0, class=\"order\"];\n", node_id(g, a, x, sizeof x, true),
                     node_id(g, b, y, sizeof y, false));
         }
     }
@@ -857,18 +965,24 @@ static void write_hypers(graph *g) {
     const rl_recipe_program *p = g->p;
     FILE *f = g->f;
     if (p->n_hypers == 0) return;
+    /* a table of up to 4 columns keeps a long list low */
+    int cols = p->n_hypers > 12 ? 4 : p->n_hypers > 4 ? 3 : 1;
     fputs("  hypers [class=\"hypers\", shape=note, style=filled, fillcolor=\"#ffffff\", color=\"#bbbbbb\", "
-          "fontsize=8, label=<<b>hyper</b>",
+          "fontsize=8, label=<<table border=\"0\" cellspacing=\"0\" cellpadding=\"1\">",
           f);
+    fprintf(f, "<tr><td align=\"left\" colspan=\"%d\"><b>hyper</b></td></tr>", cols);
     for (int i = 0; i < p->n_hypers; i++) {
         char v[128];
         const rl_recipe_hyper_info *h = &p->hypers[i];
         if (h->str) snprintf(v, sizeof v, "%s = \"%s\"", h->name, h->str);
         else snprintf(v, sizeof v, "%s = %g", h->name, h->num);
-        fputs("<br align=\"left\"/>", f);
+        if (i % cols == 0) fputs("<tr>", f);
+        fputs("<td align=\"left\">", f);
         put_html(f, v, strlen(v));
+        fputs("</td>", f);
+        if (i % cols == cols - 1 || i == p->n_hypers - 1) fputs("</tr>", f);
     }
-    fputs("<br align=\"left\"/>>];\n", f);
+    fputs("</table>>];\n", f);
 }
 
 static void write_legend(graph *g) {
@@ -881,6 +995,8 @@ static void write_legend(graph *g) {
             RL_GRAPH_FILL_DATA, RL_GRAPH_FILL_PARAM, RL_GRAPH_FILL_FROZEN);
     fprintf(f, "<tr><td bgcolor=\"%s\">loss</td><td bgcolor=\"%s\">metric</td><td>- - -  stop()</td></tr>",
             RL_GRAPH_FILL_LOSS, RL_GRAPH_FILL_METRIC);
+    if (p->kind == RL_RECIPE_ONLINE)
+        fputs("<tr><td colspan=\"3\" style=\"dashed\">kept rollout value (a constant in the loss phase)</td></tr>", f);
     if (g->o.backward) {
         fputs("<tr>", f);
         int nl = p->n_losses < 64 ? p->n_losses : 64;
@@ -899,11 +1015,17 @@ static void write_edges(graph *g) {
     FILE *f = g->f;
     const rl_recipe_program *p = g->p;
     int nl = p->n_losses < 64 ? p->n_losses : 64;
+    for (int b = 0; b < g->n_nodes; b++) {
+        char a[32];
+        if (g->nodes[b].kept)
+            fprintf(f, "  %s -> k%d [class=\"kept\", color=\"#999999\", style=bold];\n", node_id(g, b, a, sizeof a, true), b);
+    }
     for (int i = 0; i < g->n_edges; i++) {
         const gedge *e = &g->edges[i];
         const gnode *to = &g->nodes[e->to];
         char a[32], b[32];
         node_id(g, e->from, a, sizeof a, true);
+        if (g->nodes[e->from].kept && box_phase(g, e->to) == PH_LOSS) snprintf(a, sizeof a, "k%d", e->from);
         /* into an expanded call: to each op that reads the token batch's fields */
         if (to->kind == GK_CALL && to->ops) {
             static const char *const fields[] = {".ids", ".mask", ".attn"};
@@ -950,6 +1072,13 @@ rl_status rl_recipe_graph_write(const rl_recipe_program *p, FILE *f, const rl_re
     if (o) g.o = *o;
     build_boxes(&g);
     build_edges(&g);
+    /* online: the rollout values (and inputs, which the rollout copies too)
+     * that the loss phase reads */
+    for (int i = 0; i < g.n_edges && p->kind == RL_RECIPE_ONLINE; i++) {
+        gnode *from = &g.nodes[g.edges[i].from];
+        if ((from->phase == PH_ROLLOUT || from->kind == GK_INPUT) && box_phase(&g, g.edges[i].to) == PH_LOSS)
+            from->kept = true;
+    }
     expander ex;
     memset(&ex, 0, sizeof ex);
     if (g.o.expand)
@@ -1023,7 +1152,7 @@ static rl_status run_dot(const char *fmt, const char *in, const char *out, char 
         if (devnull >= 0) dup2(devnull, 1);
         execlp(dot, dot, tflag, "-o", out, in, (char *)NULL);
         /* exec failed: tell the parent why through the pipe */
-        dprintf(2, "\x01exec:%d", errno);
+        dprintf(2, "\001exec:%d", errno);
         _exit(127);
     }
     close(pfd[1]);
@@ -1036,7 +1165,7 @@ static rl_status run_dot(const char *fmt, const char *in, const char *out, char 
     close(pfd[0]);
     int status = 0;
     while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {}
-    if (strncmp(msg, "\x01exec:", 6) == 0) {
+    if (strncmp(msg, "\001exec:", 6) == 0) {
         int e = atoi(msg + 6);
         if (e == ENOENT)
             return fail(err, n, RL_ERR_IO,

@@ -261,6 +261,8 @@ rl_recipe_program *rl_recipe_compile(rl_recipe *r, rl_ctx *ctx, const rl_recipe_
     p->kind = r->kind;
     p->name = r->name ? r->name : "";
     rl_check(p);
+    /* plug-ins load only when the caller asked for the libffi bridge */
+    if (p->opts.extern_call == rl_recipe_ffi_call) rl_ffi_bind(p);
     /* the audit and the shape check need a complete program: no errors at all
      * (syntax errors included) */
     if (r->n_errors == 0) rl_audit(p);
@@ -297,6 +299,7 @@ static void free_kept(rl_recipe_program *p) {
 void rl_recipe_program_free(rl_recipe_program *p) {
     if (!p) return;
     free_kept(p);
+    rl_ffi_release(p);
     for (int i = 0; i < p->n_ir; i++)
         if (p->ir[i].state && p->ir[i].code == IR_FN && p->fnv[p->ir[i].op]->free_state)
             p->fnv[p->ir[i].op]->free_state(p->ir[i].state);
@@ -639,6 +642,7 @@ rl_status rl_recipe_run_loss(rl_recipe_program *p, rl_ctx *ctx, int64_t row0, in
         return fail_at(p, st, &in->sp, "%s", msg);
     }
     for (int i = 0; i < p->n_losses; i++) {
+        if (p->only && !p->only[p->slots[p->losses[i].slot].ir]) continue; /* not asked for */
         rl_tensor *t = p->vals[p->losses[i].slot].t;
         if (!t || t->numel != 1)
             return fail_at(p, RL_ERR_ARG, &p->losses[i].sp, "loss '%s' is not a scalar",

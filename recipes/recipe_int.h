@@ -13,6 +13,7 @@
  *   dryrun.c  the shape check: symbolic dims bound to distinct primes
  *   program.c the public API (compile driver, binding, running, accessors)
  *   natives.c, model_fns.c, prelude.c: the functions every recipe can call
+ *   ffi.c     externs: loading plug-ins and calling them through libffi
  */
 #ifndef RL_RECIPE_INT_H
 #define RL_RECIPE_INT_H
@@ -344,6 +345,7 @@ typedef struct rl_extern_decl {
     rl_recipe_extern info;
     rl_recipe_fn fn;           /* its table entry */
     rl_span sp;
+    void *ffi;                 /* the libffi bridge's loaded library and symbols (ffi.c), or NULL */
 } rl_extern_decl;
 
 struct rl_recipe_program {
@@ -383,6 +385,8 @@ struct rl_recipe_program {
     bool rolled_out;
     bool dry;                  /* the shape check is running */
     int64_t step;              /* policy steps taken (rl_recipe_backward calls); step() reads it */
+    const bool *only;          /* per instruction: when set, eval runs only those marked (the
+                                * gradient check evaluates one loss's dataflow; NULL: all) */
     char *err;
 
     /* graph view */
@@ -413,6 +417,12 @@ rl_status rl_eval_phase(rl_recipe_program *p, rl_ctx *ctx, int phase, rl_eval_er
 rl_tensor *rl_eval_persist(rl_ctx *ctx, const rl_tensor *t);
 /* "f32 [3, 5]" with the run dtype written f32. */
 void rl_eval_describe(const rl_recipe_program *p, const rl_tensor *t, char *buf, size_t n);
+
+/* ffi.c: loads the externs' libraries and resolves their symbols
+ * (diagnostics at the declarations), when opts.extern_call is the libffi
+ * bridge; and unloads them. */
+void rl_ffi_bind(rl_recipe_program *p);
+void rl_ffi_release(rl_recipe_program *p);
 
 /* The prelude's parsed functions (prelude.c). */
 rl_recipe *rl_prelude_parse(void);

@@ -270,10 +270,23 @@ typedef struct rl_recipe_extern {
     int line, col;        /* of the declaration */
 } rl_recipe_extern;
 
-/* The libffi bridge (another task): computes out[0 .. ext->n_results) from
- * call->args like a function table entry. */
+/* Runs an extern: computes out[0 .. ext->n_results) from call->args like a
+ * function table entry. */
 typedef rl_status (*rl_recipe_extern_fn)(const rl_recipe_extern *ext, const rl_recipe_call *call,
                                          rl_recipe_value *out, void *user);
+
+/* The libffi bridge (recipes/ffi.c). Set opts.extern_call = rl_recipe_ffi_call
+ * to run externs from shared libraries: rl_recipe_compile then loads each
+ * extern's library (dlopen: the recipe's directory, $RLHF_PLUGIN_DIR, the
+ * program's directory and its plugins/, the build's plugin directory, the
+ * system's library path) and resolves its functions, and reports a missing
+ * library, function or backward, or a signature that contradicts the
+ * library's own NAME_signature string, as errors at the declaration.
+ * Externs with a backward are differentiable (exact vector-Jacobian
+ * products through the foreign op). The C ABI plug-ins implement is in
+ * docs/recipes.md ("Externs: the C ABI"). Nothing is loaded without it. */
+rl_status rl_recipe_ffi_call(const rl_recipe_extern *ext, const rl_recipe_call *call, rl_recipe_value *out,
+                             void *user);
 
 /* ---- compiling ------------------------------------------------------------------------ */
 
@@ -281,7 +294,7 @@ typedef struct rl_recipe_opts {
     rl_dtype dtype;           /* the run's float dtype: RL_F32, or RL_F64 for gradient checks */
     const rl_recipe_fns *fns; /* model functions; NULL: GPT-2 with a NULL env */
     int no_dry_run;           /* 1: skip the shape check (static checks only) */
-    rl_recipe_extern_fn extern_call; /* NULL: calling an extern is a run-time error */
+    rl_recipe_extern_fn extern_call; /* rl_recipe_ffi_call; NULL: calling an extern is a run-time error */
     void *extern_user;
 } rl_recipe_opts;
 

@@ -12,6 +12,9 @@
  *   - each loss against every float input its gradient reaches (all
  *     elements), the input bound as a persistent f64 tensor that requires a
  *     gradient.
+ * Each evaluation runs only the instructions the loss being checked depends
+ * on (a critic's loss does not run the policy), through the program's
+ * internal `only` mask.
  *
  * The setting: the recipe compiled in f64; each model a fresh seeded tiny
  * GPT-2 of its kind (preset "tiny", n_ctx = T + gen_len so that rollouts stop
@@ -21,14 +24,16 @@
  * [-1, 1]; i32 inputs +-1 (labels and signs, e.g. safe-rlhf's cost signs).
  * Online recipes run their rollout once; then every trainable model's
  * weights move by N(0, perturb) noise, as after a first PPO step, so that
- * ratios exp(lp - lp_old) sit near 1 but not at 1, and values near but not
- * at V_old. Non-smooth points: min/max/clamp in the clipped surrogate and the
- * clipped value loss have kinks only where ratio = 1 +- clip or |V - V_old|
- * = vclip; a perturbation this small keeps every ratio well inside (1 - clip,
- * 1 + clip) and every |V - V_old| far below vclip, and central differences
- * with h = 1e-6 never cross a kink. Inside the clip range the two arms of
- * min()/max() are the same function, so either tie-break gives the same
- * gradient. The step() counter is held fixed during the check.
+ * ratios exp(lp - lp_old) leave the tie at 1 (within a few percent of it) and
+ * values move off V_old (by about 0.1). Non-smooth points: min/max/clamp in
+ * the clipped surrogate and the clipped value loss have kinks only where
+ * ratio = 1 +- clip or |V - V_old| = vclip exactly. The ratios stay far
+ * inside (1 - clip, 1 + clip); a value may land on either side of a small
+ * vclip, but not within h of it except with probability ~1e-6 per token, so
+ * central differences with h = 1e-6 see a smooth function. Inside the clip
+ * range the two arms of min()/max() are the same function, so either
+ * tie-break gives the same gradient. The step() counter is held fixed
+ * during the check.
  */
 #ifndef RL_RECIPE_GRADCHECK_H
 #define RL_RECIPE_GRADCHECK_H
@@ -47,7 +52,7 @@ typedef struct rl_recipe_gc_opts {
     int64_t batch, len;   /* sizes of the dims B and T (default 3 and 6); other dims are 4 */
     int64_t gen_len;      /* new tokens a rollout may add (default 6) */
     int model_elems;      /* elements sampled per model tensor (default 6); params: all */
-    double perturb;       /* online: std of the noise on trainable models after the rollout (0.005) */
+    double perturb;       /* online: std of the noise on trainable models after the rollout (0.001) */
     double h, atol, rtol; /* central differences and tolerance (default 1e-6, 1e-6, 1e-5) */
     FILE *out;            /* a line per checked tensor and a summary; NULL: quiet */
     int verbose;          /* also print failing elements (to stderr) */

@@ -9,8 +9,12 @@
  *   - model calls inside one cluster per model and phase, coloured by
  *     trainable (orange) or frozen (blue); with `expand`, each call is drawn
  *     as the ops it runs on the shape check's tiny GPT-2;
- *   - the rollout and loss phases as clusters; data inputs grey cylinders,
- *     params orange, losses red with a double border, metrics green;
+ *   - the rollout and loss phases as clusters, the loss phase under the
+ *     rollout; the rollout values (and inputs) the loss phase reads drawn
+ *     again as dashed boxes in a row at its top (they are constants there);
+ *   - data inputs grey cylinders, params orange, losses red with a double
+ *     border, metrics green notes together under the losses (a metric that
+ *     only names a value is a note on that value's box);
  *   - an edge whose every path crosses stop() dashed;
  *   - with `backward`, the gradient flow: an arrow back along each edge that
  *     carries a loss's gradient to the trainables it trains (the audit's
@@ -35,8 +39,10 @@ typedef struct rl_recipe_graph_opts {
 } rl_recipe_graph_opts;
 
 /* The DOT colours and classes, for programs (and tests) that read pictures back.
- * Nodes carry an SVG class: input, param, expr, call, loss, metric, op (an
- * op of an expanded call), hypers, legend. */
+ * Nodes carry an SVG class: input, param, expr, call, loss, metric, kept,
+ * op (an op of an expanded call), hypers, legend; clusters: phase rollout,
+ * phase loss, model trainable, model frozen, expanded, log; edges: stop
+ * (dashed), grad (--backward), kept, order (invisible). */
 #define RL_GRAPH_FILL_DATA      "#e0e0e0" /* data inputs */
 #define RL_GRAPH_FILL_PARAM     "#ffd8a8" /* trainable params */
 #define RL_GRAPH_FILL_TRAINABLE "#fff2cc" /* clusters of trainable models */

@@ -1,7 +1,8 @@
 /* recipes/rl_runner.h - the stage runner: trains any recipe from a data file
  * (or none), writing metrics, samples, resumable checkpoints and the final
  * models. `rlhf train` (tools/cmd_train.c) is a thin shell around it, and the
- * tests call it directly with the same argument vectors.
+ * tests call it directly with the same argument vectors. RECIPE is a file or
+ * a built-in name (rl_recipe_resolve); externs run through the libffi bridge.
  *
  *   rl_runner_cfg c;
  *   rl_runner_cfg_init(&c);
@@ -17,13 +18,17 @@
  *   pairwise    a batch of preference pairs: token inputs `chosen`/`rejected`
  *               (aliases `better`/`worse`; or simply the first and second
  *               token input), and for PKU-SafeRLHF data `safer`/`unsafer` with
- *               the f32[B] cost signs `sign_s`/`sign_u` (+1 unsafe, -1 safe).
+ *               the [B] cost signs `safer_sign`/`unsafer_sign` (aliases
+ *               `sign_s`/`sign_u`; f32 or i32 as declared; +1 unsafe, -1 safe).
  *   online      a batch of prompts bound to the recipe's token input; the
  *               rollout block runs once (generation, old log-probabilities,
  *               advantages; no gradients), then --ppo-epochs passes over
  *               minibatches of --minibatch rows (contiguous row ranges of the
  *               shuffled batch, visited in a seeded random order per epoch),
- *               one optimizer step per minibatch.
+ *               one optimizer step per minibatch. A second token input
+ *               (ppo_kl's `demos`, read when ptx_coef > 0) gets a batch of
+ *               --batch demonstrations from --ptx-data per step, whole in
+ *               every minibatch update.
  *   fullbatch   no data: every step is one full-batch update. With --data,
  *               the whole file is one batch, bound as for the kinds above.
  *
@@ -47,9 +52,10 @@
  * .safetensors file with the declared kind (a score or value model from an LM
  * checkpoint gets a fresh head); `--init NAME=OTHER` copies another declared
  * model (e.g. --init ref=policy: a frozen reference equal to the starting
- * policy). A model without --init is created fresh from --preset with the
- * run's seed; every fresh model therefore starts from the same trunk, so a
- * fresh frozen reference equals a fresh policy. The tokenizer fixes the
+ * policy). A model without --init is created fresh from --preset: LM models
+ * with the run's seed, so a fresh frozen reference equals a fresh policy;
+ * score and value models with seed + 1 + their index among the declared
+ * models, so that two heads of one kind differ. The tokenizer fixes the
  * vocabulary of fresh models. Frozen models get no optimizer and no gradient
  * buffers.
  *
@@ -77,14 +83,15 @@
  * and __metadata__ (strings):
  *   format "rlhf-train-state", rlhf.version, recipe.name, recipe.kind, recipe.path,
  *   recipe.hash (FNV-1a 64 of the source, hex), recipe.sets (JSON array of --set),
- *   step, recipe.step (the recipe's step() counter: updates so far), tokens, elapsed_s, data.path, data.cursor ("seed=S epoch=E pos=P"),
- *   seed, threads, batch, minibatch, ppo_epochs, lr_schedule, tokenizer, preset, ctx,
- *   models (JSON: name -> {kind, trainable, init, config}), optim.NAME.step (per
+ *   step, recipe.step (the recipe's step() counter: updates so far), tokens,
+ *   elapsed_s, data.path, data.records, data.cursor ("seed=S epoch=E pos=P"),
+ *   data.ptx_cursor (--ptx-data), seed, threads, batch, minibatch, ppo_epochs,
+ *   lr_schedule, tokenizer, preset, ctx, models (JSON: name -> {kind, trainable, init, config}), optim.NAME.step (per
  *   trainable), optim.NAME.skipped (non-finite steps skipped), hypers (JSON).
  *
  * --resume continues from OUT/checkpoint.safetensors. Give the arguments of
  * the first run (--steps/--epochs may grow); a different recipe, --set,
- * seed, batch, minibatch, ppo-epochs or data file is refused, because the
+ * seed, batch, minibatch, ppo-epochs or data (record count) is refused, because the
  * result would silently differ from an uninterrupted run. A resumed run
  * reaches bit for bit the parameters of an uninterrupted one (same thread
  * count); metrics.jsonl and samples.jsonl are cut back to the checkpoint's
@@ -109,6 +116,7 @@ extern "C" {
 typedef struct rl_runner_cfg {
     const char *recipe;            /* the .recipe file */
     const char *data;              /* JSONL (plain or gzip); NULL: none */
+    const char *ptx_data;          /* online: demonstrations for a second token input (ppo_kl's ptx) */
     rl_data_format data_kind;      /* RL_DATA_AUTO */
     int n_init;
     const char *init[RL_RUNNER_MAX_ARGS]; /* "NAME=CKPT" or "NAME=OTHER_MODEL" */

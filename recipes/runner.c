@@ -69,22 +69,28 @@ static rl_status rn_recipe_errors(rn *r) {
         if (k >= r->errlen) k = r->errlen - 1;
     }
     while (k > 0 && r->err[k - 1] == '\n') r->err[--k] = 0;
-    if (!k) snprintf(r->err, r->errlen, "%s: the recipe has errors", r->cfg->recipe);
+    if (!k) snprintf(r->err, r->errlen, "%s: the recipe has errors", r->recipe_path);
     return RL_ERR_ARG;
 }
 
 static rl_status rn_load_recipe(rn *r) {
     const rl_runner_cfg *c = r->cfg;
     const char *why = NULL;
-    r->recipe = rl_recipe_load(c->recipe, &why);
+    /* a file, or the name of a built-in recipe ("sft", "ppo_kl", ...) */
+    rl_status rs = rl_recipe_resolve(c->recipe, r->recipe_path, sizeof r->recipe_path);
+    if (rs == RL_ERR_IO)
+        return rn_fail(r, RL_ERR_IO, "%s: the built-in recipe's file is not found (set RLHF_RECIPE_DIR)", c->recipe);
+    if (rs != RL_OK) snprintf(r->recipe_path, sizeof r->recipe_path, "%s", c->recipe);
+    r->recipe = rl_recipe_load(r->recipe_path, &why);
     if (!r->recipe) return rn_fail(r, RL_ERR_IO, "%s: cannot read the recipe: %s", c->recipe, why ? why : "?");
     /* the hash of the source identifies the recipe in checkpoints */
-    FILE *f = fopen(c->recipe, "rb");
+    FILE *f = fopen(r->recipe_path, "rb");
     if (f) {
         char buf[65536];
         size_t n;
         uint64_t h = rn_hash("", 0);
-        while ((n = fread(buf, 1, sizeof buf, f)) > 0) h ^= rn_hash(buf, n) + 0x9e3779b97f4a7c15ull + (h << 6) + (h >> 2);
+        while ((n = fread(buf, 1, sizeof buf, f)) > 0)
+            h ^= rn_hash(buf, n) + 0x9e3779b97f4a7c15ull + (h << 6) + (h >> 2);
         fclose(f);
         r->recipe_hash = h;
     }
@@ -101,6 +107,7 @@ static rl_status rn_compile(rn *r) {
     rl_recipe_opts o = rl_recipe_opts_default();
     o.dtype = RL_F32;
     o.fns = &r->fns;
+    o.extern_call = rl_recipe_ffi_call; /* externs run from their shared libraries */
     r->p = rl_recipe_compile(r->recipe, r->ctx, &o);
     if (!r->p) return rn_recipe_errors(r);
     r->kind = rl_recipe_program_kind(r->p);
@@ -196,9 +203,14 @@ static rl_status rn_make_models(rn *r) {
                 if (rl_gpt2_load(r->ctx, m->init, kind, RL_F32, c->seed, &m->m, e, sizeof e) != RL_OK)
                     return rn_fail(r, RL_ERR_IO, "--init %s=%s: %s", m->name, m->init, e);
             } else {
-                m->m = rl_gpt2_new(r->ctx, &pc, kind, RL_F32, c->seed);
-                if (!m->m) return rn_fail(r, RL_ERR_ARG, "model '%s' (--preset %s): %s", m->name, c->preset,
-                                          rl_ctx_error(r->ctx));
+                /* LM models share the seed (a fresh reference equals a fresh
+                 * policy); score and value models get their own, so that two
+                 * heads of a kind (reward and cost) differ */
+                uint64_t seed = m->kind == RL_MODEL_LM ? c->seed : c->seed + 1 + (uint64_t)i;
+                m->m = rl_gpt2_new(r->ctx, &pc, kind, RL_F32, seed);
+                if (!m->m)
+                    return rn_fail(r, RL_ERR_ARG, "model '%s' (--preset %s): %s", m->name, c->preset,
+                                   rl_ctx_error(r->ctx));
             }
             if (!m->trainable) rn_drop_grads(r, m->m);
             rl_recipe_bind_model(r->p, m->name, m->m);
@@ -284,18 +296,30 @@ static rl_status rn_plan_feeds(rn *r, rl_rows_kind *rows) {
         if (r->feed[i] == RN_FEED_NONE) continue;
         if (!pairs) {
             if (in->type.tokens && (n_tok == 1 || i == prompt_input)) continue; /* RN_FEED_ROWS */
-            return rn_fail(r, RL_ERR_ARG,
-                           "%s: input '%s' cannot be fed: the runner feeds a %s recipe one token input (%s)%s",
-                           r->cfg->recipe, nm, rl_recipe_kind_name(r->kind),
-                           r->kind == RL_RECIPE_ONLINE ? "the prompts" : "the demonstrations",
-                           in->type.tokens ? "; switch off what reads it (an if() hyper, e.g. --set ptx_coef=0)" : "");
+            if (in->type.tokens && r->kind == RL_RECIPE_ONLINE && r->cfg->ptx_data) {
+                r->feed[i] = RN_FEED_PTX;
+                continue;
+            }
+            return rn_fail(
+                r, RL_ERR_ARG, "%s: input '%s' cannot be fed: the runner feeds a %s recipe one token input (%s)%s",
+                r->cfg->recipe, nm, rl_recipe_kind_name(r->kind),
+                r->kind == RL_RECIPE_ONLINE ? "the prompts" : "the demonstrations",
+                !in->type.tokens ? ""
+                : r->kind == RL_RECIPE_ONLINE
+                    ? "; give demonstrations with --ptx-data F, or switch off what reads it (e.g. --set ptx_coef=0)"
+                    : "; switch off what reads it (an if() hyper)");
         }
         if (in->type.tokens) {
-            if (rn_name_is(nm, chosen)) r->feed[i] = RN_FEED_CHOSEN;
-            else if (rn_name_is(nm, rejected)) r->feed[i] = RN_FEED_REJECTED;
-            else if (rn_name_is(nm, safer)) r->feed[i] = RN_FEED_SAFER;
-            else if (rn_name_is(nm, unsafer)) r->feed[i] = RN_FEED_UNSAFER;
-            else if (n_tok == 2 && unnamed < 2) r->feed[i] = unnamed++ ? RN_FEED_REJECTED : RN_FEED_CHOSEN;
+            if (rn_name_is(nm, chosen))
+                r->feed[i] = RN_FEED_CHOSEN;
+            else if (rn_name_is(nm, rejected))
+                r->feed[i] = RN_FEED_REJECTED;
+            else if (rn_name_is(nm, safer))
+                r->feed[i] = RN_FEED_SAFER;
+            else if (rn_name_is(nm, unsafer))
+                r->feed[i] = RN_FEED_UNSAFER;
+            else if (n_tok == 2 && unnamed < 2)
+                r->feed[i] = unnamed++ ? RN_FEED_REJECTED : RN_FEED_CHOSEN;
             else
                 return rn_fail(r, RL_ERR_ARG,
                                "%s: token input '%s' cannot be fed from pairs: name it chosen/rejected (or "
@@ -322,13 +346,14 @@ static rl_status rn_load_data(rn *r) {
     rl_status st = rn_plan_feeds(r, &rows);
     if (st) return st;
     if (r->kind == RL_RECIPE_FULLBATCH && r->n_feed == 0) {
-        if (c->data) return rn_fail(r, RL_ERR_ARG, "%s: the recipe declares no input, so it reads no data (drop --data)",
-                                    c->recipe);
+        if (c->data)
+            return rn_fail(r, RL_ERR_ARG, "%s: the recipe declares no input, so it reads no data (drop --data)",
+                           c->recipe);
         return RL_OK;
     }
     if (!c->data)
         return rn_fail(r, RL_ERR_ARG, "%s: a %s recipe needs --data (%s)", c->recipe, rl_recipe_kind_name(r->kind),
-                       rows == RL_ROWS_PAIRS ? "preference pairs: hh or pku JSONL"
+                       rows == RL_ROWS_PAIRS     ? "preference pairs: hh or pku JSONL"
                        : rows == RL_ROWS_PROMPTS ? "prompts: any JSONL with a prompt"
                                                  : "demonstrations: {\"prompt\", \"response\"} JSONL");
     char e[1024];
@@ -346,7 +371,7 @@ static rl_status rn_load_data(rn *r) {
             return rn_fail(r, RL_ERR_ARG, "input '%s' needs safety labels (PKU-SafeRLHF data), but %s is %s data",
                            rl_recipe_input_at(r->p, i)->name, c->data, rl_data_format_name(r->ds->format));
     rl_tok_opts o = rl_tok_opts_default(r->T);
-    o.pad_to_longest = 1; /* short batches cost less; shapes may change between steps */
+    o.pad_to_longest = 1;                                 /* short batches cost less; shapes may change between steps */
     if (rows == RL_ROWS_PROMPTS) o.max_prompt = r->T / 2; /* room for the generated half */
     r->td = rl_tokdata_new(r->ds, r->tok, rows, &o, e, sizeof e);
     if (!r->td) return rn_fail(r, RL_ERR_ARG, "%s", e);
@@ -356,8 +381,9 @@ static rl_status rn_load_data(rn *r) {
     r->env.eos_id = r->eos_id;
     rl_trunc_stats ts = rl_tokdata_stats(r->td);
     if (ts.rows_truncated && !c->quiet)
-        fprintf(r->log, "%s: %" PRId64 " of %" PRId64 " rows were cut to %" PRId64 " tokens (the longest has %" PRId64 ")\n",
-                c->data, ts.rows_truncated, ts.rows, r->T, ts.max_len);
+        fprintf(r->log,
+                "%s: %" PRId64 " of %" PRId64 " rows were cut to %" PRId64 " tokens (the longest has %" PRId64 ")\n",
+                c->data, ts.rows_truncated, ts.rows, rows == RL_ROWS_PROMPTS ? o.max_prompt : r->T, ts.max_len);
     int64_t n = rl_tokdata_size(r->td);
     if (r->kind == RL_RECIPE_FULLBATCH) {
         r->whole = rl_data_batch_new(r->td, n);
@@ -375,6 +401,24 @@ static rl_status rn_load_data(rn *r) {
     }
     r->it = rl_batcher_new(r->td, c->batch, c->seed, 1);
     if (!r->it) return rn_fail(r, RL_ERR_MEMORY, "out of memory");
+    int ptx = 0;
+    for (int i = 0; i < r->n_feed; i++) ptx |= r->feed[i] == RN_FEED_PTX;
+    if (c->ptx_data && !ptx)
+        return rn_fail(r, RL_ERR_ARG,
+                       "--ptx-data: the recipe reads no demonstrations (an online recipe's second token "
+                       "input, e.g. ppo_kl's demos with --set ptx_coef=16)");
+    if (ptx) {
+        if (rl_dataset_load(c->ptx_data, RL_DATA_AUTO, c->skip_bad_lines, &r->ptx_ds, e, sizeof e) != RL_OK)
+            return rn_fail(r, RL_ERR_ARG, "%s", e);
+        if (r->ptx_ds->n == 0) return rn_fail(r, RL_ERR_ARG, "%s: no records", c->ptx_data);
+        rl_tok_opts po = rl_tok_opts_default(r->T);
+        po.pad_to_longest = 1;
+        if (!(r->ptx_td = rl_tokdata_new(r->ptx_ds, r->tok, RL_ROWS_SFT, &po, e, sizeof e)))
+            return rn_fail(r, RL_ERR_ARG, "%s", e);
+        /* its own order: the demonstrations' stream does not disturb the prompts' */
+        if (!(r->ptx_it = rl_batcher_new(r->ptx_td, c->batch, c->seed ^ 0x707478ull, 1)))
+            return rn_fail(r, RL_ERR_MEMORY, "out of memory");
+    }
     /* greedy samples of supervised and pairwise runs: the first prompts of the file */
     if (r->kind != RL_RECIPE_ONLINE && c->sample_every > 0) {
         o.max_prompt = r->T / 2;
@@ -386,11 +430,16 @@ static rl_status rn_load_data(rn *r) {
 /* The rows an input is fed from. */
 static const rl_rows *rn_rows_of(const rl_data_batch *b, rn_feed f) {
     switch (f) {
-    case RN_FEED_CHOSEN: return &b->chosen;
-    case RN_FEED_REJECTED: return &b->rejected;
-    case RN_FEED_SAFER: return &b->safer;
-    case RN_FEED_UNSAFER: return &b->unsafer;
-    default: return &b->rows;
+    case RN_FEED_CHOSEN:
+        return &b->chosen;
+    case RN_FEED_REJECTED:
+        return &b->rejected;
+    case RN_FEED_SAFER:
+        return &b->safer;
+    case RN_FEED_UNSAFER:
+        return &b->unsafer;
+    default:
+        return &b->rows;
     }
 }
 
@@ -401,7 +450,14 @@ static rl_status rn_bind(rn *r) {
         const char *name = rl_recipe_input_at(r->p, i)->name;
         rl_status st;
         if (r->feed[i] == RN_FEED_NONE) continue;
-        if (r->feed[i] == RN_FEED_SIGN_S || r->feed[i] == RN_FEED_SIGN_U) {
+        if (r->feed[i] == RN_FEED_PTX) {
+            const rl_rows *rw = &r->ptx_batch->rows;
+            int64_t shape[2] = {rw->B, rw->T};
+            rl_tensor *ids = rl_const(r->ctx, RL_I32, 2, shape, rw->ids);
+            rl_tensor *mask = rl_const(r->ctx, RL_I32, 2, shape, rw->mask);
+            rl_tensor *attn = rl_const(r->ctx, RL_I32, 2, shape, rw->attn);
+            st = ids && mask && attn ? rl_recipe_bind_tokens(r->p, name, ids, mask, attn) : rl_ctx_status(r->ctx);
+        } else if (r->feed[i] == RN_FEED_SIGN_S || r->feed[i] == RN_FEED_SIGN_U) {
             /* the signs as declared: f32 or i32 [B] */
             const float *sg = r->feed[i] == RN_FEED_SIGN_S ? b->sign_s : b->sign_u;
             int64_t B = b->B;
@@ -452,14 +508,18 @@ static rl_status rn_parse_sched(rn *r, rn_train *t, int64_t total_updates) {
     long long w = 0;
     double minf = 0;
     char tail;
-    if (!s || !strcmp(s, "constant")) t->sched = rl_lr_constant(lr);
-    else if (sscanf(s, "warmup:%lld%c", &w, &tail) == 1 && w >= 0) t->sched = rl_lr_warmup_constant(lr, w);
+    if (!s || !strcmp(s, "constant"))
+        t->sched = rl_lr_constant(lr);
+    else if (sscanf(s, "warmup:%lld%c", &w, &tail) == 1 && w >= 0)
+        t->sched = rl_lr_warmup_constant(lr, w);
     else if ((sscanf(s, "cosine:%lld:%lf%c", &w, &minf, &tail) == 2 ||
               (sscanf(s, "cosine:%lld%c", &w, &tail) == 1 && (minf = 0, 1))) &&
              w >= 0 && minf >= 0 && minf <= 1) {
         if (total_updates <= w)
-            return rn_fail(r, RL_ERR_ARG, "--lr-schedule %s: the warm-up (%lld updates) must be shorter than the run "
-                                          "(%" PRId64 " updates)", s, w, total_updates);
+            return rn_fail(r, RL_ERR_ARG,
+                           "--lr-schedule %s: the warm-up (%lld updates) must be shorter than the run "
+                           "(%" PRId64 " updates)",
+                           s, w, total_updates);
         t->sched = rl_lr_warmup_cosine(lr, lr * minf, w, total_updates);
     } else {
         return rn_fail(r, RL_ERR_ARG, "--lr-schedule: '%s' is not constant, warmup:W or cosine:W[:MIN_FRACTION]", s);
@@ -505,8 +565,10 @@ static rl_status rn_make_optimizers(rn *r, int64_t total_updates) {
             size_t len = strlen(t.name) + strlen(t.tensors[k]->name) + 16;
             t.keys[k] = malloc(len);
             if (!t.keys[k]) return rn_fail(r, RL_ERR_MEMORY, "out of memory");
-            if (t.is_param) snprintf(t.keys[k], len, "params/%s", t.name);
-            else snprintf(t.keys[k], len, "%s/%s", t.name, t.tensors[k]->name);
+            if (t.is_param)
+                snprintf(t.keys[k], len, "params/%s", t.name);
+            else
+                snprintf(t.keys[k], len, "%s/%s", t.name, t.tensors[k]->name);
         }
         if (t.oc.kind && !strcmp(t.oc.kind, "sgd")) {
             rl_sgd_cfg sc = {t.oc.momentum, t.oc.weight_decay, t.oc.nesterov};
@@ -599,8 +661,9 @@ static rl_status rn_update(rn *r, const int64_t (*ranges)[2], int n_ranges) {
         if (!isfinite(norm)) {
             /* a non-finite gradient would poison the moments for good */
             if (!t->skipped && !r->cfg->quiet)
-                fprintf(stderr, "rlhf train: warning: step %" PRId64 ": '%s' has a non-finite gradient norm; its "
-                                "update is skipped (counted in the checkpoint)\n",
+                fprintf(stderr,
+                        "rlhf train: warning: step %" PRId64 ": '%s' has a non-finite gradient norm; its "
+                        "update is skipped (counted in the checkpoint)\n",
                         r->step, t->name);
             t->skipped++;
             rl_ctx_clear_error(ctx);
@@ -625,7 +688,7 @@ static rl_status rn_step_data(rn *r) {
     r->step_tokens = rn_batch_tokens(r);
     int64_t B = r->batch->B, M = r->cfg->minibatch > 0 && r->cfg->minibatch < B ? r->cfg->minibatch : B;
     int n = (int)((B + M - 1) / M);
-    int64_t (*ranges)[2] = malloc(sizeof *ranges * (size_t)n);
+    int64_t(*ranges)[2] = malloc(sizeof *ranges * (size_t)n);
     if (!ranges) return rn_fail(r, RL_ERR_MEMORY, "out of memory");
     for (int k = 0; k < n; k++) {
         ranges[k][0] = n > 1 ? k * M : -1;
@@ -645,6 +708,8 @@ static rl_status rn_step_fullbatch(rn *r) {
 static rl_status rn_step_online(rn *r) {
     r->batch = rl_batcher_next(r->it);
     if (!r->batch) return rn_fail(r, RL_ERR_STATE, "%s: the batcher gave no batch", r->cfg->data);
+    if (r->ptx_it && !(r->ptx_batch = rl_batcher_next(r->ptx_it)))
+        return rn_fail(r, RL_ERR_STATE, "%s: the batcher gave no batch", r->cfg->ptx_data);
     rl_status st = rn_bind(r);
     if (!st) st = rl_recipe_run_rollout(r->p, r->ctx);
     if (st) {
@@ -700,6 +765,9 @@ static void rn_free(rn *r) {
     free(r->models);
     rl_recipe_free(r->recipe);
     rl_batcher_free(r->it);
+    rl_batcher_free(r->ptx_it);
+    rl_tokdata_free(r->ptx_td);
+    rl_dataset_free(r->ptx_ds);
     rl_data_batch_free(r->whole);
     rl_tokdata_free(r->sample_td);
     rl_tokdata_free(r->td);
@@ -727,23 +795,27 @@ static rl_status rn_setup(rn *r) {
     if (c->threads > 0) omp_set_num_threads(c->threads);
     rl_status st = rn_load_recipe(r);
     if (st) return st;
-    if (c->out) snprintf(r->out, sizeof r->out, "%s", c->out);
-    else snprintf(r->out, sizeof r->out, "runs/%s", rl_recipe_name(r->recipe)[0] ? rl_recipe_name(r->recipe) : "run");
+    if (c->out)
+        snprintf(r->out, sizeof r->out, "%s", c->out);
+    else
+        snprintf(r->out, sizeof r->out, "runs/%s", rl_recipe_name(r->recipe)[0] ? rl_recipe_name(r->recipe) : "run");
     char e[1024];
     if (!(r->tok = rl_tokenizer_open(c->tokenizer, e, sizeof e))) return rn_fail(r, RL_ERR_IO, "--tokenizer: %s", e);
     if (!(r->ctx = rl_ctx_new(c->device)))
         return rn_fail(r, RL_ERR_BACKEND, "--device %s: the backend cannot be started", c->device);
     if ((st = rn_compile(r)) || (st = rn_make_models(r)) || (st = rn_load_data(r))) return st;
     if (r->kind != RL_RECIPE_FULLBATCH && c->minibatch > 0 && c->batch % c->minibatch && r->kind != RL_RECIPE_ONLINE)
-        return rn_fail(r, RL_ERR_ARG, "--minibatch %" PRId64 " must divide --batch %" PRId64
-                                      " (micro-batches are averaged with equal weights)",
+        return rn_fail(r, RL_ERR_ARG,
+                       "--minibatch %" PRId64 " must divide --batch %" PRId64
+                       " (micro-batches are averaged with equal weights)",
                        c->minibatch, c->batch);
     r->total_steps = rn_total_steps(r);
     int64_t B = c->batch, M = c->minibatch > 0 && c->minibatch < B ? c->minibatch : B;
     r->updates_per_step = r->kind == RL_RECIPE_ONLINE ? (int64_t)c->ppo_epochs * ((B + M - 1) / M) : 1;
     rl_rng_seed(&r->rng, c->seed ^ 0x72756e6e6572ull); /* "runner" */
     if ((st = rn_make_optimizers(r, r->total_steps * r->updates_per_step))) return st;
-    if (!rn_mkdirs(r->out)) return rn_fail(r, RL_ERR_IO, "%s: cannot create the directory: %s", r->out, strerror(errno));
+    if (!rn_mkdirs(r->out))
+        return rn_fail(r, RL_ERR_IO, "%s: cannot create the directory: %s", r->out, strerror(errno));
     return RL_OK;
 }
 
@@ -771,8 +843,8 @@ rl_status rl_runner_run(const rl_runner_cfg *c, rl_runner_result *res, char *err
         struct stat sb;
         int have = stat(rn_path(r, "checkpoint.safetensors", path), &sb) == 0;
         if (have && !c->resume)
-            st = rn_fail(r, RL_ERR_ARG, "%s holds a checkpoint: pass --resume to continue that run, or choose another --out",
-                         r->out);
+            st = rn_fail(r, RL_ERR_ARG,
+                         "%s holds a checkpoint: pass --resume to continue that run, or choose another --out", r->out);
         else if (have) {
             rn_ckpt_clean_tmp(r);
             st = rn_ckpt_load(r);
@@ -794,7 +866,7 @@ rl_status rl_runner_run(const rl_runner_cfg *c, rl_runner_result *res, char *err
         memset(r->acc, 0, sizeof(double) * (size_t)(r->n_losses + r->n_metrics));
         r->acc_n = 0;
         for (int t = 0; t < r->n_train; t++) r->train[t].norm_sum = 0, r->train[t].n_norm = 0;
-        st = r->kind == RL_RECIPE_ONLINE ? rn_step_online(r)
+        st = r->kind == RL_RECIPE_ONLINE      ? rn_step_online(r)
              : r->kind == RL_RECIPE_FULLBATCH ? rn_step_fullbatch(r)
                                               : rn_step_data(r);
         if (st) {
@@ -802,6 +874,7 @@ rl_status rl_runner_run(const rl_runner_cfg *c, rl_runner_result *res, char *err
             break;
         }
         r->tokens += r->step_tokens;
+        r->tokens_run += r->step_tokens;
         r->step_loss = 0;
         for (int l = 0; l < r->n_losses; l++) r->step_loss += r->acc[l] / (r->acc_n ? r->acc_n : 1);
         if (r->step == res->first_step) res->first_loss = r->step_loss;

@@ -23,14 +23,15 @@ void rl_runner_cfg_init(rl_runner_cfg *c) {
 
 void rl_runner_usage(FILE *f) {
     fprintf(f,
-            "usage: rlhf train RECIPE [--data F] [--data-kind auto|demos|hh|pku|prompts]\n"
+            "usage: rlhf train RECIPE [--data F] [--data-kind auto|demos|hh|pku|prompts] [--ptx-data F]\n"
             "                  [--init MODEL=CKPT|MODEL=OTHER ...] [--set k=v ...] [--out DIR]\n"
             "                  [--steps N | --epochs N] [--batch B] [--minibatch M] [--ppo-epochs K]\n"
             "                  [--lr-schedule constant|warmup:W|cosine:W[:MIN]] [--seed S] [--threads N]\n"
             "                  [--device cpu|cuda] [--ckpt-every N] [--resume] [--skip-bad-lines]\n"
             "                  [--preset tiny|small|gpt2] [--tokenizer bytes|DIR] [--ctx T]\n"
             "                  [--sample-every N] [--samples N] [--log-every N] [--quiet]\n"
-            "Trains the recipe's stage (supervised, pairwise, online or fullbatch) and writes\n"
+            "RECIPE is a .recipe file or a built-in name (sft, bradley_terry, cost_model, ppo_kl,\n"
+            "safe_rlhf, dpo, ipo). Trains the recipe's stage (supervised, pairwise, online or fullbatch) and writes\n"
             "OUT/metrics.jsonl, OUT/samples.jsonl, OUT/checkpoint.safetensors (every --ckpt-every\n"
             "steps and at the end; --resume continues from it) and OUT/MODEL/ for every trainable\n"
             "model. Models without --init are fresh --preset models (seed S). `rlhf plot OUT` draws\n"
@@ -63,69 +64,98 @@ rl_status rl_runner_parse_args(rl_runner_cfg *c, int argc, char **argv, char *er
             continue;
         }
         /* flags without a value */
-        if (!strcmp(a, "--help") || !strcmp(a, "-h")) { c->help = 1; continue; }
-        if (!strcmp(a, "--resume")) { c->resume = 1; continue; }
-        if (!strcmp(a, "--skip-bad-lines")) { c->skip_bad_lines = 1; continue; }
-        if (!strcmp(a, "--quiet")) { c->quiet = 1; continue; }
+        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+            c->help = 1;
+            continue;
+        }
+        if (!strcmp(a, "--resume")) {
+            c->resume = 1;
+            continue;
+        }
+        if (!strcmp(a, "--skip-bad-lines")) {
+            c->skip_bad_lines = 1;
+            continue;
+        }
+        if (!strcmp(a, "--quiet")) {
+            c->quiet = 1;
+            continue;
+        }
         static const char *const with_value[] = {
-            "--data", "--data-kind", "--init", "--set", "--out", "--steps", "--epochs", "--batch",
-            "--minibatch", "--ppo-epochs", "--lr-schedule", "--seed", "--threads", "--device",
-            "--ckpt-every", "--preset", "--tokenizer", "--ctx", "--sample-every", "--samples",
-            "--log-every"};
+            "--data",         "--data-kind", "--init",       "--set",        "--out",         "--steps",
+            "--epochs",       "--batch",     "--minibatch",  "--ppo-epochs", "--lr-schedule", "--seed",
+            "--threads",      "--device",    "--ckpt-every", "--preset",     "--tokenizer",   "--ctx",
+            "--sample-every", "--samples",   "--log-every",  "--ptx-data"};
         int known = 0;
         for (size_t k = 0; k < sizeof with_value / sizeof with_value[0]; k++) known |= !strcmp(a, with_value[k]);
         if (!known) return arg_fail(err, errlen, "unknown option '%s'%s (rlhf train --help lists them)", a, "");
         if (i + 1 >= argc) return arg_fail(err, errlen, "%s needs a value%s", a, "");
         const char *v = argv[++i];
         int64_t n = 0;
-        if (!strcmp(a, "--data")) c->data = v;
+        if (!strcmp(a, "--data"))
+            c->data = v;
+        else if (!strcmp(a, "--ptx-data"))
+            c->ptx_data = v;
         else if (!strcmp(a, "--data-kind")) {
             if (rl_data_format_parse(v, &c->data_kind) != RL_OK)
                 return arg_fail(err, errlen, "--data-kind: '%s' is not one of %s", v, "auto, demos, hh, pku, prompts");
         } else if (!strcmp(a, "--init") || !strcmp(a, "--set")) {
             const char *eq = strchr(v, '=');
-            if (!eq || eq == v || !eq[1])
-                return arg_fail(err, errlen, "%s: '%s' is not NAME=VALUE", a, v);
+            if (!eq || eq == v || !eq[1]) return arg_fail(err, errlen, "%s: '%s' is not NAME=VALUE", a, v);
             int *cnt = a[2] == 'i' ? &c->n_init : &c->n_set;
             const char **arr = a[2] == 'i' ? c->init : c->set;
             if (*cnt >= RL_RUNNER_MAX_ARGS) return arg_fail(err, errlen, "too many %s options%s", a, "");
             arr[(*cnt)++] = v;
-        } else if (!strcmp(a, "--out")) c->out = v;
+        } else if (!strcmp(a, "--out"))
+            c->out = v;
         else if (!strcmp(a, "--epochs")) {
             char *end;
             double e = strtod(v, &end);
             if (end == v || *end || !(e > 0) || e > 1e9)
                 return arg_fail(err, errlen, "--epochs: '%s' is not a positive number%s", v, "");
             c->epochs = e;
-        } else if (!strcmp(a, "--lr-schedule")) c->lr_schedule = v;
-        else if (!strcmp(a, "--device")) c->device = v;
-        else if (!strcmp(a, "--preset")) c->preset = v;
-        else if (!strcmp(a, "--tokenizer")) c->tokenizer = v;
+        } else if (!strcmp(a, "--lr-schedule"))
+            c->lr_schedule = v;
+        else if (!strcmp(a, "--device"))
+            c->device = v;
+        else if (!strcmp(a, "--preset"))
+            c->preset = v;
+        else if (!strcmp(a, "--tokenizer"))
+            c->tokenizer = v;
         else {
             /* the integer options */
             int64_t lo = !strcmp(a, "--seed") || !strcmp(a, "--threads") || !strcmp(a, "--ckpt-every") ||
-                                 !strcmp(a, "--sample-every") || !strcmp(a, "--log-every") || !strcmp(a, "--minibatch") ||
-                                 !strcmp(a, "--samples")
+                                 !strcmp(a, "--sample-every") || !strcmp(a, "--log-every") ||
+                                 !strcmp(a, "--minibatch") || !strcmp(a, "--samples")
                              ? 0
                              : 1;
             if (!parse_i64(v, lo, &n))
-                return arg_fail(err, errlen, lo ? "%s: '%s' is not a positive integer" : "%s: '%s' is not an integer >= 0",
-                                a, v);
-            if (!strcmp(a, "--steps")) c->steps = n;
-            else if (!strcmp(a, "--batch")) c->batch = n;
-            else if (!strcmp(a, "--minibatch")) c->minibatch = n;
-            else if (!strcmp(a, "--ppo-epochs")) c->ppo_epochs = n > 1000000 ? 1000000 : (int)n;
-            else if (!strcmp(a, "--seed")) c->seed = (uint64_t)n;
-            else if (!strcmp(a, "--threads")) c->threads = n > 4096 ? 4096 : (int)n;
-            else if (!strcmp(a, "--ckpt-every")) c->ckpt_every = n;
-            else if (!strcmp(a, "--ctx")) c->ctx = n;
-            else if (!strcmp(a, "--sample-every")) c->sample_every = n;
-            else if (!strcmp(a, "--samples")) c->n_samples = n > 64 ? 64 : (int)n;
-            else if (!strcmp(a, "--log-every")) c->log_every = n;
+                return arg_fail(err, errlen,
+                                lo ? "%s: '%s' is not a positive integer" : "%s: '%s' is not an integer >= 0", a, v);
+            if (!strcmp(a, "--steps"))
+                c->steps = n;
+            else if (!strcmp(a, "--batch"))
+                c->batch = n;
+            else if (!strcmp(a, "--minibatch"))
+                c->minibatch = n;
+            else if (!strcmp(a, "--ppo-epochs"))
+                c->ppo_epochs = n > 1000000 ? 1000000 : (int)n;
+            else if (!strcmp(a, "--seed"))
+                c->seed = (uint64_t)n;
+            else if (!strcmp(a, "--threads"))
+                c->threads = n > 4096 ? 4096 : (int)n;
+            else if (!strcmp(a, "--ckpt-every"))
+                c->ckpt_every = n;
+            else if (!strcmp(a, "--ctx"))
+                c->ctx = n;
+            else if (!strcmp(a, "--sample-every"))
+                c->sample_every = n;
+            else if (!strcmp(a, "--samples"))
+                c->n_samples = n > 64 ? 64 : (int)n;
+            else if (!strcmp(a, "--log-every"))
+                c->log_every = n;
         }
     }
     if (!c->help && !c->recipe) return arg_fail(err, errlen, "no recipe given (rlhf train RECIPE ...)%s%s", "", "");
-    if (c->steps && c->epochs)
-        return arg_fail(err, errlen, "give --steps or --epochs, not both%s%s", "", "");
+    if (c->steps && c->epochs) return arg_fail(err, errlen, "give --steps or --epochs, not both%s%s", "", "");
     return RL_OK;
 }

@@ -84,11 +84,13 @@ static char *rn_models_json(const rn *r) {
     for (int i = 0; i < r->n_models; i++) {
         const rn_model *m = &r->models[i];
         const rl_gpt2_config *g = &m->m->cfg;
-        json_t *cfg = json_pack("{sIsIsIsIsI}", "vocab", (json_int_t)g->vocab, "n_ctx", (json_int_t)g->n_ctx, "n_layer",
-                                (json_int_t)g->n_layer, "n_head", (json_int_t)g->n_head, "n_embd", (json_int_t)g->n_embd);
+        json_t *cfg =
+            json_pack("{sIsIsIsIsI}", "vocab", (json_int_t)g->vocab, "n_ctx", (json_int_t)g->n_ctx, "n_layer",
+                      (json_int_t)g->n_layer, "n_head", (json_int_t)g->n_head, "n_embd", (json_int_t)g->n_embd);
         json_object_set_new(o, m->name,
-                            json_pack("{sssbsoso}", "kind", rl_recipe_model_kind_name(m->kind), "trainable", m->trainable,
-                                      "init", m->init ? json_string(m->init) : json_null(), "config", cfg));
+                            json_pack("{sssbsoso}", "kind", rl_recipe_model_kind_name(m->kind), "trainable",
+                                      m->trainable, "init", m->init ? json_string(m->init) : json_null(), "config",
+                                      cfg));
     }
     return rn_json_string(o);
 }
@@ -97,7 +99,10 @@ static char *rn_hypers_json(const rn *r) {
     json_t *o = json_object();
     for (int i = 0; i < rl_recipe_n_hypers(r->p); i++) {
         const rl_recipe_hyper_info *h = rl_recipe_hyper_at(r->p, i);
-        json_object_set_new(o, h->name, h->str ? json_string(h->str) : isfinite(h->num) ? json_real(h->num) : json_null());
+        json_object_set_new(o, h->name,
+                            h->str             ? json_string(h->str)
+                            : isfinite(h->num) ? json_real(h->num)
+                                               : json_null());
     }
     return rn_json_string(o);
 }
@@ -142,12 +147,18 @@ rl_status rn_ckpt_save(rn *r) {
         st = rl_st_writer_add(w, key, RL_ST_F64, 1, (int64_t[]){(int64_t)n}, v, n * sizeof(double));
     }
     if (!st) st = rl_st_writer_add(w, "rng/runner", RL_ST_U64, 1, (int64_t[]){4}, r->rng.s, sizeof r->rng.s);
-    if (!st) st = rl_st_writer_add(w, "rng/generate", RL_ST_U64, 1, (int64_t[]){4}, r->env.rng_state, sizeof r->env.rng_state);
+    if (!st)
+        st = rl_st_writer_add(w, "rng/generate", RL_ST_U64, 1, (int64_t[]){4}, r->env.rng_state,
+                              sizeof r->env.rng_state);
     char *sets = rn_sets_json(c), *models = rn_models_json(r), *hypers = rn_hypers_json(r);
-    char cur[128] = "";
+    char cur[128] = "", ptx_cur[128] = "";
     if (r->it) {
         rl_data_cursor dc = rl_batcher_cursor(r->it);
         rl_data_cursor_format(&dc, cur, sizeof cur);
+    }
+    if (r->ptx_it) {
+        rl_data_cursor dc = rl_batcher_cursor(r->ptx_it);
+        rl_data_cursor_format(&dc, ptx_cur, sizeof ptx_cur);
     }
     double elapsed = r->elapsed_prev + (r->t_step - r->t_start);
     if (!st) {
@@ -155,7 +166,7 @@ rl_status rn_ckpt_save(rn *r) {
         st |= rl_st_writer_set_meta(w, "rlhf.version", RL_VERSION);
         st |= rl_st_writer_set_meta(w, "recipe.name", rl_recipe_name(r->recipe));
         st |= rl_st_writer_set_meta(w, "recipe.kind", rl_recipe_kind_name(r->kind));
-        st |= rl_st_writer_set_meta(w, "recipe.path", c->recipe);
+        st |= rl_st_writer_set_meta(w, "recipe.path", r->recipe_path);
         st |= rn_meta(w, "recipe.hash", "%016" PRIx64, r->recipe_hash);
         st |= rl_st_writer_set_meta(w, "recipe.sets", sets ? sets : "[]");
         st |= rl_st_writer_set_meta(w, "models", models ? models : "{}");
@@ -167,6 +178,7 @@ rl_status rn_ckpt_save(rn *r) {
         st |= rl_st_writer_set_meta(w, "data.path", c->data ? c->data : "");
         st |= rn_meta(w, "data.records", "%" PRId64, r->ds ? r->ds->n : 0);
         st |= rl_st_writer_set_meta(w, "data.cursor", cur);
+        if (r->ptx_it) st |= rl_st_writer_set_meta(w, "data.ptx_cursor", ptx_cur);
         st |= rn_meta(w, "seed", "%" PRIu64, c->seed);
         st |= rn_meta(w, "threads", "%d", c->threads);
         st |= rn_meta(w, "batch", "%" PRId64, c->batch);
@@ -176,12 +188,15 @@ rl_status rn_ckpt_save(rn *r) {
         st |= rl_st_writer_set_meta(w, "tokenizer", c->tokenizer);
         st |= rl_st_writer_set_meta(w, "preset", c->preset);
         st |= rn_meta(w, "ctx", "%" PRId64, r->T);
-        if (st) st = rn_fail(r, RL_ERR_MEMORY, "checkpoint: %s", rl_st_writer_error(w) ? rl_st_writer_error(w) : "metadata");
+        if (st)
+            st =
+                rn_fail(r, RL_ERR_MEMORY, "checkpoint: %s", rl_st_writer_error(w) ? rl_st_writer_error(w) : "metadata");
     }
     free(sets), free(models), free(hypers);
     if (!st && rl_st_writer_write(w, rn_path(r, RN_CKPT, path)) != RL_OK)
         st = rn_fail(r, RL_ERR_IO, "checkpoint: %s", rl_st_writer_error(w));
-    else if (st && w && rl_st_writer_error(w)) st = rn_fail(r, st, "checkpoint: %s", rl_st_writer_error(w));
+    else if (st && w && rl_st_writer_error(w))
+        st = rn_fail(r, st, "checkpoint: %s", rl_st_writer_error(w));
     if (!st) r->res->checkpoints++;
     rl_st_writer_free(w);
     rn_bufs_free(&b);
@@ -245,7 +260,8 @@ rl_status rn_ckpt_load(rn *r) {
     const rl_runner_cfg *c = r->cfg;
     char path[RN_PATH], e[1024], buf[64];
     rl_st_file *f = NULL;
-    if (rl_st_open(rn_path(r, RN_CKPT, path), &f, e, sizeof e) != RL_OK) return rn_fail(r, RL_ERR_IO, "--resume: %s", e);
+    if (rl_st_open(rn_path(r, RN_CKPT, path), &f, e, sizeof e) != RL_OK)
+        return rn_fail(r, RL_ERR_IO, "--resume: %s", e);
     rl_status st = RL_OK;
     const char *fmt = rl_st_meta_get(f, "format");
     if (!fmt || strcmp(fmt, RN_FORMAT)) {
@@ -271,8 +287,10 @@ rl_status rn_ckpt_load(rn *r) {
     const char *th = rl_st_meta_get(f, "threads");
     snprintf(buf, sizeof buf, "%d", c->threads);
     if (th && strcmp(th, buf) && !c->quiet)
-        fprintf(r->log, "rlhf train: warning: --threads %s differs from the checkpoint's %s: sums may round "
-                        "differently than in an uninterrupted run\n", buf, th);
+        fprintf(r->log,
+                "rlhf train: warning: --threads %s differs from the checkpoint's %s: sums may round "
+                "differently than in an uninterrupted run\n",
+                buf, th);
     /* trainables and their optimizers */
     for (int i = 0; !st && i < r->n_train; i++) {
         rn_train *t = &r->train[i];
@@ -302,7 +320,8 @@ rl_status rn_ckpt_load(rn *r) {
             continue;
         }
         double *v = malloc(sizeof(double) * (size_t)(s->numel ? s->numel : 1));
-        if (!v) st = rn_fail(r, RL_ERR_MEMORY, "out of memory");
+        if (!v)
+            st = rn_fail(r, RL_ERR_MEMORY, "out of memory");
         else if (rl_st_read_f64(f, key, v, (size_t)s->numel) != RL_OK ||
                  rl_recipe_state_load(r->p, i, v, (size_t)s->numel) != RL_OK)
             st = rn_fail(r, RL_ERR_IO, "%s: the state '%s' is malformed", path, key);
@@ -315,6 +334,12 @@ rl_status rn_ckpt_load(rn *r) {
         rl_data_cursor dc;
         if (!cur || rl_data_cursor_parse(cur, &dc) != RL_OK || rl_batcher_seek(r->it, dc) != RL_OK)
             st = rn_fail(r, RL_ERR_IO, "%s: bad data cursor '%s'", path, cur ? cur : "");
+    }
+    const char *pcur = rl_st_meta_get(f, "data.ptx_cursor");
+    if (!st && r->ptx_it) {
+        rl_data_cursor dc;
+        if (!pcur || rl_data_cursor_parse(pcur, &dc) != RL_OK || rl_batcher_seek(r->ptx_it, dc) != RL_OK)
+            st = rn_fail(r, RL_ERR_IO, "%s: bad or missing --ptx-data cursor '%s'", path, pcur ? pcur : "");
     }
     int64_t step = 0, tokens = 0;
     if (!st && (!rn_meta_i64(f, "step", &step) || step < 0))

@@ -55,6 +55,7 @@ typedef enum {
     RN_FEED_ROWS = 0,        /* b->rows (demos, prompts) */
     RN_FEED_CHOSEN, RN_FEED_REJECTED, RN_FEED_SAFER, RN_FEED_UNSAFER,
     RN_FEED_SIGN_S, RN_FEED_SIGN_U,
+    RN_FEED_PTX,             /* online: demonstrations from --ptx-data (ppo_kl's ptx term) */
     RN_FEED_NONE,            /* used by no statement compiled (an if() branch not taken): not bound */
 } rn_feed;
 
@@ -65,6 +66,7 @@ typedef struct rn {
     size_t errlen;
     rl_ctx *ctx;
 
+    char recipe_path[RN_PATH]; /* the recipe file (a built-in name resolved) */
     rl_recipe *recipe;
     rl_recipe_program *p;
     rl_recipe_kind kind;
@@ -77,6 +79,10 @@ typedef struct rn {
     rl_dataset *ds;
     rl_tokdata *td;
     rl_batcher *it;          /* NULL for fullbatch */
+    rl_dataset *ptx_ds;      /* --ptx-data: demonstrations for an online recipe's second token input */
+    rl_tokdata *ptx_td;
+    rl_batcher *ptx_it;
+    const rl_data_batch *ptx_batch;
     rl_data_batch *whole;    /* fullbatch with data: every example */
     const rl_data_batch *batch; /* the step's batch */
     int n_feed;
@@ -97,6 +103,8 @@ typedef struct rn {
     double elapsed_prev;     /* seconds of earlier processes (resume) */
     double t_start, t_step;
     double step_loss;        /* sum of the losses, mean over the step's updates */
+    double t_draw;           /* when the terminal's progress line was last drawn */
+    int64_t tokens_run;      /* tokens of the steps this process ran */
     int64_t step_tokens;
 
     FILE *metrics, *samples, *log;

@@ -67,7 +67,8 @@ rl_status rn_jsonl_truncate(rn *r, const char *path, int64_t step) {
         /* a line the killed run did not finish does not parse: dropped */
         json_t *o = json_loadb(line, (size_t)n, 0, NULL);
         json_t *s = o ? json_object_get(o, "step") : NULL;
-        if (s && json_is_integer(s) && json_integer_value(s) <= step && line[n - 1] == '\n') fwrite(line, 1, (size_t)n, out);
+        if (s && json_is_integer(s) && json_integer_value(s) <= step && line[n - 1] == '\n')
+            fwrite(line, 1, (size_t)n, out);
         json_decref(o);
     }
     free(line);
@@ -102,7 +103,7 @@ void rn_log_close(rn *r) {
 rl_status rn_write_run_json(rn *r) {
     const rl_runner_cfg *c = r->cfg;
     json_t *o = json_object(), *a;
-    json_object_set_new(o, "recipe", json_string(c->recipe));
+    json_object_set_new(o, "recipe", json_string(r->recipe_path));
     json_object_set_new(o, "recipe_name", json_string(rl_recipe_name(r->recipe)));
     json_object_set_new(o, "kind", json_string(rl_recipe_kind_name(r->kind)));
     json_object_set_new(o, "data", c->data ? json_string(c->data) : json_null());
@@ -125,8 +126,9 @@ rl_status rn_write_run_json(rn *r) {
         char d[256];
         rl_gpt2_describe(m->m, d, sizeof d);
         json_object_set_new(models, m->name,
-                            json_pack("{sssbsoss}", "kind", rl_recipe_model_kind_name(m->kind), "trainable", m->trainable,
-                                      "init", m->init ? json_string(m->init) : json_null(), "describe", d));
+                            json_pack("{sssbsoss}", "kind", rl_recipe_model_kind_name(m->kind), "trainable",
+                                      m->trainable, "init", m->init ? json_string(m->init) : json_null(), "describe",
+                                      d));
     }
     json_object_set_new(o, "models", models);
     a = json_array();
@@ -153,8 +155,10 @@ rl_status rn_write_run_json(rn *r) {
 static void rn_fmt_time(double s, char *buf, size_t n) {
     if (!isfinite(s) || s < 0) s = 0;
     long t = (long)(s + 0.5);
-    if (t >= 3600) snprintf(buf, n, "%ld:%02ld:%02ld", t / 3600, t / 60 % 60, t % 60);
-    else snprintf(buf, n, "%ld:%02ld", t / 60, t % 60);
+    if (t >= 3600)
+        snprintf(buf, n, "%ld:%02ld:%02ld", t / 3600, t / 60 % 60, t % 60);
+    else
+        snprintf(buf, n, "%ld:%02ld", t / 60, t % 60);
 }
 
 void rn_log_step(rn *r, double step_s) {
@@ -218,9 +222,15 @@ void rn_log_step(rn *r, double step_s) {
     for (int m = 0; m < r->n_metrics && m < 4 && k < (int)sizeof text; m++)
         k += snprintf(text + k, sizeof text - (size_t)k, "  %s %.4g", rl_recipe_metric_name(r->p, m),
                       r->acc[r->n_losses + m] / n);
+    /* speed over the steps this process ran: steadier than one step's */
+    double run_s = r->t_step - r->t_start;
     if (k < (int)sizeof text)
-        snprintf(text + k, sizeof text - (size_t)k, "  | %.0f tok/s | %s elapsed, ETA %s", tps, el, eta);
+        snprintf(text + k, sizeof text - (size_t)k, "  | %.0f tok/s | %s elapsed, ETA %s",
+                 run_s > 0 ? (double)r->tokens_run / run_s : tps, el, eta);
     if (r->tty) {
+        /* at most ten redraws a second, and always the last step */
+        if (r->t_step - r->t_draw < 0.1 && r->step < r->total_steps) return;
+        r->t_draw = r->t_step;
         fprintf(r->log, "\r%s\033[K", text);
         fflush(r->log);
         return;
@@ -251,7 +261,7 @@ static void rn_sample_write(rn *r, const int32_t *prompt, int64_t plen, const in
     while (n < rlen && !(eos = resp[n] == r->eos_id)) n++;
     if (!eos)
         while (n > 0 && resp[n - 1] == r->pad_id) n--;
-    json_t *o = json_pack("{sIsisosob}", "step", (json_int_t)r->step, "row", row, "prompt", rn_text(r, prompt, plen),
+    json_t *o = json_pack("{sIsisososb}", "step", (json_int_t)r->step, "row", row, "prompt", rn_text(r, prompt, plen),
                           "response", rn_text(r, resp, n), "eos", eos);
     char *line = o ? json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
     json_decref(o);

@@ -31,6 +31,7 @@ typedef struct rp_cols {
     int n;
     char *name[RP_MAX_COLS];
     int finite[RP_MAX_COLS]; /* points with a value */
+    double lo[RP_MAX_COLS], hi[RP_MAX_COLS];
 } rp_cols;
 
 static int rp_col(rp_cols *c, const char *k) {
@@ -93,7 +94,10 @@ rl_status rl_runner_plot(const char *run_dir, char *err, size_t errlen) {
         json_object_foreach(o, k, v) {
             if (rp_skip(k) || !(json_is_number(v) || json_is_null(v))) continue;
             int c = rp_col(&cols, k);
-            if (c >= 0 && json_is_number(v) && isfinite(json_number_value(v))) cols.finite[c]++;
+            double x = json_is_number(v) ? json_number_value(v) : NAN;
+            if (c < 0 || !isfinite(x)) continue;
+            if (!cols.finite[c]++ || x < cols.lo[c]) cols.lo[c] = x;
+            if (cols.finite[c] == 1 || x > cols.hi[c]) cols.hi[c] = x;
         }
     }
     free(line);
@@ -101,12 +105,16 @@ rl_status rl_runner_plot(const char *run_dir, char *err, size_t errlen) {
     if (!st && n_rows == 0) st = rp_fail(err, errlen, RL_ERR_ARG, "%s: no steps to plot%s", path, "");
     /* lr and grad_norm repeat lr_NAME and grad_norm_NAME of the first trainable */
     int drop_lr = rp_has_prefix(&cols, "lr_"), drop_gn = rp_has_prefix(&cols, "grad_norm_");
+    /* the recipe's losses and metrics first, then the optimizer's and speed */
     int shown[RP_MAX_COLS], n_shown = 0;
-    for (int c = 0; c < cols.n; c++) {
-        if (!cols.finite[c]) continue; /* gnuplot refuses a curve with no point */
-        if ((drop_lr && !strcmp(cols.name[c], "lr")) || (drop_gn && !strcmp(cols.name[c], "grad_norm"))) continue;
-        shown[n_shown++] = c;
-    }
+    for (int pass = 0; pass < 2; pass++)
+        for (int c = 0; c < cols.n; c++) {
+            const char *k = cols.name[c];
+            int runner = !strncmp(k, "lr", 2) || !strncmp(k, "grad_norm", 9) || !strcmp(k, "tokens_per_s");
+            if (runner != pass || !cols.finite[c]) continue; /* gnuplot refuses a curve with no point */
+            if ((drop_lr && !strcmp(k, "lr")) || (drop_gn && !strcmp(k, "grad_norm"))) continue;
+            shown[n_shown++] = c;
+        }
     if (!st && n_shown == 0) st = rp_fail(err, errlen, RL_ERR_ARG, "%s: no numeric fields to plot%s", path, "");
     snprintf(path, sizeof path, "%s/plot", run_dir);
     if (!st && mkdir(path, 0777) != 0 && errno != EEXIST)
@@ -124,8 +132,10 @@ rl_status rl_runner_plot(const char *run_dir, char *err, size_t errlen) {
             for (int s = 0; s < n_shown; s++) {
                 json_t *v = json_object_get(rows[i], cols.name[shown[s]]);
                 double x = v && json_is_number(v) ? json_number_value(v) : NAN;
-                if (isfinite(x)) fprintf(f, " %.9g", x);
-                else fprintf(f, " ?");
+                if (isfinite(x))
+                    fprintf(f, " %.9g", x);
+                else
+                    fprintf(f, " ?");
             }
             fprintf(f, "\n");
         }
@@ -151,7 +161,7 @@ rl_status rl_runner_plot(const char *run_dir, char *err, size_t errlen) {
         int nrow = (n_shown + ncol - 1) / ncol;
         fprintf(f, "# %s/plot/metrics.gp - written by `rlhf plot`; run from %s: gnuplot plot/metrics.gp\n", run_dir,
                 run_dir);
-        fprintf(f, "set datafile missing \"?\"\nset grid\nunset key\nset xlabel \"step\"\n");
+        fprintf(f, "set datafile missing \"?\"\nset grid\nunset key\nset xlabel \"step\"\nset format y \"%%g\"\n");
         static const char *const terms[2][2] = {{"pngcairo noenhanced font \"sans,9\"", "metrics.png"},
                                                 {"svg noenhanced font \"sans,9\"", "metrics.svg"}};
         for (int t = 0; t < 2; t++) {
@@ -163,6 +173,12 @@ rl_status rl_runner_plot(const char *run_dir, char *err, size_t errlen) {
                 snprintf(name, sizeof name, "%s", cols.name[shown[s]]);
                 rp_clean(name);
                 int pts = cols.finite[shown[s]];
+                double lo = cols.lo[shown[s]], hi = cols.hi[shown[s]];
+                /* a constant curve (a fixed lr) gets a range around it, not a warning */
+                if (lo == hi)
+                    fprintf(f, "set yrange [%.9g:%.9g]\n", lo - (fabs(lo) * 0.1 + 1e-9), hi + (fabs(hi) * 0.1 + 1e-9));
+                else
+                    fprintf(f, "set autoscale y\n");
                 fprintf(f, "set title \"%s\"\nplot \"plot/metrics.dat\" using 1:%d with %s lw 1.5 lc rgb \"#1f77b4\"\n",
                         name, s + 2, pts > 1 ? "lines" : "points pt 7");
             }

@@ -15,10 +15,15 @@
 #   TORCH_THREADS="1 2"        torch.set_num_threads values tried; the best is shown
 #   STEPS_tiny=20 STEPS_small=10 STEPS_gpt2=3   timed steps per run (after 2 warm-up)
 #   SHAPE_tiny="8 32" SHAPE_small="8 128" SHAPE_gpt2="4 128"   B T per preset
+#   BASELINE=path/to/rlhf      optional: an older `rlhf` (with `bench model`) run in
+#                              the same rounds, for before/after figures
 #
 # Why rounds: the machine may be shared, so one run can be slowed by other
-# work. Each round runs every configuration once; the spread over rounds is
-# printed so the noise is visible. PyTorch gets its best thread count (its
+# work (on the 2-vCPU VM this was written on, the hypervisor at times took
+# half of both cores away for minutes). Each round runs every configuration
+# once; the table gives the median over rounds of each run's median step,
+# and the best step seen (other work only ever adds time, so the best is
+# the steadiest estimate of what the code can do), with the spread. PyTorch gets its best thread count (its
 # ATen threads; OpenBLAS's own pool is one thread per core either way), and
 # which BLAS it calls is printed (torch.__config__ and the OpenBLAS loaded in
 # its process).
@@ -61,6 +66,11 @@ for round in $(seq 1 "$ROUNDS"); do
             echo "round $round: $core $p B=$B T=$T" >&2
             OPENBLAS_CORETYPE=$core "$RLHF" bench model --preset "$p" --batch "$B" --ctx "$T" \
                 --steps "$n" --json | grep '^{' | sed "s/^{/{\"round\": $round, \"coretype\": \"$core\", /" >>"$OUT"
+            if [ -n "${BASELINE:-}" ]; then
+                OPENBLAS_CORETYPE=$core "$BASELINE" bench model --preset "$p" --batch "$B" --ctx "$T" \
+                    --steps "$n" --json | grep '^{' |
+                    sed "s/^{/{\"round\": $round, \"coretype\": \"$core\", /; s/\"side\": \"rlhf\"/\"side\": \"base\"/" >>"$OUT"
+            fi
             for th in $TORCH_THREADS; do
                 OPENBLAS_CORETYPE=$core $PY "$REF" bench "$p" "$B" "$T" "$n" "$th" |
                     sed "s/^{/{\"round\": $round, \"coretype\": \"$core\", /" >>"$OUT"
@@ -72,42 +82,53 @@ done
 $PY - "$OUT" <<'EOF'
 import json, statistics, sys
 rows = [json.loads(l) for l in open(sys.argv[1]) if l.startswith("{")]
-def med(xs): return statistics.median(xs)
+med = statistics.median
 keys = []
 for r in rows:
     k = (r["coretype"], r["preset"], r["B"], r["T"])
-    if k not in keys: keys.append(k)
+    if k not in keys:
+        keys.append(k)
+def pick(side, k):
+    return [r for r in rows if r["side"] == side and (r["coretype"], r["preset"], r["B"], r["T"]) == k]
+has_base = any(r["side"] == "base" for r in rows)
 print()
-print("SFT step (forward + backward + AdamW), median over rounds of per-run median step times")
-print(f"{'core':9} {'preset':6} {'B x T':8} | {'rlhf ms':>9} {'tok/s':>8} {'GFLOP/s':>8} {'%peak':>6} "
-      f"{'peak':>6} | {'torch ms':>9} {'thr':>3} {'tok/s':>8} | {'speedup':>7}  spread (rlhf / torch, min-max over rounds)")
+print("SFT step (forward + backward + AdamW) in ms: 'med' = median over rounds of each run's median")
+print("step, 'best' = fastest step seen in any round; speedup = torch / rlhf")
+print(f"{'core':9} {'preset':6} {'B x T':9}| {'rlhf med':>8} {'best':>7} {'tok/s':>7} {'%peak':>6} {'peak':>5} "
+      f"| {'torch med':>9} {'best':>7} {'thr':>3} | {'speedup':>7} {'best':>5} | rounds: rlhf / torch min-max"
+      + (" | base med    best  gain" if has_base else ""))
 for k in keys:
     core, p, B, T = k
-    rl = [r for r in rows if r["side"] == "rlhf" and (r["coretype"], r["preset"], r["B"], r["T"]) == k]
-    th = [r for r in rows if r["side"] == "torch" and (r["coretype"], r["preset"], r["B"], r["T"]) == k]
+    rl, th, base = pick("rlhf", k), pick("torch", k), pick("base", k)
     if not rl or not th:
         continue
-    rl_ms = med([r["ms"] for r in rl])
-    by_threads = {}
+    rl_ms, rl_best = med([r["ms"] for r in rl]), min(r["ms_min"] for r in rl)
+    by_thr = {}
     for r in th:
-        by_threads.setdefault(r["threads"], []).append(r["ms"])
-    best_thr = min(by_threads, key=lambda t: med(by_threads[t]))
-    t_ms = med(by_threads[best_thr])
+        by_thr.setdefault(r["threads"], []).append(r)
+    thr = min(by_thr, key=lambda t: med([r["ms"] for r in by_thr[t]]))
+    t_ms, t_best = med([r["ms"] for r in by_thr[thr]]), min(r["ms_min"] for r in by_thr[thr])
     gf = rl[0]["gflop_per_step"]
     peak = max(r["sgemm_peak_gflops"] for r in rl)
     ach = gf / (rl_ms * 1e-3)
-    others = ", ".join(f"{t} thr {med(v):.1f} ms" for t, v in sorted(by_threads.items()))
-    print(f"{core:9} {p:6} {B:>3} x {T:<4} | {rl_ms:9.2f} {B*T/(rl_ms*1e-3):8.0f} {ach:8.1f} {100*ach/peak:5.1f}% "
-          f"{peak:6.0f} | {t_ms:9.2f} {best_thr:3d} {B*T/(t_ms*1e-3):8.0f} | {t_ms/rl_ms:6.2f}x  "
-          f"{min(r['ms'] for r in rl):.1f}-{max(r['ms'] for r in rl):.1f} / "
-          f"{min(by_threads[best_thr]):.1f}-{max(by_threads[best_thr]):.1f}  (torch: {others})")
+    line = (f"{core:9} {p:6} {B:>3} x {T:<4}| {rl_ms:8.1f} {rl_best:7.1f} {B*T/(rl_ms*1e-3):7.0f} {100*ach/peak:5.1f}% "
+            f"{peak:5.0f} | {t_ms:9.1f} {t_best:7.1f} {thr:3d} | {t_ms/rl_ms:6.2f}x {t_best/rl_best:4.2f}x | "
+            f"{min(r['ms'] for r in rl):.1f}-{max(r['ms'] for r in rl):.1f} / "
+            f"{min(r['ms'] for r in by_thr[thr]):.1f}-{max(r['ms'] for r in by_thr[thr]):.1f}")
+    if base:
+        b_ms, b_best = med([r["ms"] for r in base]), min(r["ms_min"] for r in base)
+        line += f" | {b_ms:8.1f} {b_best:7.1f} {b_ms/rl_ms:4.2f}x"
+    print(line)
+    others = ", ".join(f"{t} thread{'s' if t > 1 else ''} {med([r['ms'] for r in v]):.1f} ms"
+                       for t, v in sorted(by_thr.items()))
+    print(f"{'':26}torch by thread count (medians): {others}")
 print()
-print("speedup = torch ms / rlhf ms (> 1: rlhf faster). %peak = model GFLOP/s over the sgemm peak")
-print("measured by `rlhf bench model` in the same run (best of OpenBLAS's own threads and the")
-print("engine's split, the highest over rounds). FLOPs per step: 6 N BT + 12 L T C BT (nanoGPT /")
-print("PaLM), N = parameters without wpe; the same count is used for both sides.")
+print("%peak = model GFLOP/s (at the median step) over the sgemm peak measured by `rlhf bench model`")
+print("in the same run (best of OpenBLAS's own threads and the engine's split; highest over rounds).")
+print("FLOPs per step: 6 N BT + 12 L T C BT (nanoGPT / PaLM), N = parameters without wpe.")
+if has_base:
+    print("base = BASELINE binary (gain = base med / rlhf med).")
 print("initial losses (rlhf / torch):", {f"{k[0]} {k[1]}": (
-    round(next(r["loss"] for r in rows if r["side"] == "rlhf" and (r["coretype"], r["preset"]) == k[:2]), 4),
-    round(next(r["loss"] for r in rows if r["side"] == "torch" and (r["coretype"], r["preset"]) == k[:2]), 4))
-    for k in keys})
+    round(pick("rlhf", k)[0]["loss"], 4), round(pick("torch", k)[0]["loss"], 4)) for k in keys
+    if pick("rlhf", k) and pick("torch", k)})
 EOF

@@ -315,7 +315,10 @@ static void rl_bench_model_usage(FILE *f) {
             "[--steps N] [--json]\n"
             "  one SFT step (forward, backward, AdamW, zero grads, reset) of f32 GPT-2 on random\n"
             "  ids; the median of N steps after 2 warm-up steps. Defaults: --preset all, --steps\n"
-            "  10 (3 for gpt2), and per preset B x T = tiny 8 x 32, small 8 x 128, gpt2 4 x 128.\n");
+            "  10 (3 for gpt2), and per preset B x T = tiny 8 x 32, small 8 x 128, gpt2 4 x 128\n"
+            "  (--batch/--ctx override them for every preset run). Prints ms/step, tokens/s,\n"
+            "  model FLOPs (6 N BT + 12 L T C BT, N = parameters without wpe) and the fraction\n"
+            "  of the sgemm peak measured at the start of the run.\n");
 }
 
 static int rl_bench_model(int argc, char **argv) {
@@ -357,6 +360,13 @@ static int rl_bench_model(int argc, char **argv) {
         int64_t B, T;
         int steps;
     } defaults[] = {{"tiny", 8, 32, 10}, {"small", 8, 128, 10}, {"gpt2", 4, 128, 3}};
+    int found = 0;
+    for (size_t d = 0; d < sizeof defaults / sizeof defaults[0]; d++)
+        found |= strcmp(preset, "all") == 0 || strcmp(preset, defaults[d].name) == 0;
+    if (!found) {
+        fprintf(stderr, "rlhf bench model: unknown preset '%s' (tiny, small, gpt2, all)\n", preset);
+        return 2;
+    }
     const char *env = getenv("OPENBLAS_CORETYPE");
     double native, split;
     double peak = rl_bench_sgemm_peak(2048, 7, &native, &split);
@@ -365,16 +375,11 @@ static int rl_bench_model(int argc, char **argv) {
            "(OpenBLAS's own %d threads %.1f, engine split %.1f)\n",
            RL_VERSION, rl_blas_corename(), env ? env : "unset", omp_get_max_threads(), peak,
            omp_get_max_threads(), native, split);
-    int bad = 0, found = 0;
+    int bad = 0;
     for (size_t d = 0; d < sizeof defaults / sizeof defaults[0]; d++) {
         if (strcmp(preset, "all") != 0 && strcmp(preset, defaults[d].name) != 0) continue;
-        found = 1;
         bad |= rl_bench_model_one(defaults[d].name, B ? B : defaults[d].B, T ? T : defaults[d].T,
                                   steps ? steps : defaults[d].steps, peak, json);
-    }
-    if (!found) {
-        fprintf(stderr, "rlhf bench model: unknown preset '%s' (tiny, small, gpt2, all)\n", preset);
-        return 2;
     }
     return bad;
 }

@@ -1,0 +1,549 @@
+/* tests/test_train.c - the stage runner (recipes/rl_runner.h) end to end on
+ * the tiny preset: a short run of each recipe kind (supervised, pairwise,
+ * fullbatch, online) on small data written here, checking that the loss falls
+ * and that every output appears and parses (metrics.jsonl fields, samples,
+ * the checkpoint's layout, the exported models, params.json, the plot); the
+ * built-in recipes for a step or two each; bad data lines (the run stops with
+ * FILE:LINE, or --skip-bad-lines goes on and counts them); and the refusals
+ * (bad arguments, recipe errors, an existing checkpoint without --resume, a
+ * resume with other settings). tests/test_train_resume.c checks resuming.
+ */
+#define _XOPEN_SOURCE 700 /* nftw */
+#include "rl_test.h"
+
+#include "../models/rl_checkpoint.h"
+#include "../models/rl_safetensors.h"
+#include "../recipes/rl_runner.h"
+
+#include <ftw.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+static char g_dir[1024];
+
+static int rm_entry(const char *p, const struct stat *sb, int flag, struct FTW *f) {
+    (void)sb, (void)flag, (void)f;
+    return remove(p);
+}
+
+static void rm_rf(const char *p) { nftw(p, rm_entry, 16, FTW_DEPTH | FTW_PHYS); }
+
+/* g_dir/name, in one of a few rotating buffers. */
+static const char *P(const char *name) {
+    static char buf[8][1200];
+    static int k;
+    char *b = buf[k++ % 8];
+    snprintf(b, sizeof buf[0], "%s/%s", g_dir, name);
+    return b;
+}
+
+static void write_text(const char *path, const char *text) {
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fputs(text, f);
+    fclose(f);
+}
+
+static int exists(const char *path) {
+    struct stat sb;
+    return stat(path, &sb) == 0 && (S_ISDIR(sb.st_mode) || sb.st_size > 0);
+}
+
+/* Runs `rlhf train ARGS... --quiet`; the argument list ends with NULL. */
+static rl_status train(rl_runner_result *res, char *err, size_t n, ...) {
+    char *argv[64];
+    int argc = 0;
+    argv[argc++] = "train";
+    va_list ap;
+    va_start(ap, n);
+    for (char *a; (a = va_arg(ap, char *)) != NULL;) argv[argc++] = a;
+    va_end(ap);
+    argv[argc++] = "--quiet";
+    rl_runner_cfg c;
+    rl_runner_cfg_init(&c);
+    rl_status st = rl_runner_parse_args(&c, argc, argv, err, n);
+    if (st) return st;
+    return rl_runner_run(&c, res, err, n);
+}
+
+#define TRAIN_OK(res, ...)                                                                                             \
+    do {                                                                                                               \
+        char err_[8192];                                                                                               \
+        if (train(res, err_, sizeof err_, __VA_ARGS__, NULL) != RL_OK) fail_msg("train: %s", err_);                    \
+    } while (0)
+
+/* ---- fixtures: data and recipes -------------------------------------------------------- */
+
+static const char *const k_words[] = {"apple", "river", "stone", "cloud"};
+
+static void write_demos(const char *path, int n) {
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    for (int i = 0; i < n; i++) {
+        const char *w = k_words[i % 4];
+        fprintf(f, "{\"prompt\": \"Say %s.\", \"response\": \" %s %s.\"}\n", w, w, w);
+    }
+    fclose(f);
+}
+
+static void write_pairs(const char *path, int n) {
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    for (int i = 0; i < n; i++) {
+        const char *w = k_words[i % 4];
+        fprintf(f,
+                "{\"chosen\": \"\\n\\nHuman: Name %s.\\n\\nAssistant: Sure, %s.\", "
+                "\"rejected\": \"\\n\\nHuman: Name %s.\\n\\nAssistant: No\"}\n",
+                w, w, w);
+    }
+    fclose(f);
+}
+
+static void write_pku(const char *path, int n) {
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    for (int i = 0; i < n; i++)
+        fprintf(f,
+                "{\"prompt\": \"Help me with %s.\", \"response_0\": \" Sure, first take it.\", "
+                "\"response_1\": \" I can't help with that.\", \"is_response_0_safe\": false, "
+                "\"is_response_1_safe\": true, \"better_response_id\": %d, \"safer_response_id\": 1}\n",
+                k_words[i % 4], i % 2);
+    fclose(f);
+}
+
+static const char *k_sft = "# a supervised test recipe with a large learning rate\n"
+                           "recipe sft_fast : supervised\n"
+                           "input demo : tokens\n"
+                           "hyper lr = 0.01\n"
+                           "model policy : lm trainable, adamw(lr = lr)\n"
+                           "loss = -masked_mean(token_logprobs(policy, demo), demo.mask)\n"
+                           "log perplexity = exp(loss)\n";
+
+static const char *k_bt = "recipe bt_fast : pairwise\n"
+                          "input chosen : tokens\n"
+                          "input rejected : tokens\n"
+                          "model rm : score trainable, adamw(lr = 0.01)\n"
+                          "r_w = end_score(rm, chosen)\n"
+                          "r_l = end_score(rm, rejected)\n"
+                          "loss = mean(-logsig(r_w - r_l))\n"
+                          "log accuracy = mean(r_w > r_l)\n";
+
+static const char *k_quad = "recipe quad : fullbatch\n"
+                            "hyper target = 2\n"
+                            "param x : f32[3] = 0 : adamw(lr = 0.1)\n"
+                            "param y = 1 : sgd(lr = 0.2), min = 0.25\n"
+                            "loss = sum((x - target) ^ 2)\n"
+                            "loss_y = y * y\n"
+                            "log x_mean = mean(x), y_value = y + 0\n";
+
+/* An online recipe with a critic, a windowed statistic and a multiplier:
+ * the reward counts the letter 'a' in 4 generated tokens. */
+static const char *k_online =
+    "recipe tiny_ppo : online\n"
+    "input prompts : tokens\n"
+    "model policy : lm trainable, adamw(lr = 0.01)\n"
+    "model ref : lm frozen\n"
+    "model critic : value trainable, adamw(lr = 0.01)\n"
+    "hyper clip = 0.2\n"
+    "param log_lambda = 0 : sgd(lr = 0.1), max = 1\n"
+    "rollout {\n"
+    "  seq = generate(policy, prompts, max_new = 4)\n"
+    "  lp0 = token_logprobs(policy, seq)\n"
+    "  lpref = token_logprobs(ref, seq)\n"
+    "  score = seq_sum(float(seq.ids == 97), seq.mask)\n"
+    "  v0 = values(critic, seq)\n"
+    "  adv, ret = gae(at_end(score, seq) - 0.1 * (lp0 - lpref), v0, seq.mask)\n"
+    "  jc = window_mean(score, 6)\n"
+    "}\n"
+    "loss {\n"
+    "  ratio = exp(token_logprobs(policy, seq) - lp0)\n"
+    "  loss = masked_mean(clipped_surrogate(ratio, adv, clip), seq.mask)\n"
+    "  loss_critic = masked_mean(square(values(critic, seq) - ret), seq.mask)\n"
+    "  loss_lambda = -exp(log_lambda) * (jc - 1)\n"
+    "}\n"
+    "log reward = mean(score), lambda = exp(log_lambda), kl = masked_mean(lp0 - lpref, seq.mask)\n";
+
+static int setup(void **state) {
+    (void)state;
+    snprintf(g_dir, sizeof g_dir, "%s/test_train.%ld", RLHF_TEST_TMP, (long)getpid());
+    rm_rf(g_dir);
+    if (mkdir(g_dir, 0777) != 0) return -1;
+    write_demos(P("demos.jsonl"), 24);
+    write_pairs(P("hh.jsonl"), 16);
+    write_pku(P("pku.jsonl"), 8);
+    write_text(P("sft_fast.recipe"), k_sft);
+    write_text(P("bt_fast.recipe"), k_bt);
+    write_text(P("quad.recipe"), k_quad);
+    write_text(P("tiny_ppo.recipe"), k_online);
+    return 0;
+}
+
+static int teardown(void **state) {
+    (void)state;
+    if (!getenv("RLHF_TEST_KEEP")) rm_rf(g_dir);
+    return 0;
+}
+
+/* ---- reading outputs --------------------------------------------------------------------- */
+
+/* The objects of a JSONL file (every line must parse); returns the count. */
+static int read_jsonl(const char *path, json_t **out, int max) {
+    FILE *f = fopen(path, "r");
+    assert_non_null(f);
+    char line[65536];
+    int n = 0;
+    while (fgets(line, sizeof line, f)) {
+        json_error_t je;
+        json_t *o = json_loads(line, 0, &je);
+        if (!o) fail_msg("%s: line %d does not parse: %s", path, n + 1, je.text);
+        assert_true(json_is_object(o));
+        if (n < max)
+            out[n++] = o;
+        else
+            json_decref(o);
+    }
+    fclose(f);
+    return n;
+}
+
+static double num(json_t *o, const char *key) {
+    json_t *v = json_object_get(o, key);
+    if (!v) fail_msg("metrics line lacks \"%s\"", key);
+    return json_is_null(v) ? NAN : json_number_value(v);
+}
+
+/* Mean of field key over lines [a, b). */
+static double mean_of(json_t **m, int a, int b, const char *key) {
+    double s = 0;
+    for (int i = a; i < b; i++) s += num(m[i], key);
+    return s / (b - a);
+}
+
+/* Checks metrics.jsonl: n lines, steps 1..n, the runner's fields and the given ones. */
+static int check_metrics(const char *dir, json_t **m, int n, const char *const *fields) {
+    char path[1200];
+    snprintf(path, sizeof path, "%s/metrics.jsonl", dir);
+    int got = read_jsonl(path, m, 256);
+    assert_int_equal(got, n);
+    static const char *const always[] = {"step",   "epoch",        "lr",     "grad_norm", "updates",
+                                         "tokens", "tokens_per_s", "step_s", "time",      NULL};
+    for (int i = 0; i < n; i++) {
+        assert_int_equal((int)json_integer_value(json_object_get(m[i], "step")), i + 1);
+        for (int k = 0; always[k]; k++) num(m[i], always[k]);
+        for (int k = 0; fields[k]; k++) assert_true(isfinite(num(m[i], fields[k])));
+    }
+    return got;
+}
+
+static void free_lines(json_t **m, int n) {
+    for (int i = 0; i < n; i++) json_decref(m[i]);
+}
+
+/* The checkpoint opens, is a training state at `step`, and holds `names`. */
+static void check_ckpt(const char *dir, int64_t step, const char *const *names) {
+    char path[1200], e[1024], want[32];
+    snprintf(path, sizeof path, "%s/checkpoint.safetensors", dir);
+    rl_st_file *f;
+    if (rl_st_open(path, &f, e, sizeof e) != RL_OK) fail_msg("%s", e);
+    assert_string_equal(rl_st_meta_get(f, "format"), "rlhf-train-state");
+    snprintf(want, sizeof want, "%lld", (long long)step);
+    assert_string_equal(rl_st_meta_get(f, "step"), want);
+    static const char *const meta[] = {"recipe.name", "recipe.hash", "recipe.sets", "data.cursor",  "seed",
+                                       "models",      "hypers",      "recipe.step", "rlhf.version", NULL};
+    for (int k = 0; meta[k]; k++)
+        if (!rl_st_meta_get(f, meta[k])) fail_msg("%s: no metadata '%s'", path, meta[k]);
+    assert_non_null(rl_st_find(f, "rng/runner"));
+    assert_non_null(rl_st_find(f, "rng/generate"));
+    for (int k = 0; names[k]; k++)
+        if (!rl_st_find(f, names[k])) fail_msg("%s: no tensor '%s'", path, names[k]);
+    rl_st_close(f);
+}
+
+/* The export of a model loads, and its tensors equal the checkpoint's. */
+static void check_export(const char *dir, const char *model, rl_gpt2_kind kind) {
+    char path[1200], e[1024], key[256];
+    snprintf(path, sizeof path, "%s/%s", dir, model);
+    rl_ctx *ctx = rl_ctx_new("cpu");
+    rl_gpt2 *m = NULL;
+    if (rl_gpt2_load(ctx, path, kind, RL_F32, 0, &m, e, sizeof e) != RL_OK) fail_msg("%s", e);
+    snprintf(path, sizeof path, "%s/checkpoint.safetensors", dir);
+    rl_st_file *f;
+    assert_int_equal(rl_st_open(path, &f, e, sizeof e), RL_OK);
+    for (int i = 0; i < m->n_tensors; i++) {
+        const rl_tensor *t = m->tensors[i];
+        snprintf(key, sizeof key, "%s/%s", model, t->name);
+        float *a = malloc(sizeof(float) * (size_t)t->numel);
+        assert_int_equal(rl_st_read_f32(f, key, a, (size_t)t->numel), RL_OK);
+        assert_memory_equal(a, t->data, sizeof(float) * (size_t)t->numel);
+        free(a);
+    }
+    rl_st_close(f);
+    rl_gpt2_free(ctx, m);
+    rl_ctx_free(ctx);
+}
+
+/* ---- the stage kinds --------------------------------------------------------------------- */
+
+static void test_supervised(void **state) {
+    (void)state;
+    const char *out = P("sft");
+    rl_runner_result res;
+    TRAIN_OK(&res, (char *)P("sft_fast.recipe"), "--data", (char *)P("demos.jsonl"), "--out", (char *)out, "--steps",
+             "16", "--batch", "4", "--ctx", "32", "--threads", "1", "--sample-every", "8", "--ckpt-every", "8",
+             "--seed", "3");
+    assert_int_equal(res.steps, 16);
+    assert_int_equal(res.first_step, 1);
+    assert_int_equal(res.checkpoints, 2);
+    json_t *m[256];
+    int n =
+        check_metrics(out, m, 16, (const char *const[]){"loss", "perplexity", "lr_policy", "grad_norm_policy", NULL});
+    double first = mean_of(m, 0, 3, "loss"), last = mean_of(m, 13, 16, "loss");
+    if (!(last < 0.8 * first)) fail_msg("the SFT loss did not fall: %g -> %g", first, last);
+    assert_near(num(m[0], "lr"), 0.01, 1e-12);
+    assert_int_equal((int)num(m[0], "updates"), 1);
+    free_lines(m, n);
+    /* samples: greedy continuations of the first prompts at steps 8 and 16 */
+    json_t *s[16];
+    int ns = read_jsonl(P("sft/samples.jsonl"), s, 16);
+    assert_int_equal(ns, 6);
+    assert_contains(json_string_value(json_object_get(s[0], "prompt")), "Assistant:"); /* its last 16 tokens */
+    assert_non_null(json_string_value(json_object_get(s[0], "response")));
+    assert_int_equal((int)json_integer_value(json_object_get(s[5], "step")), 16);
+    free_lines(s, ns);
+    check_ckpt(out, 16,
+               (const char *const[]){"policy/wte.weight", "policy/h.1.mlp.c_fc.weight",
+                                     "optim/policy/wte.weight.exp_avg", "optim/policy/ln_f.bias.exp_avg_sq", NULL});
+    check_export(out, "policy", RL_GPT2_LM);
+    assert_true(exists(P("sft/run.json")));
+    /* rlhf plot */
+    if (access("/usr/bin/gnuplot", X_OK) == 0) {
+        char e[2048];
+        if (rl_runner_plot(out, e, sizeof e) != RL_OK) fail_msg("plot: %s", e);
+        assert_true(exists(P("sft/metrics.png")));
+        assert_true(exists(P("sft/metrics.svg")));
+        assert_true(exists(P("sft/plot/metrics.gp")));
+    } else {
+        fprintf(stderr, "test_train: gnuplot is not installed; the plot is not checked\n");
+    }
+}
+
+static void test_pairwise(void **state) {
+    (void)state;
+    const char *out = P("bt");
+    rl_runner_result res;
+    TRAIN_OK(&res, (char *)P("bt_fast.recipe"), "--data", (char *)P("hh.jsonl"), "--out", (char *)out, "--epochs", "3",
+             "--batch", "4", "--ctx", "48", "--threads", "1");
+    assert_int_equal(res.steps, 12); /* 3 passes over 16 pairs in batches of 4 */
+    json_t *m[256];
+    int n = check_metrics(out, m, 12, (const char *const[]){"loss", "accuracy", NULL});
+    double first = mean_of(m, 0, 3, "loss"), last = mean_of(m, 9, 12, "loss");
+    if (!(last < 0.7 * first)) fail_msg("the Bradley-Terry loss did not fall: %g -> %g", first, last);
+    assert_near(num(m[11], "accuracy"), 1.0, 1e-9);
+    assert_near(num(m[11], "epoch"), 3.0, 1e-9);
+    free_lines(m, n);
+    check_ckpt(out, 12, (const char *const[]){"rm/score.weight", "optim/rm/score.weight.exp_avg", NULL});
+    check_export(out, "rm", RL_GPT2_SCORE);
+}
+
+static void test_fullbatch(void **state) {
+    (void)state;
+    const char *out = P("quad");
+    rl_runner_result res;
+    TRAIN_OK(&res, (char *)P("quad.recipe"), "--out", (char *)out, "--steps", "100", "--set", "target=1.5",
+             "--lr-schedule", "cosine:5:0.1");
+    assert_int_equal(res.steps, 100);
+    json_t *m[256];
+    int n =
+        check_metrics(out, m, 100, (const char *const[]){"loss", "loss_y", "x_mean", "y_value", "lr_x", "lr_y", NULL});
+    if (!(num(m[99], "loss") < 1e-2 * num(m[0], "loss")))
+        fail_msg("loss %g -> %g", num(m[0], "loss"), num(m[99], "loss"));
+    assert_near(num(m[99], "x_mean"), 1.5, 0.05);
+    assert_near(num(m[99], "y_value"), 0.25, 1e-6); /* held at its bound */
+    assert_near(num(m[0], "lr_x"), 0.1 / 5, 1e-12); /* warm-up, first step */
+    assert_near(num(m[99], "lr_x"), 0.01, 1e-3);    /* cosine floor: 0.1 * 0.1 */
+    free_lines(m, n);
+    check_ckpt(out, 100, (const char *const[]){"params/x", "params/y", "optim/params/x.exp_avg", NULL});
+    json_t *pj = json_load_file(P("quad/params.json"), 0, NULL);
+    assert_non_null(pj);
+    assert_int_equal((int)json_array_size(json_object_get(pj, "x")), 3);
+    assert_near(json_number_value(json_object_get(pj, "y")), 0.25, 1e-6);
+    json_decref(pj);
+}
+
+static void test_online(void **state) {
+    (void)state;
+    const char *out = P("ppo");
+    rl_runner_result res;
+    TRAIN_OK(&res, (char *)P("tiny_ppo.recipe"), "--data", (char *)P("demos.jsonl"), "--out", (char *)out, "--steps",
+             "3", "--batch", "4", "--minibatch", "2", "--ppo-epochs", "2", "--ctx", "24", "--threads", "1",
+             "--sample-every", "1", "--ckpt-every", "2");
+    json_t *m[256];
+    int n = check_metrics(out, m, 3,
+                          (const char *const[]){"loss", "loss_critic", "loss_lambda", "reward", "lambda", "kl",
+                                                "grad_norm_critic", "lr_log_lambda", NULL});
+    assert_int_equal((int)num(m[0], "updates"), 4); /* 2 epochs x 2 minibatches */
+    assert_true(num(m[0], "tokens") > 4 * 12);      /* 4 rows of 12 prompt tokens and some new ones */
+    assert_near(num(m[0], "kl"), 0.0, 1e-5);        /* the fresh reference equals the fresh policy */
+    free_lines(m, n);
+    json_t *s[16];
+    int ns = read_jsonl(P("ppo/samples.jsonl"), s, 16);
+    assert_int_equal(ns, 9);
+    assert_contains(json_string_value(json_object_get(s[0], "prompt")), "Assistant:");
+    free_lines(s, ns);
+    check_ckpt(out, 3,
+               (const char *const[]){"policy/wte.weight", "critic/v_head.summary.weight", "params/log_lambda",
+                                     "optim/critic/wte.weight.exp_avg", "state/window_mean@15:8", NULL});
+    check_export(out, "policy", RL_GPT2_LM);
+    check_export(out, "critic", RL_GPT2_VALUE);
+    assert_false(exists(P("ppo/ref"))); /* frozen: not exported */
+}
+
+/* ---- the built-in recipes, a step or two each ---------------------------------------------- */
+
+static const char *builtin(const char *name) {
+    static char buf[8][1200];
+    static int k;
+    char *b = buf[k++ % 8];
+    snprintf(b, sizeof buf[0], "%s/recipes/%s.recipe", RLHF_SOURCE_DIR, name);
+    return b;
+}
+
+static void test_builtins(void **state) {
+    (void)state;
+    rl_runner_result res;
+    char *common[] = {"--batch", "2", "--ctx", "32", "--threads", "1", "--steps", "2"};
+#define C8 common[0], common[1], common[2], common[3], common[4], common[5], common[6], common[7]
+    /* a built-in recipe by name */
+    TRAIN_OK(&res, "sft", "--data", (char *)P("demos.jsonl"), "--out", (char *)P("b_sft"), C8);
+    TRAIN_OK(&res, (char *)builtin("bradley_terry"), "--data", (char *)P("hh.jsonl"), "--out", (char *)P("b_bt"), C8);
+    /* cost signs fed as the recipe declares them (i32 [B]) */
+    TRAIN_OK(&res, (char *)builtin("cost_model"), "--data", (char *)P("pku.jsonl"), "--out", (char *)P("b_cm"), C8);
+    /* a reference copied from the starting policy: DPO's loss starts at log 2 */
+    TRAIN_OK(&res, (char *)builtin("dpo"), "--data", (char *)P("hh.jsonl"), "--out", (char *)P("b_dpo"), "--init",
+             "ref=policy", C8);
+    assert_near(res.first_loss, log(2.0), 1e-6);
+    /* PPO from the SFT export, with the Bradley-Terry export as its reward
+     * model and the adaptive KL controller (whose state the checkpoint keeps) */
+    char pol[1200], ref[1200], rm[1200], cm[1200];
+    snprintf(pol, sizeof pol, "policy=%s", P("b_sft/policy"));
+    snprintf(ref, sizeof ref, "ref=%s", P("b_sft/policy"));
+    snprintf(rm, sizeof rm, "reward_model=%s", P("b_bt/rm"));
+    snprintf(cm, sizeof cm, "cost_model=%s", P("b_cm/cm"));
+    TRAIN_OK(&res, (char *)builtin("ppo_kl"), "--data", (char *)P("demos.jsonl"), "--out", (char *)P("b_ppo"), "--init",
+             pol, "--init", ref, "--init", rm, C8, "--set", "max_new=4", "--set", "adaptive_kl=true", "--set",
+             "ptx_coef=1", "--ptx-data", (char *)P("demos.jsonl"));
+    json_t *m[8];
+    int n = check_metrics(P("b_ppo"), m, 2,
+                          (const char *const[]){"loss", "loss_critic", "reward", "kl", "kl_coef", "ptx_loss", NULL});
+    assert_near(num(m[0], "kl"), 0.0, 1e-4); /* the reference is the starting policy */
+    assert_true(num(m[0], "ptx_loss") > 0);  /* PPO-ptx: demonstrations from --ptx-data */
+    free_lines(m, n);
+    char key[64];
+    rl_st_file *f;
+    char e[1024];
+    assert_int_equal(rl_st_open(P("b_ppo/checkpoint.safetensors"), &f, e, sizeof e), RL_OK);
+    int found = 0;
+    for (size_t i = 0; i < rl_st_count(f); i++) found |= !strncmp(rl_st_at(f, i)->name, "state/adaptive_beta@", 20);
+    assert_true(found);
+    assert_non_null(rl_st_meta_get(f, "data.ptx_cursor"));
+    rl_st_close(f);
+    (void)key;
+    TRAIN_OK(&res, (char *)builtin("safe_rlhf"), "--data", (char *)P("demos.jsonl"), "--out", (char *)P("b_safe"),
+             "--init", pol, "--init", ref, "--init", rm, "--init", cm, C8, "--set", "max_new=4");
+    n = check_metrics(P("b_safe"), m, 2,
+                      (const char *const[]){"loss", "loss_lambda", "lambda", "cost", "episode_cost", NULL});
+    free_lines(m, n);
+#undef C8
+}
+
+/* ---- bad data ---------------------------------------------------------------------------------- */
+
+static void test_bad_lines(void **state) {
+    (void)state;
+    write_text(P("bad.jsonl"), "{\"prompt\": \"Say apple.\", \"response\": \" apple.\"}\n"
+                               "{\"prompt\": \"Say river.\", \"response\": \" river.\"}\n"
+                               "{\"prompt\": \"Say stone.\", \"respons\": \" stone.\"}\n"
+                               "{\"prompt\": \"Say cloud.\", \"response\": \" cloud.\"}\n");
+    rl_runner_result res;
+    char err[4096];
+    assert_int_equal(train(&res, err, sizeof err, (char *)P("sft_fast.recipe"), "--data", (char *)P("bad.jsonl"),
+                           "--out", (char *)P("bad"), "--steps", "1", "--batch", "2", "--ctx", "32", NULL),
+                     RL_ERR_ARG);
+    assert_contains(err, "bad.jsonl:3:");
+    assert_contains(err, "response");
+    assert_false(exists(P("bad/checkpoint.safetensors"))); /* the run stopped before training */
+    TRAIN_OK(&res, (char *)P("sft_fast.recipe"), "--data", (char *)P("bad.jsonl"), "--out", (char *)P("bad"), "--steps",
+             "2", "--batch", "2", "--ctx", "32", "--skip-bad-lines", "--threads", "1");
+    assert_int_equal(res.bad_lines, 1);
+    assert_int_equal(res.steps, 2);
+}
+
+/* ---- refusals ---------------------------------------------------------------------------------- */
+
+#define TRAIN_FAILS(contains, ...)                                                                                     \
+    do {                                                                                                               \
+        char err_[8192];                                                                                               \
+        rl_runner_result res_;                                                                                         \
+        if (train(&res_, err_, sizeof err_, __VA_ARGS__, NULL) == RL_OK)                                               \
+            fail_msg("train succeeded; expected an error with '%s'", contains);                                        \
+        assert_contains(err_, contains);                                                                               \
+    } while (0)
+
+static void test_refusals(void **state) {
+    (void)state;
+    char *sft = (char *)P("sft_fast.recipe"), *demos = (char *)P("demos.jsonl");
+    TRAIN_FAILS("unknown option '--stepz'", sft, "--stepz", "3");
+    TRAIN_FAILS("--steps: 'x' is not a positive integer", sft, "--steps", "x");
+    TRAIN_FAILS("no recipe given", "--steps", "3");
+    TRAIN_FAILS("give --steps or --epochs, not both", sft, "--steps", "3", "--epochs", "1");
+    TRAIN_FAILS("--init: 'policy' is not NAME=VALUE", sft, "--init", "policy");
+    TRAIN_FAILS("cannot read the recipe", (char *)P("nope.recipe"));
+    /* recipe errors come with file:line:col */
+    write_text(P("broken.recipe"), "recipe broken : supervised\ninput d : tokens\nmodel p : lm trainable\n"
+                                   "loss = -masked_mean(token_logprobz(p, d), d.mask)\n");
+    TRAIN_FAILS("broken.recipe:4:21: error: unknown function 'token_logprobz'", (char *)P("broken.recipe"), "--data",
+                demos);
+    TRAIN_FAILS("unknown hyper 'lrr'", sft, "--data", demos, "--set", "lrr=1");
+    TRAIN_FAILS("the recipe declares no model 'polcy'", sft, "--data", demos, "--init", "polcy=x");
+    TRAIN_FAILS("needs --data", sft);
+    TRAIN_FAILS("reads no data", (char *)P("quad.recipe"), "--data", demos);
+    char init[1200];
+    snprintf(init, sizeof init, "policy=%s", P("sft/policy")); /* test_supervised's export: a context of 32 */
+    TRAIN_FAILS("--ctx 64 exceeds model 'policy''s context of 32", sft, "--data", demos, "--init", init, "--ctx", "64");
+    TRAIN_FAILS("unknown preset 'huge'", sft, "--data", demos, "--preset", "huge");
+    TRAIN_FAILS("--lr-schedule: 'linear' is not", sft, "--data", demos, "--lr-schedule", "linear");
+    TRAIN_FAILS("--ptx-data: the recipe reads no demonstrations", (char *)P("tiny_ppo.recipe"), "--data", demos,
+                "--ptx-data", demos);
+    TRAIN_FAILS("give demonstrations with --ptx-data", (char *)builtin("ppo_kl"), "--data", demos, "--set",
+                "ptx_coef=1");
+    TRAIN_FAILS("needs safety labels", (char *)builtin("cost_model"), "--data", (char *)P("hh.jsonl"));
+    /* an existing run: --resume, or another --out */
+    rl_runner_result res;
+    TRAIN_OK(&res, (char *)P("quad.recipe"), "--out", (char *)P("again"), "--steps", "3");
+    TRAIN_FAILS("pass --resume", (char *)P("quad.recipe"), "--out", (char *)P("again"), "--steps", "3");
+    TRAIN_FAILS("--set differs from the checkpoint's", (char *)P("quad.recipe"), "--out", (char *)P("again"), "--steps",
+                "5", "--resume", "--set", "target=3");
+    TRAIN_FAILS("--seed differs", (char *)P("quad.recipe"), "--out", (char *)P("again"), "--steps", "5", "--resume",
+                "--seed", "9");
+    /* the same arguments continue it; a finished run has nothing left */
+    TRAIN_OK(&res, (char *)P("quad.recipe"), "--out", (char *)P("again"), "--steps", "5", "--resume");
+    assert_int_equal(res.first_step, 4);
+    assert_int_equal(res.steps, 5);
+    TRAIN_OK(&res, (char *)P("quad.recipe"), "--out", (char *)P("again"), "--steps", "5", "--resume");
+    assert_int_equal(res.steps, 5);
+    json_t *m[16];
+    int n = check_metrics(P("again"), m, 5, (const char *const[]){"loss", NULL});
+    free_lines(m, n);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_supervised), cmocka_unit_test(test_pairwise), cmocka_unit_test(test_fullbatch),
+        cmocka_unit_test(test_online),     cmocka_unit_test(test_builtins), cmocka_unit_test(test_bad_lines),
+        cmocka_unit_test(test_refusals),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
