@@ -291,6 +291,7 @@ rl_status rl_recipe_gradcheck(rl_recipe *r, const rl_recipe_gc_opts *opts, rl_re
     rl_recipe_opts ro = rl_recipe_opts_default();
     ro.dtype = RL_F64;
     ro.fns = &fns;
+    ro.extern_call = rl_recipe_ffi_call; /* user plug-ins are checked like any op */
     s.p = rl_recipe_compile(r, s.ctx, &ro);
     if (!s.p) {
         const rl_recipe_diag *d = rl_recipe_first_error(r);
