@@ -157,7 +157,7 @@ rl_status rl_recipe_set(rl_recipe *r, const char *name, const char *value) {
     else if (is_str && !bare && !(nt == 4 && toks[2].kind == TK_STR)) why = "expected a string (a word such as k3)";
     else if (!is_str && !e) why = "expected a number or a constant expression (0.05, 1/20, log(5))";
     else if (!is_str && bare) {
-        rl_stmt_kind k2;
+        rl_stmt_kind k2 = ST_HYPER;
         const rl_stmt *other = find_decl(r, toks[2].s, &k2);
         bool is_bool = strcmp(toks[2].s, "true") == 0 || strcmp(toks[2].s, "false") == 0;
         if (!is_bool && (!other || k2 != ST_HYPER)) why = "expected a number";

@@ -834,7 +834,7 @@ static void test_generate_topk_topp_sets(void **state) {
                 if (!o.response_mask[b * o.T + t]) continue;
                 const double *row = lg + (b * o.T + t - 1) * V;
                 int32_t tok = o.tokens[b * o.T + t];
-                double z[64], zt = row[tok] / cfg.temperature;
+                double z[64] = {0}, zt = row[tok] / cfg.temperature;
                 for (int64_t v = 0; v < V; v++) z[v] = row[v] / cfg.temperature;
                 /* rank of the token and the mass of the tokens above it */
                 int above = 0;

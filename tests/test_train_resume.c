@@ -173,7 +173,7 @@ static double run_ok(const char *const *args) {
 /* ---- comparisons -------------------------------------------------------------------------------- */
 
 static int64_t ckpt_step(const char *dir) {
-    char path[1200], e[1024];
+    char path[1600], e[1024];
     snprintf(path, sizeof path, "%s/checkpoint.safetensors", dir);
     rl_st_file *f;
     if (rl_st_open(path, &f, e, sizeof e) != RL_OK) fail_msg("%s", e);
@@ -185,7 +185,7 @@ static int64_t ckpt_step(const char *dir) {
 /* Every tensor of a's checkpoint equals b's, byte for byte, and so do the
  * state's metadata (step counts, cursor, tokens). */
 static void same_checkpoints(const char *a, const char *b) {
-    char pa[1200], pb[1200], e[1024];
+    char pa[1600], pb[1600], e[1024];
     snprintf(pa, sizeof pa, "%s/checkpoint.safetensors", a);
     snprintf(pb, sizeof pb, "%s/checkpoint.safetensors", b);
     rl_st_file *fa, *fb;
@@ -258,7 +258,7 @@ static void same_exports(const char *a, const char *b) {
     struct dirent *de;
     int n = 0;
     while ((de = readdir(d)) != NULL) {
-        char pa[1200], pb[1200], e[1024];
+        char pa[1600], pb[1600], e[1024];
         snprintf(pa, sizeof pa, "%s/%s/model.safetensors", a, de->d_name);
         snprintf(pb, sizeof pb, "%s/%s/model.safetensors", b, de->d_name);
         if (access(pa, R_OK) != 0) continue;

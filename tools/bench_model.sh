@@ -13,6 +13,9 @@
 #   ROUNDS=3                   interleaved rounds; the table shows the median
 #                              over rounds of each run's median step time
 #   TORCH_THREADS="1 2"        torch.set_num_threads values tried; the best is shown
+#                              (TORCH_THREADS_gpt2=... etc. override it per preset)
+#   QUIET_CMD=...              optional command run before each preset's runs of a round
+#                              (e.g. one that waits until the machine is idle)
 #   STEPS_tiny=20 STEPS_small=10 STEPS_gpt2=3   timed steps per run (after 2 warm-up)
 #   SHAPE_tiny="8 32" SHAPE_small="8 128" SHAPE_gpt2="4 128"   B T per preset
 #   BASELINE=path/to/rlhf      optional: an older `rlhf` (with `bench model`) run in
@@ -64,6 +67,8 @@ for round in $(seq 1 "$ROUNDS"); do
             set -- $s
             B=$1 T=$2
             echo "round $round: $core $p B=$B T=$T" >&2
+            [ -z "${QUIET_CMD:-}" ] || sh -c "$QUIET_CMD" >&2 || true
+            th_list=$(eval "echo \${TORCH_THREADS_$p:-}"); [ -n "$th_list" ] || th_list=$TORCH_THREADS
             OPENBLAS_CORETYPE=$core "$RLHF" bench model --preset "$p" --batch "$B" --ctx "$T" \
                 --steps "$n" --json | grep '^{' | sed "s/^{/{\"round\": $round, \"coretype\": \"$core\", /" >>"$OUT"
             if [ -n "${BASELINE:-}" ]; then
@@ -71,7 +76,7 @@ for round in $(seq 1 "$ROUNDS"); do
                     --steps "$n" --json | grep '^{' |
                     sed "s/^{/{\"round\": $round, \"coretype\": \"$core\", /; s/\"side\": \"rlhf\"/\"side\": \"base\"/" >>"$OUT"
             fi
-            for th in $TORCH_THREADS; do
+            for th in $th_list; do
                 OPENBLAS_CORETYPE=$core $PY "$REF" bench "$p" "$B" "$T" "$n" "$th" |
                     sed "s/^{/{\"round\": $round, \"coretype\": \"$core\", /" >>"$OUT"
             done
