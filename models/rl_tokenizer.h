@@ -108,6 +108,11 @@ rl_status rl_tokenizer_encode_ex(rl_tokenizer *tok, const char *text, size_t len
 /* Decodes n ids into a malloc'ed buffer *text of *len bytes, NUL-terminated
  * for convenience (text may contain NUL bytes itself). An id outside
  * [0, vocab_size) is RL_ERR_ARG, with the id and its position in the message. */
+/* A malloc'ed, NUL-terminated copy of s[0..n) that JSON can hold: every byte
+ * that is not part of a valid UTF-8 character, and NUL, becomes U+FFFD (an
+ * untrained model emits arbitrary bytes). NULL when out of memory. */
+char *rl_utf8_sanitize(const char *s, size_t n);
+
 rl_status rl_tokenizer_decode(rl_tokenizer *tok, const int32_t *ids, int64_t n,
                               char **text, size_t *len);
 

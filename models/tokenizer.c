@@ -1088,3 +1088,24 @@ int32_t rl_tokenizer_token_id(const rl_tokenizer *tok, const char *token, size_t
 void rl_tokenizer_set_reference_mode(rl_tokenizer *tok, int on) {
     if (tok) tok->reference_mode = on != 0;
 }
+
+char *rl_utf8_sanitize(const char *s, size_t n) {
+    char *out = malloc(3 * n + 1), *o = out;
+    if (!out) return NULL;
+    for (size_t i = 0; i < n;) {
+        utf8proc_int32_t cp;
+        utf8proc_ssize_t k =
+            utf8proc_iterate((const utf8proc_uint8_t *)s + i, (utf8proc_ssize_t)(n - i), &cp);
+        if (k <= 0 || cp == 0) {
+            memcpy(o, "\xEF\xBF\xBD", 3);
+            o += 3;
+            i++;
+        } else {
+            memcpy(o, s + i, (size_t)k);
+            o += k;
+            i += (size_t)k;
+        }
+    }
+    *o = 0;
+    return out;
+}

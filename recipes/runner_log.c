@@ -10,38 +10,15 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-#include <utf8proc.h>
 
 static json_t *rn_num(double v) { return isfinite(v) ? json_real(v) : json_null(); }
-
-/* A copy of s[0..n) that JSON can hold: bytes that are not valid UTF-8, and
- * NUL, become U+FFFD (an untrained model emits arbitrary bytes). */
-static char *rn_utf8_clean(const char *s, size_t n) {
-    char *out = malloc(3 * n + 1), *o = out;
-    if (!out) return NULL;
-    for (size_t i = 0; i < n;) {
-        utf8proc_int32_t cp;
-        utf8proc_ssize_t k = utf8proc_iterate((const utf8proc_uint8_t *)s + i, (utf8proc_ssize_t)(n - i), &cp);
-        if (k <= 0 || cp == 0) {
-            memcpy(o, "\xEF\xBF\xBD", 3);
-            o += 3;
-            i++;
-        } else {
-            memcpy(o, s + i, (size_t)k);
-            o += k;
-            i += (size_t)k;
-        }
-    }
-    *o = 0;
-    return out;
-}
 
 /* Decoded text of ids[0..n) as a JSON string. */
 static json_t *rn_text(rn *r, const int32_t *ids, int64_t n) {
     char *t = NULL;
     size_t len = 0;
     if (rl_tokenizer_decode(r->tok, ids, n, &t, &len) != RL_OK) return json_null();
-    char *c = rn_utf8_clean(t, len);
+    char *c = rl_utf8_sanitize(t, len);
     free(t);
     json_t *j = c ? json_string(c) : json_null();
     free(c);

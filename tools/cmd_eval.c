@@ -33,7 +33,6 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-#include <utf8proc.h>
 
 static void rl_eval_usage(FILE *f) {
     fprintf(f,
@@ -93,28 +92,6 @@ static rl_tokenizer *rl_eval_tokenizer(const rl_eval_args *a, const rl_gpt2 *m) 
     return tok;
 }
 
-/* A copy of s[0..n) that JSON can hold: every byte that is not part of a
- * valid UTF-8 character, and NUL, becomes U+FFFD (an untrained model emits
- * arbitrary bytes). malloc'ed, NUL-terminated. */
-static char *rl_utf8_clean(const char *s, size_t n) {
-    char *out = malloc(3 * n + 1), *o = out;
-    if (!out) return NULL;
-    for (size_t i = 0; i < n;) {
-        utf8proc_int32_t cp;
-        utf8proc_ssize_t k = utf8proc_iterate((const utf8proc_uint8_t *)s + i, (utf8proc_ssize_t)(n - i), &cp);
-        if (k <= 0 || cp == 0) {
-            memcpy(o, "\xEF\xBF\xBD", 3);
-            o += 3;
-            i++;
-        } else {
-            memcpy(o, s + i, (size_t)k);
-            o += k;
-            i += (size_t)k;
-        }
-    }
-    *o = 0;
-    return out;
-}
 
 /* Sums x[b, t] over t for each row of a [B, T] f32/f64 tensor into out[b]. */
 static int rl_row_sums(rl_ctx *ctx, const rl_tensor *x, double *out) {
@@ -275,7 +252,7 @@ static int rl_eval_generate(const rl_eval_args *a) {
                 t->unsafe += !j.safe;
             }
             if (dump) {
-                char *clean = rl_utf8_clean(text, len);
+                char *clean = rl_utf8_sanitize(text, len);
                 json_t *d = clean ? json_pack("{s:s,s:s,s:s,s:s}", "prompt", rec->prompt, "response", clean, "family",
                                               rl_family_name(j.family), "kind", rl_resp_kind_name(j.kind))
                                   : NULL;
