@@ -45,12 +45,12 @@ static void rl_fill_random(float *p, int64_t n) {
     }
 }
 
-/* Engine matmul vs a direct cblas_sgemm call of the same size, alternating
- * so both see the same machine. The engine runs OpenBLAS single-threaded
- * inside its own OpenMP threads (ops/cpu/gemm.c); the direct call gets
- * OpenBLAS's own threads (one per core), as a program calling OpenBLAS
- * would. OpenBLAS's workers spin for a while after a threaded call, so each
- * engine batch starts after a short pause. */
+/* Engine matmul vs a direct cblas_sgemm call of the same size. The engine
+ * runs OpenBLAS single-threaded inside its own OpenMP threads
+ * (ops/cpu/gemm.c); the direct call gets OpenBLAS's own threads (one per
+ * core), as a program calling OpenBLAS would. The two are timed in separate
+ * blocks with a pause between: each pool's workers spin for a while after
+ * their last job, and alternating them made whichever ran second slower. */
 static void rl_bench_matmul(rl_ctx *ctx, int64_t m, int64_t k, int64_t n) {
     float *a = malloc(sizeof(float) * (size_t)(m * k)), *b = malloc(sizeof(float) * (size_t)(k * n));
     float *c = malloc(sizeof(float) * (size_t)(m * n));
@@ -61,25 +61,28 @@ static void rl_bench_matmul(rl_ctx *ctx, int64_t m, int64_t k, int64_t n) {
     rl_tensor_write(ctx, ta, a, sizeof(float) * (size_t)(m * k));
     rl_tensor_write(ctx, tb, b, sizeof(float) * (size_t)(k * n));
     double te[RL_BENCH_RUNS], tc[RL_BENCH_RUNS];
-    int reps = 5;
+    const int reps = 5;
     const int engine_blas = openblas_get_num_threads(); /* 1 once a context exists */
-    struct timespec pause = {0, 200000000};
+    struct timespec pause = {0, 300000000};
     for (int r = -1; r < RL_BENCH_RUNS; r++) { /* r = -1: warm-up (thread pools, page faults) */
-        openblas_set_num_threads(omp_get_max_threads());
         double t0 = rl_now();
-        for (int i = 0; i < reps; i++)
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)m, (int)n, (int)k, 1.0f, a,
-                        (int)k, b, (int)n, 0.0f, c, (int)n);
-        if (r >= 0) tc[r] = (rl_now() - t0) / reps;
-        openblas_set_num_threads(engine_blas);
-        nanosleep(&pause, NULL);
-        t0 = rl_now();
         for (int i = 0; i < reps; i++) {
             rl_matmul(ctx, ta, tb, 0, 0);
             rl_ctx_reset(ctx);
         }
         if (r >= 0) te[r] = (rl_now() - t0) / reps;
     }
+    nanosleep(&pause, NULL);
+    openblas_set_num_threads(omp_get_max_threads());
+    for (int r = -1; r < RL_BENCH_RUNS; r++) {
+        double t0 = rl_now();
+        for (int i = 0; i < reps; i++)
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)m, (int)n, (int)k, 1.0f, a,
+                        (int)k, b, (int)n, 0.0f, c, (int)n);
+        if (r >= 0) tc[r] = (rl_now() - t0) / reps;
+    }
+    openblas_set_num_threads(engine_blas);
+    nanosleep(&pause, NULL); /* OpenBLAS's workers go to sleep before the next engine work */
     double me = rl_median(te, RL_BENCH_RUNS), mc = rl_median(tc, RL_BENCH_RUNS);
     double flop = 2.0 * (double)m * (double)k * (double)n;
     printf("matmul %lldx%lldx%lld f32: engine %.3f ms (%.1f GFLOP/s), cblas_sgemm with OpenBLAS's "
