@@ -12,7 +12,10 @@
 #include <cmocka.h>
 
 #include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "../engine/rl_engine.h"
 
@@ -56,5 +59,31 @@ static inline int rl_test_teardown_ctx(void **state) {
     rl_ctx_free(*state);
     return 0;
 }
+
+/* A file's whole content, NUL-terminated (malloc'ed), or NULL if it can't be opened. */
+static inline char *rl_test_read_file(const char *path) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return NULL;
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    char *s = malloc((size_t)n + 1);
+    assert_non_null(s);
+    size_t got = fread(s, 1, (size_t)n, f);
+    s[got] = 0;
+    fclose(f);
+    return s;
+}
+
+#ifdef RLHF_DOT
+/* Fails (never skips) when Graphviz is missing: the picture tests need the real dot. */
+static inline void rl_test_require_dot(void) {
+    const char *dot = RLHF_DOT;
+    if (!dot[0] || strstr(dot, "NOTFOUND") || access(dot, X_OK) != 0)
+        fail_msg("Graphviz `dot` was not found (RLHF_DOT='%s'): install graphviz (e.g. "
+                 "apt-get install graphviz) and re-run cmake; the picture tests need it",
+                 dot);
+}
+#endif
 
 #endif

@@ -9,6 +9,8 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include "rl_test.h"
+
 #include <dirent.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -28,28 +30,6 @@
 
 /* ---- helpers ---------------------------------------------------------------- */
 
-static void require_dot(void) {
-    const char *dot = RLHF_DOT;
-    if (!dot[0] || strstr(dot, "NOTFOUND") || access(dot, X_OK) != 0)
-        fail_msg("Graphviz `dot` was not found (RLHF_DOT='%s'): install graphviz (e.g. "
-                 "apt-get install graphviz) and re-run cmake; the picture tests need it",
-                 dot);
-}
-
-static char *slurp(const char *path) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *s = malloc((size_t)n + 1);
-    assert_non_null(s);
-    size_t got = fread(s, 1, (size_t)n, f);
-    s[got] = 0;
-    fclose(f);
-    return s;
-}
-
 static void tmp_path(char *buf, size_t n, const char *tag, const char *ext) {
     snprintf(buf, n, "%s/test_dot_%s.%s", RLHF_TEST_TMP, tag, ext);
 }
@@ -57,7 +37,7 @@ static void tmp_path(char *buf, size_t n, const char *tag, const char *ext) {
 /* Writes the tape to <tmp>/test_dot_<tag>.dot, renders it with dot -Tsvg and
  * returns the SVG text (malloc'd). dot must succeed without a warning. */
 static char *render(rl_ctx *ctx, const rl_dot_opts *opts, const char *tag) {
-    require_dot();
+    rl_test_require_dot();
     char dotf[512], svgf[512], errf[512], cmd[2048];
     tmp_path(dotf, sizeof dotf, tag, "dot");
     tmp_path(svgf, sizeof svgf, tag, "svg");
@@ -68,12 +48,12 @@ static char *render(rl_ctx *ctx, const rl_dot_opts *opts, const char *tag) {
     assert_int_equal(fclose(f), 0);
     snprintf(cmd, sizeof cmd, "'%s' -Tsvg -o '%s' '%s' 2>'%s'", RLHF_DOT, svgf, dotf, errf);
     int rc = system(cmd);
-    char *err = slurp(errf);
+    char *err = rl_test_read_file(errf);
     if (rc == -1 || !WIFEXITED(rc) || WEXITSTATUS(rc) != 0)
         fail_msg("`%s` failed (status %d): %s", cmd, rc, err ? err : "");
     if (err && err[0]) fail_msg("dot printed warnings for %s: %s", dotf, err);
     free(err);
-    char *svg = slurp(svgf);
+    char *svg = rl_test_read_file(svgf);
     assert_non_null(svg);
     if (!(strncmp(svg, "<?xml", 5) == 0 || strncmp(svg, "<svg", 4) == 0))
         fail_msg("%s does not start like an SVG file", svgf);
@@ -358,7 +338,7 @@ static void test_write_file(void **state) {
     tmp_path(path, sizeof path, "file", "dot");
     unlink(path);
     assert_int_equal(rl_dot_write_file(ctx, path, NULL), RL_OK);
-    char *text = slurp(path);
+    char *text = rl_test_read_file(path);
     assert_non_null(text);
     assert_int_equal(strncmp(text, "digraph", 7), 0);
     assert_non_null(strstr(text, "}\n"));

@@ -18,6 +18,8 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include "rl_test.h"
+
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -152,20 +154,6 @@ static double ref_length_bonus(const int32_t *ids, const int32_t *mask, int64_t 
 }
 
 static double softplus(double z) { return (z > 0 ? z : 0) + log1p(exp(-fabs(z))); }
-
-static char *read_file(const char *path) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *s = malloc((size_t)n + 1);
-    assert_non_null(s);
-    size_t got = fread(s, 1, (size_t)n, f);
-    s[got] = 0;
-    fclose(f);
-    return s;
-}
 
 static void copy_file(const char *from, const char *to) {
     char *s = NULL;
@@ -531,7 +519,7 @@ static void test_opt_in(void **state) {
     rl_recipe_program_free(p);
     rl_recipe_free(r);
     /* the example recipe names its plug-in in a comment too: check it is the one CMake builds */
-    char *text = read_file(EXAMPLE);
+    char *text = rl_test_read_file(EXAMPLE);
     assert_non_null(text);
     assert_non_null(strstr(text, "extern \"liblength_bonus.so\" length_bonus("));
     free(text);

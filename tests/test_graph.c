@@ -12,6 +12,8 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include "rl_test.h"
+
 #include <dirent.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -50,28 +52,6 @@ static int teardown(void **state) {
 
 /* ---- helpers -------------------------------------------------------------------------- */
 
-static void require_dot(void) {
-    const char *dot = RLHF_DOT;
-    if (!dot[0] || strstr(dot, "NOTFOUND") || access(dot, X_OK) != 0)
-        fail_msg("Graphviz `dot` was not found (RLHF_DOT='%s'): install graphviz (e.g. apt-get install "
-                 "graphviz) and re-run cmake; the picture tests need it",
-                 dot);
-}
-
-static char *slurp(const char *path) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *s = malloc((size_t)n + 1);
-    assert_non_null(s);
-    size_t got = fread(s, 1, (size_t)n, f);
-    s[got] = 0;
-    fclose(f);
-    return s;
-}
-
 static int count(const char *hay, const char *needle) {
     int n = 0;
     for (const char *p = hay; (p = strstr(p, needle)); p += strlen(needle)) n++;
@@ -95,7 +75,7 @@ static rl_recipe_program *compile_src(rl_recipe *r) {
 /* Draws p into <tmp>/test_graph_<tag>.dot with rl_recipe_graph_save, renders
  * it with dot -Tsvg (which must not warn) and returns the SVG (malloc'd). */
 static char *render(const rl_recipe_program *p, const rl_recipe_graph_opts *o, const char *tag) {
-    require_dot();
+    rl_test_require_dot();
     char dotf[512], svgf[512], errf[512], cmd[2048], err[1024];
     tmp_path(dotf, sizeof dotf, tag, "dot");
     tmp_path(svgf, sizeof svgf, tag, "svg");
@@ -103,11 +83,11 @@ static char *render(const rl_recipe_program *p, const rl_recipe_graph_opts *o, c
     if (rl_recipe_graph_save(p, dotf, o, err, sizeof err) != RL_OK) fail_msg("graph_save: %s", err);
     snprintf(cmd, sizeof cmd, "'%s' -Tsvg -o '%s' '%s' 2>'%s'", RLHF_DOT, svgf, dotf, errf);
     int rc = system(cmd);
-    char *msg = slurp(errf);
+    char *msg = rl_test_read_file(errf);
     if (rc == -1 || !WIFEXITED(rc) || WEXITSTATUS(rc) != 0) fail_msg("`%s` failed: %s", cmd, msg ? msg : "");
     if (msg && msg[0]) fail_msg("dot printed warnings for %s: %s", dotf, msg);
     free(msg);
-    char *svg = slurp(svgf);
+    char *svg = rl_test_read_file(svgf);
     assert_non_null(svg);
     if (!(strncmp(svg, "<?xml", 5) == 0 || strncmp(svg, "<svg", 4) == 0)) fail_msg("%s is not SVG", svgf);
     assert_non_null(strstr(svg, "</svg>"));
@@ -363,7 +343,7 @@ static int run_cmd(int argc, const char **argv, char *err, size_t n) {
     fflush(stderr);
     dup2(saved, 2);
     close(saved);
-    char *s = slurp(errf);
+    char *s = rl_test_read_file(errf);
     snprintf(err, n, "%s", s ? s : "");
     free(s);
     return rc;
@@ -382,7 +362,7 @@ static void assert_no_temps(void) {
 
 static void test_command_line(void **state) {
     (void)state;
-    require_dot();
+    rl_test_require_dot();
     char out[512], err[4096];
     /* svg and png through dot, dot text directly */
     const char *exts[] = {"svg", "png", "dot"};
@@ -391,7 +371,7 @@ static void test_command_line(void **state) {
         unlink(out);
         const char *argv[] = {"graph", DPO, "-o", out, "--backward", "--set", "beta=0.05"};
         assert_int_equal(run_cmd(7, argv, err, sizeof err), 0);
-        char *s = slurp(out);
+        char *s = rl_test_read_file(out);
         assert_non_null(s);
         if (i == 0) assert_non_null(strstr(s, "</svg>"));
         if (i == 1) assert_int_equal(memcmp(s, "\x89PNG", 4), 0);
