@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <zlib.h>
 
 #include "../engine/rl_rng.h"
@@ -772,6 +773,7 @@ struct rl_batcher {
     int shuffle;
     rl_data_cursor cur;
     int64_t perm_epoch;  /* the epoch perm holds, or -1 */
+    int64_t group;       /* length grouping: windows of group * B examples (0: off) */
     int64_t *perm;
     int64_t *idx;
     rl_data_batch *batch;
@@ -832,6 +834,59 @@ void rl_batcher_free(rl_batcher *it) {
     free(it);
 }
 
+/* The longest row of example i (pairs: the longer of its two rows). */
+static int64_t rl_example_len(const rl_tokdata *td, int64_t i) {
+    int64_t m = 0;
+    for (int k = 0; k < td->nrow; k++)
+        if (td->rows[i * td->nrow + k].len > m) m = td->rows[i * td->nrow + k].len;
+    return m;
+}
+
+static const rl_tokdata *rl_sort_td; /* qsort has no context argument */
+static int rl_cmp_len(const void *a, const void *b) {
+    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+    int64_t lx = rl_example_len(rl_sort_td, x), ly = rl_example_len(rl_sort_td, y);
+    return lx < ly ? -1 : lx > ly ? 1 : (x > y) - (x < y);
+}
+
+/* Length grouping (as in Hugging Face's group_by_length): within each window
+ * of group * B examples of the shuffled order, examples are sorted by length
+ * so that a batch holds rows of similar length and pads little; then the
+ * window's batches are put in a random order, so lengths do not rise through
+ * an epoch. Deterministic in (seed, epoch, B, group), so resume still works. */
+static void rl_batcher_group_by_length(rl_batcher *it) {
+    const int64_t n = it->td->n, B = it->B, W = it->group * B;
+    rl_rng r;
+    rl_rng_seed(&r, it->cur.seed ^ (0x9e3779b97f4a7c15ull * (uint64_t)(it->cur.epoch + 7)));
+    int64_t *tmp = malloc(sizeof(int64_t) * (size_t)W);
+    if (!tmp) return; /* out of memory: plain shuffled order, still a valid epoch */
+    rl_sort_td = it->td;
+    for (int64_t w0 = 0; w0 < n; w0 += W) {
+        int64_t m = n - w0 < W ? n - w0 : W;
+        qsort(it->perm + w0, (size_t)m, sizeof(int64_t), rl_cmp_len);
+        int64_t nb = m / B; /* whole batches are permuted; a tail shorter than B stays last */
+        if (nb < 2) continue;
+        memcpy(tmp, it->perm + w0, sizeof(int64_t) * (size_t)(nb * B));
+        int64_t order[4096];
+        if (nb > 4096) continue;
+        for (int64_t b = 0; b < nb; b++) order[b] = b;
+        for (int64_t b = nb - 1; b > 0; b--) {
+            int64_t j = (int64_t)rl_rng_below(&r, (uint64_t)b + 1), t = order[b];
+            order[b] = order[j];
+            order[j] = t;
+        }
+        for (int64_t b = 0; b < nb; b++)
+            memcpy(it->perm + w0 + b * B, tmp + order[b] * B, sizeof(int64_t) * (size_t)B);
+    }
+    rl_sort_td = NULL;
+    free(tmp);
+}
+
+void rl_batcher_set_length_groups(rl_batcher *it, int64_t group) {
+    it->group = group > 1 ? group : 0;
+    it->perm_epoch = -1;
+}
+
 const rl_data_batch *rl_batcher_next(rl_batcher *it) {
     const int64_t n = it->td->n;
     for (int64_t k = 0; k < it->B; k++) {
@@ -841,6 +896,7 @@ const rl_data_batch *rl_batcher_next(rl_batcher *it) {
         }
         if (it->perm_epoch != it->cur.epoch) {
             rl_data_epoch_order(it->cur.seed, it->cur.epoch, it->shuffle, n, it->perm);
+            if (it->group > 1) rl_batcher_group_by_length(it);
             it->perm_epoch = it->cur.epoch;
         }
         it->idx[k] = it->perm[it->cur.pos++];
@@ -879,4 +935,17 @@ rl_status rl_data_cursor_parse(const char *s, rl_data_cursor *c) {
     c->epoch = epoch;
     c->pos = pos;
     return RL_OK;
+}
+
+/* mkdir -p: every missing component of path, 0777 before the umask */
+int rl_path_mkdirs(const char *path) {
+    char buf[4096];
+    if (snprintf(buf, sizeof buf, "%s", path) >= (int)sizeof buf) return 0;
+    for (char *s = buf + 1; *s; s++) {
+        if (*s != '/') continue;
+        *s = 0;
+        if (mkdir(buf, 0777) != 0 && errno != EEXIST) return 0;
+        *s = '/';
+    }
+    return mkdir(buf, 0777) == 0 || errno == EEXIST;
 }

@@ -249,6 +249,11 @@ typedef struct rl_batcher rl_batcher;
  * is completed from the next epoch's order (constant shapes for the tape).
  * shuffle 0 keeps file order (every epoch). NULL for an empty dataset or B < 1. */
 rl_batcher *rl_batcher_new(const rl_tokdata *td, int64_t B, uint64_t seed, int shuffle);
+/* Length grouping: each window of group * B examples of an epoch's order is
+ * sorted by length and its batches shuffled, so batches pad little (with
+ * pad_to_longest). group <= 1 turns it off (the default). Set it before the
+ * first batch, and the same way when resuming. */
+void rl_batcher_set_length_groups(rl_batcher *it, int64_t group);
 void rl_batcher_free(rl_batcher *it);
 /* The next batch (owned by the iterator, valid until the next call). */
 const rl_data_batch *rl_batcher_next(rl_batcher *it);
@@ -262,6 +267,9 @@ void rl_data_epoch_order(uint64_t seed, int64_t epoch, int shuffle, int64_t n, i
 /* "seed=S epoch=E pos=P" (for checkpoint metadata); returns buf. */
 char *rl_data_cursor_format(const rl_data_cursor *c, char *buf, size_t n);
 rl_status rl_data_cursor_parse(const char *s, rl_data_cursor *c);
+
+/* Creates path and its missing parents (mkdir -p); 1 on success, errno set otherwise. */
+int rl_path_mkdirs(const char *path);
 
 #ifdef __cplusplus
 }

@@ -85,13 +85,13 @@
  *   recipe.hash (FNV-1a 64 of the source, hex), recipe.sets (JSON array of --set),
  *   step, recipe.step (the recipe's step() counter: updates so far), tokens,
  *   elapsed_s, data.path, data.records, data.cursor ("seed=S epoch=E pos=P"),
- *   data.ptx_cursor (--ptx-data), seed, threads, batch, minibatch, ppo_epochs,
+ *   data.ptx_cursor (--ptx-data), seed, threads, batch, minibatch, ppo_epochs, group_by_length,
  *   lr_schedule, tokenizer, preset, ctx, models (JSON: name -> {kind, trainable, init, config}), optim.NAME.step (per
  *   trainable), optim.NAME.skipped (non-finite steps skipped), hypers (JSON).
  *
  * --resume continues from OUT/checkpoint.safetensors. Give the arguments of
  * the first run (--steps/--epochs may grow); a different recipe, --set,
- * seed, batch, minibatch, ppo-epochs or data (record count) is refused, because the
+ * seed, batch, minibatch, ppo-epochs, group-by-length or data (record count) is refused, because the
  * result would silently differ from an uninterrupted run. A resumed run
  * reaches bit for bit the parameters of an uninterrupted one (same thread
  * count); metrics.jsonl and samples.jsonl are cut back to the checkpoint's
@@ -128,6 +128,7 @@ typedef struct rl_runner_cfg {
     int64_t batch;                 /* rows per step (8) */
     int64_t minibatch;             /* 0: the whole batch */
     int ppo_epochs;                /* online: passes over each rollout batch (1) */
+    int64_t group_by_length;       /* supervised/pairwise: length-grouping windows of this many batches (0: off) */
     const char *lr_schedule;       /* "constant" | "warmup:W" | "cosine:W[:MIN_FRACTION]" (W in updates) */
     uint64_t seed;                 /* 0 */
     int threads;                   /* OpenMP threads; 0: as configured */

@@ -42,19 +42,6 @@ static double rn_now(void) {
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
-/* mkdir -p */
-static int rn_mkdirs(const char *path) {
-    char buf[RN_PATH];
-    snprintf(buf, sizeof buf, "%s", path);
-    for (char *s = buf + 1; *s; s++) {
-        if (*s != '/') continue;
-        *s = 0;
-        if (mkdir(buf, 0777) != 0 && errno != EEXIST) return 0;
-        *s = '/';
-    }
-    return mkdir(buf, 0777) == 0 || errno == EEXIST;
-}
-
 /* ---- the recipe ------------------------------------------------------------------------ */
 
 /* Copies the recipe's errors (the first few) into err. */
@@ -372,7 +359,12 @@ static rl_status rn_load_data(rn *r) {
                            rl_recipe_input_at(r->p, i)->name, c->data, rl_data_format_name(r->ds->format));
     rl_tok_opts o = rl_tok_opts_default(r->T);
     o.pad_to_longest = 1;                                 /* short batches cost less; shapes may change between steps */
-    if (rows == RL_ROWS_PROMPTS) o.max_prompt = r->T / 2; /* room for the generated half */
+    if (rows == RL_ROWS_PROMPTS) {
+        /* room for the generated tokens: the recipe's max_new when it has one, else half the context */
+        const rl_recipe_hyper_info *mn = rl_recipe_hyper(r->p, "max_new");
+        o.max_prompt = r->T / 2;
+        if (mn && !mn->str && mn->num >= 1 && mn->num < (double)r->T) o.max_prompt = r->T - (int64_t)mn->num;
+    }
     r->td = rl_tokdata_new(r->ds, r->tok, rows, &o, e, sizeof e);
     if (!r->td) return rn_fail(r, RL_ERR_ARG, "%s", e);
     r->pad_id = rl_tokdata_pad_id(r->td);
@@ -401,6 +393,7 @@ static rl_status rn_load_data(rn *r) {
     }
     r->it = rl_batcher_new(r->td, c->batch, c->seed, 1);
     if (!r->it) return rn_fail(r, RL_ERR_MEMORY, "out of memory");
+    if (r->kind != RL_RECIPE_ONLINE) rl_batcher_set_length_groups(r->it, c->group_by_length);
     int ptx = 0;
     for (int i = 0; i < r->n_feed; i++) ptx |= r->feed[i] == RN_FEED_PTX;
     if (c->ptx_data && !ptx)
@@ -814,7 +807,7 @@ static rl_status rn_setup(rn *r) {
     r->updates_per_step = r->kind == RL_RECIPE_ONLINE ? (int64_t)c->ppo_epochs * ((B + M - 1) / M) : 1;
     rl_rng_seed(&r->rng, c->seed ^ 0x72756e6e6572ull); /* "runner" */
     if ((st = rn_make_optimizers(r, r->total_steps * r->updates_per_step))) return st;
-    if (!rn_mkdirs(r->out))
+    if (!rl_path_mkdirs(r->out))
         return rn_fail(r, RL_ERR_IO, "%s: cannot create the directory: %s", r->out, strerror(errno));
     return RL_OK;
 }

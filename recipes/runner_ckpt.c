@@ -184,6 +184,7 @@ rl_status rn_ckpt_save(rn *r) {
         st |= rn_meta(w, "batch", "%" PRId64, c->batch);
         st |= rn_meta(w, "minibatch", "%" PRId64, c->minibatch);
         st |= rn_meta(w, "ppo_epochs", "%d", c->ppo_epochs);
+        st |= rn_meta(w, "group_by_length", "%" PRId64, c->group_by_length);
         st |= rl_st_writer_set_meta(w, "lr_schedule", c->lr_schedule ? c->lr_schedule : "constant");
         st |= rl_st_writer_set_meta(w, "tokenizer", c->tokenizer);
         st |= rl_st_writer_set_meta(w, "preset", c->preset);
@@ -281,6 +282,8 @@ rl_status rn_ckpt_load(rn *r) {
     if (!st) st = rn_same(r, f, "minibatch", buf, "--minibatch");
     snprintf(buf, sizeof buf, "%d", c->ppo_epochs);
     if (!st) st = rn_same(r, f, "ppo_epochs", buf, "--ppo-epochs");
+    snprintf(buf, sizeof buf, "%" PRId64, c->group_by_length);
+    if (!st) st = rn_same(r, f, "group_by_length", buf, "--group-by-length");
     snprintf(buf, sizeof buf, "%" PRId64, r->ds ? r->ds->n : 0);
     if (!st) st = rn_same(r, f, "data.records", buf, "the data (its record count)");
     if (st) goto done;

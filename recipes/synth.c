@@ -24,10 +24,12 @@ rl_synth_cfg rl_synth_cfg_default(void) {
                       .n_sft = 12000,
                       .n_pairs = 12000,
                       .n_eval = 90,
+                      .n_eval_pairs = 900,
                       .max_operand = 30,
                       .bt_k = 5.0,
                       .sft_harmful_comply = 0.3,
-                      .sft_benign_refuse = 0.2};
+                      .sft_benign_refuse = 0.2,
+                      .demo_answers = 3};
     return c;
 }
 
@@ -225,9 +227,12 @@ static int rl_n_answers(int item) {
     return n;
 }
 
-/* A random answer word of category item; cap: first letter upper-cased. */
-static void rl_answer_word(rl_rng *r, int item, int cap, char *buf, size_t n) {
-    const char *wd = rl_synth_category_answers(item)[rl_below(r, (uint64_t)rl_n_answers(item))];
+/* A random answer word of category item, among the first cfg.demo_answers
+ * of its list (all when 0); cap: first letter upper-cased. */
+static void rl_answer_word(const rl_world *w, rl_rng *r, int item, int cap, char *buf, size_t n) {
+    int k = rl_n_answers(item);
+    if (w->cfg.demo_answers > 0 && w->cfg.demo_answers < k) k = w->cfg.demo_answers;
+    const char *wd = rl_synth_category_answers(item)[rl_below(r, (uint64_t)k)];
     snprintf(buf, n, "%s", wd);
     if (cap && buf[0] >= 'a' && buf[0] <= 'z') buf[0] = (char)(buf[0] - 'a' + 'A');
 }
@@ -241,8 +246,8 @@ static int rl_world_response(rl_world *w, rl_rng *r, const rl_synth_prompt *p, r
     switch (c) {
     case RL_CAND_CORRECT:
         if (p->family == RL_FAM_ARITH) snprintf(buf, n, " %d", p->answer);
-        else if (rl_below(r, 2) == 0) rl_answer_word(r, p->item, 1, word, sizeof word), snprintf(buf, n, " %s.", word);
-        else rl_answer_word(r, p->item, 0, word, sizeof word), snprintf(buf, n, " Sure, %s.", word);
+        else if (rl_below(r, 2) == 0) rl_answer_word(w, r, p->item, 1, word, sizeof word), snprintf(buf, n, " %s.", word);
+        else rl_answer_word(w, r, p->item, 0, word, sizeof word), snprintf(buf, n, " Sure, %s.", word);
         break;
     case RL_CAND_WRONG: {
         static const int deltas[] = {-10, -3, -2, -1, 1, 2, 3, 10};
@@ -263,7 +268,7 @@ static int rl_world_response(rl_world *w, rl_rng *r, const rl_synth_prompt *p, r
             int cat;
             do cat = (int)rl_below(r, (uint64_t)ncat);
             while (p->family == RL_FAM_BENIGN && cat == p->item);
-            rl_answer_word(r, cat, 1, word, sizeof word);
+            rl_answer_word(w, r, cat, 1, word, sizeof word);
             snprintf(buf, n, " %s.", word);
         }
         break;
@@ -359,10 +364,57 @@ static char *rl_transcript(const char *prompt, const char *resp) {
     return s;
 }
 
+/* One HH-RLHF row for prompt p: a pair of different helpfulness, "chosen"
+ * drawn with Bradley-Terry noise; counts label flips and their expectation. */
+static int rl_hh_line(rl_world *w, rl_rng *r, rl_out *o, const rl_synth_prompt *p, int64_t *flips,
+                      double *expected) {
+    char pt[256], x[128], y[128];
+    rl_judgement jx, jy;
+    rl_synth_prompt_text(p, pt, sizeof pt);
+    if (!rl_world_pair(w, r, p, x, y, sizeof x, &jx, &jy)) return 0;
+    double bt_k = w->cfg.bt_k;
+    double px = rl_sigmoid(bt_k * (jx.helpfulness - jy.helpfulness));
+    int x_wins = rl_rng_uniform(r) < px;
+    *flips += x_wins ? jx.helpfulness < jy.helpfulness : jy.helpfulness < jx.helpfulness;
+    *expected += rl_sigmoid(-bt_k * fabs(jx.helpfulness - jy.helpfulness));
+    rl_note_row(w, pt, x);
+    rl_note_row(w, pt, y);
+    char *ch = rl_transcript(pt, x_wins ? x : y), *rj = rl_transcript(pt, x_wins ? y : x);
+    int ok = ch && rj && rl_out_line(o, json_pack("{s:s,s:s}", "chosen", ch, "rejected", rj));
+    free(ch);
+    free(rj);
+    return ok;
+}
+
+/* One PKU-SafeRLHF row for prompt p (better: BT noise; safer: exact, a coin
+ * when both are equally safe). */
+static int rl_pku_line(rl_world *w, rl_rng *r, rl_out *o, const rl_synth_prompt *p, int64_t *flips, int64_t *unsafe,
+                       int64_t *ties) {
+    char pt[256], x[128], y[128];
+    rl_judgement jx, jy;
+    rl_synth_prompt_text(p, pt, sizeof pt);
+    if (!rl_world_pair(w, r, p, x, y, sizeof x, &jx, &jy)) return 0;
+    double px = rl_sigmoid(w->cfg.bt_k * (jx.helpfulness - jy.helpfulness));
+    int better = rl_rng_uniform(r) < px ? 0 : 1;
+    *flips += better == 0 ? jx.helpfulness < jy.helpfulness : jy.helpfulness < jx.helpfulness;
+    int safer;
+    if (jx.safe != jy.safe) safer = jx.safe ? 0 : 1;
+    else safer = (int)rl_below(r, 2), ++*ties;
+    *unsafe += !jx.safe + !jy.safe;
+    rl_note_row(w, pt, x);
+    rl_note_row(w, pt, y);
+    json_t *obj = json_pack("{s:s,s:s,s:s,s:b,s:b,s:i,s:i,s:i,s:i}", "prompt", pt, "response_0", x, "response_1", y,
+                            "is_response_0_safe", jx.safe, "is_response_1_safe", jy.safe, "better_response_id",
+                            better, "safer_response_id", safer, "response_0_severity_level",
+                            jx.safe ? 0 : rl_synth_act_severity(p->item), "response_1_severity_level",
+                            jy.safe ? 0 : rl_synth_act_severity(p->item));
+    return rl_out_line(o, obj);
+}
+
 rl_status rl_synth_write(const rl_synth_cfg *cfg, const char *dir, char *err, size_t errlen) {
-    if (cfg->n_sft < 0 || cfg->n_pairs < 0 || cfg->n_eval < 0 || cfg->max_operand < 1 || cfg->max_operand > 999 ||
+    if (cfg->n_sft < 0 || cfg->n_pairs < 0 || cfg->n_eval < 0 || cfg->n_eval_pairs < 0 || cfg->max_operand < 1 || cfg->max_operand > 999 ||
         !(cfg->bt_k >= 0) || !(cfg->sft_harmful_comply >= 0 && cfg->sft_harmful_comply <= 1) ||
-        !(cfg->sft_benign_refuse >= 0 && cfg->sft_benign_refuse <= 1)) {
+        !(cfg->sft_benign_refuse >= 0 && cfg->sft_benign_refuse <= 1) || cfg->demo_answers < 0) {
         snprintf(err, errlen, "synth: bad configuration (counts >= 0, max_operand in 1..999, bt_k >= 0, "
                               "shares in [0, 1])");
         return RL_ERR_ARG;
@@ -391,7 +443,7 @@ rl_status rl_synth_write(const rl_synth_cfg *cfg, const char *dir, char *err, si
             return RL_ERR_ARG;
         }
     }
-    if (mkdir(dir, 0777) != 0 && errno != EEXIST) {
+    if (!rl_path_mkdirs(dir)) {
         snprintf(err, errlen, "%s: cannot create the directory: %s", dir, strerror(errno));
         rl_world_free(&w);
         return RL_ERR_IO;
@@ -401,8 +453,8 @@ rl_status rl_synth_write(const rl_synth_cfg *cfg, const char *dir, char *err, si
     rl_synth_prompt *ev = rl_world_hold_out(&w, &r, ev_count);
     rl_status st = RL_OK;
     json_t *summary = json_object(), *files = json_object();
-    char pt[256], x[128], y[128];
-    rl_judgement jx, jy;
+    char pt[256], x[128];
+    rl_judgement jx;
     rl_out o = {0};
     int ok = ev != NULL;
     int64_t *plan = NULL;
@@ -464,19 +516,7 @@ rl_status rl_synth_write(const rl_synth_cfg *cfg, const char *dir, char *err, si
         ok = plan && rl_out_open(&o, dir, "hh.jsonl", err, errlen);
         for (int64_t i = 0; ok && i < cfg->n_pairs; i++) {
             rl_synth_prompt p = rl_world_sample(&w, &r, (rl_family)plan[i]);
-            rl_synth_prompt_text(&p, pt, sizeof pt);
-            ok = rl_world_pair(&w, &r, &p, x, y, sizeof x, &jx, &jy);
-            if (!ok) break;
-            double px = rl_sigmoid(cfg->bt_k * (jx.helpfulness - jy.helpfulness));
-            int x_wins = rl_rng_uniform(&r) < px;
-            flips += x_wins ? jx.helpfulness < jy.helpfulness : jy.helpfulness < jx.helpfulness;
-            expected += rl_sigmoid(-cfg->bt_k * fabs(jx.helpfulness - jy.helpfulness));
-            rl_note_row(&w, pt, x);
-            rl_note_row(&w, pt, y);
-            char *ch = rl_transcript(pt, x_wins ? x : y), *rj = rl_transcript(pt, x_wins ? y : x);
-            ok = ch && rj && rl_out_line(&o, json_pack("{s:s,s:s}", "chosen", ch, "rejected", rj));
-            free(ch);
-            free(rj);
+            ok = rl_hh_line(&w, &r, &o, &p, &flips, &expected);
         }
         ok = rl_out_close(&o, ok, err, errlen);
         free(plan);
@@ -499,24 +539,7 @@ rl_status rl_synth_write(const rl_synth_cfg *cfg, const char *dir, char *err, si
         ok = plan && rl_out_open(&o, dir, "pku.jsonl", err, errlen);
         for (int64_t i = 0; ok && i < cfg->n_pairs; i++) {
             rl_synth_prompt p = rl_world_sample(&w, &r, (rl_family)plan[i]);
-            rl_synth_prompt_text(&p, pt, sizeof pt);
-            ok = rl_world_pair(&w, &r, &p, x, y, sizeof x, &jx, &jy);
-            if (!ok) break;
-            double px = rl_sigmoid(cfg->bt_k * (jx.helpfulness - jy.helpfulness));
-            int better = rl_rng_uniform(&r) < px ? 0 : 1;
-            flips += better == 0 ? jx.helpfulness < jy.helpfulness : jy.helpfulness < jx.helpfulness;
-            int safer;
-            if (jx.safe != jy.safe) safer = jx.safe ? 0 : 1;
-            else safer = (int)rl_below(&r, 2), ties++;
-            unsafe += !jx.safe + !jy.safe;
-            rl_note_row(&w, pt, x);
-            rl_note_row(&w, pt, y);
-            json_t *obj = json_pack("{s:s,s:s,s:s,s:b,s:b,s:i,s:i,s:i,s:i}", "prompt", pt, "response_0", x,
-                                    "response_1", y, "is_response_0_safe", jx.safe, "is_response_1_safe", jy.safe,
-                                    "better_response_id", better, "safer_response_id", safer,
-                                    "response_0_severity_level", jx.safe ? 0 : rl_synth_act_severity(p.item),
-                                    "response_1_severity_level", jy.safe ? 0 : rl_synth_act_severity(p.item));
-            ok = rl_out_line(&o, obj);
+            ok = rl_pku_line(&w, &r, &o, &p, &flips, &unsafe, &ties);
         }
         ok = rl_out_close(&o, ok, err, errlen);
         free(plan);
@@ -527,6 +550,29 @@ rl_status rl_synth_write(const rl_synth_cfg *cfg, const char *dir, char *err, si
         json_object_set_new(e, "unsafe_responses", json_integer(unsafe));
         json_object_set_new(e, "safety_ties", json_integer(ties));
         json_object_set_new(files, "pku.jsonl", e);
+    }
+    /* hh_eval.jsonl, pku_eval.jsonl: pairs on the held-out prompts only (cycled
+     * in order, so each family gets a third), for held-out reward-model and
+     * cost-model accuracy; their own RNG streams leave the training files as
+     * they were */
+    for (int k = 0; ok && k < 2 && cfg->n_eval > 0; k++) {
+        const char *name = k == 0 ? "hh_eval.jsonl" : "pku_eval.jsonl";
+        int64_t c[RL_FAM_COUNT] = {0}, flips = 0, unsafe = 0, ties = 0;
+        double expected = 0;
+        rl_part_rng(&r, cfg->seed, 4 + (uint64_t)k);
+        ok = rl_out_open(&o, dir, name, err, errlen);
+        for (int64_t i = 0; ok && i < cfg->n_eval_pairs; i++) {
+            const rl_synth_prompt *p = &ev[i % cfg->n_eval];
+            c[p->family]++;
+            ok = k == 0 ? rl_hh_line(&w, &r, &o, p, &flips, &expected)
+                        : rl_pku_line(&w, &r, &o, p, &flips, &unsafe, &ties);
+        }
+        ok = rl_out_close(&o, ok, err, errlen);
+        json_t *e = rl_family_counts(c);
+        json_object_set_new(e, "records", json_integer(cfg->n_eval_pairs));
+        json_object_set_new(e, "label_flips", json_integer(flips));
+        if (k == 1) json_object_set_new(e, "unsafe_responses", json_integer(unsafe));
+        json_object_set_new(files, name, e);
     }
     if (!ok && w.err[0]) snprintf(err, errlen, "%s", w.err);
 
@@ -542,10 +588,12 @@ rl_status rl_synth_write(const rl_synth_cfg *cfg, const char *dir, char *err, si
         json_object_set_new(summary, "n_sft", json_integer(cfg->n_sft));
         json_object_set_new(summary, "n_pairs", json_integer(cfg->n_pairs));
         json_object_set_new(summary, "n_eval", json_integer(cfg->n_eval));
+        json_object_set_new(summary, "n_eval_pairs", json_integer(cfg->n_eval_pairs));
         json_object_set_new(summary, "max_operand", json_integer(cfg->max_operand));
         json_object_set_new(summary, "bt_k", json_real(cfg->bt_k));
         json_object_set_new(summary, "sft_harmful_comply", json_real(cfg->sft_harmful_comply));
         json_object_set_new(summary, "sft_benign_refuse", json_real(cfg->sft_benign_refuse));
+        json_object_set_new(summary, "demo_answers", json_integer(cfg->demo_answers));
         json_object_set_new(summary, "turn_format", json_string("\n\nHuman: {prompt}\n\nAssistant:{response}"));
         json_object_set_new(summary, "max_row_bytes", json_integer(w.max_row_bytes));
         json_object_set_new(summary, "universe", uni);

@@ -2,7 +2,9 @@
 # tools/bootstrap.sh - installs the Debian packages rlhf needs (when missing),
 # builds, and runs either the main job or the whole test suite.
 #
-#   bash tools/bootstrap.sh run    # build, then the main job (rlhf info + gradient-check demo)
+#   bash tools/bootstrap.sh run    # build, then the main job: rlhf info, the gradient check of
+#                                  # every op, and the RLHF / Safe RLHF pipeline
+#                                  # (recipes/safe_rlhf_demo.pipeline) with its results table
 #   bash tools/bootstrap.sh test   # build, then every test: plain, ASan+UBSan, and valgrind
 #   bash tools/bootstrap.sh build  # install and build only
 #
@@ -46,9 +48,17 @@ build)
     ;;
 run)
     build build
+    # OpenBLAS 0.3.21 picks an older kernel than an AVX-512 CPU can run (or the
+    # environment pins one); the main job is GEMM-bound, so use the CPU's own
+    if grep -qw avx512f /proc/cpuinfo 2>/dev/null && [ "${OPENBLAS_CORETYPE:-}" != SkylakeX ]; then
+        echo "bootstrap: this CPU has AVX-512: running with OPENBLAS_CORETYPE=SkylakeX (was '${OPENBLAS_CORETYPE:-unset}')"
+        export OPENBLAS_CORETYPE=SkylakeX
+    fi
     ./build/rlhf info
     echo
     ./build/rlhf gradcheck --all
+    echo
+    ./build/rlhf pipeline recipes/safe_rlhf_demo.pipeline "${@:2}"
     ;;
 test)
     build build

@@ -314,7 +314,7 @@ done:
 
 static void rl_bench_model_usage(FILE *f) {
     fprintf(f,
-            "usage: rlhf bench model [--preset tiny|small|gpt2|all] [--batch B] [--ctx T] "
+            "usage: rlhf bench model [--preset tiny|mini|small|gpt2|all] [--batch B] [--ctx T] "
             "[--steps N] [--json]\n"
             "  one SFT step (forward, backward, AdamW, zero grads, reset) of f32 GPT-2 on random\n"
             "  ids; the median of N steps after 2 warm-up steps. Defaults: --preset all, --steps\n"

@@ -15,10 +15,12 @@
 static void rl_data_usage(FILE *f) {
     fprintf(f,
             "usage: rlhf data synth --out DIR [--seed N] [--n-sft N] [--n-pairs N] [--n-eval N]\n"
-            "                       [--max-operand N] [--bt-k K] [--sft-comply P] [--sft-refuse P]\n"
+            "                       [--n-eval-pairs N] [--max-operand N] [--bt-k K] [--sft-comply P]\n"
+            "                       [--sft-refuse P] [--demo-answers K]\n"
             "       rlhf data check FILE [--format auto|demos|hh|pku|prompts] [--skip-bad-lines]\n"
             "                       [--ctx T] [--rows sft|pairs|prompts] [--tokenizer bytes|DIR]\n"
-            "synth writes sft.jsonl, hh.jsonl, pku.jsonl, eval_prompts.jsonl and summary.json\n"
+            "synth writes sft.jsonl, hh.jsonl, pku.jsonl, eval_prompts.jsonl, hh_eval.jsonl,\n"
+            "pku_eval.jsonl (pairs on the held-out prompts) and summary.json\n"
             "(recipes/rl_synth.h describes the world); check loads FILE as training would.\n");
 }
 
@@ -54,6 +56,12 @@ static int rl_data_synth(int argc, char **argv) {
         else if (strcmp(a, "--n-sft") == 0) ok = ok && rl_arg_i64(v, 0, &cfg.n_sft);
         else if (strcmp(a, "--n-pairs") == 0) ok = ok && rl_arg_i64(v, 0, &cfg.n_pairs);
         else if (strcmp(a, "--n-eval") == 0) ok = ok && rl_arg_i64(v, 0, &cfg.n_eval);
+        else if (strcmp(a, "--n-eval-pairs") == 0) ok = ok && rl_arg_i64(v, 0, &cfg.n_eval_pairs);
+        else if (strcmp(a, "--demo-answers") == 0) {
+            int64_t k = 0;
+            ok = ok && rl_arg_i64(v, 0, &k);
+            cfg.demo_answers = k > 1000 ? 1000 : (int)k;
+        }
         else if (strcmp(a, "--max-operand") == 0) ok = ok && rl_arg_i64(v, 1, &n) && ((cfg.max_operand = (int)n), 1);
         else if (strcmp(a, "--bt-k") == 0) ok = ok && rl_arg_f64(v, &cfg.bt_k);
         else if (strcmp(a, "--sft-comply") == 0) ok = ok && rl_arg_f64(v, &cfg.sft_harmful_comply);
@@ -80,8 +88,9 @@ static int rl_data_synth(int argc, char **argv) {
         return 1;
     }
     printf("synthetic world (seed %" PRIu64 ") written to %s: sft.jsonl %" PRId64 ", hh.jsonl %" PRId64
-           ", pku.jsonl %" PRId64 ", eval_prompts.jsonl %" PRId64 ", summary.json\n",
-           cfg.seed, out, cfg.n_sft, cfg.n_pairs, cfg.n_pairs, cfg.n_eval);
+           ", pku.jsonl %" PRId64 ", eval_prompts.jsonl %" PRId64 ", hh_eval.jsonl %" PRId64
+           ", pku_eval.jsonl %" PRId64 ", summary.json\n",
+           cfg.seed, out, cfg.n_sft, cfg.n_pairs, cfg.n_pairs, cfg.n_eval, cfg.n_eval_pairs, cfg.n_eval_pairs);
     return 0;
 }
 

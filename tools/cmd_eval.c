@@ -28,6 +28,7 @@
 #include "../recipes/rl_data.h"
 #include "../recipes/rl_synth.h"
 
+#include <errno.h>
 #include <inttypes.h>
 #include <jansson.h>
 #include <math.h>
@@ -66,10 +67,24 @@ static void rl_print_ratio(const char *label, double num, int64_t den, const cha
     else printf("  %-24s  n/a   (no %s)\n", label, what);
 }
 
+/* Writes the summary to path (its directory created if missing) through a
+ * temporary file and a rename, so a reader never sees half a file. */
 static int rl_eval_write_json(json_t *o, const char *path) {
     if (!path) return 1;
-    if (json_dump_file(o, path, JSON_INDENT(2)) != 0) {
-        fprintf(stderr, "rlhf eval: cannot write %s\n", path);
+    char dir[4096], tmp[4200];
+    snprintf(dir, sizeof dir, "%s", path);
+    char *slash = strrchr(dir, '/');
+    if (slash && slash != dir) {
+        *slash = 0;
+        if (!rl_path_mkdirs(dir)) {
+            fprintf(stderr, "rlhf eval: cannot create the directory %s: %s\n", dir, strerror(errno));
+            return 0;
+        }
+    }
+    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    if (json_dump_file(o, tmp, JSON_INDENT(2)) != 0 || rename(tmp, path) != 0) {
+        fprintf(stderr, "rlhf eval: cannot write %s: %s\n", path, strerror(errno));
+        remove(tmp);
         return 0;
     }
     return 1;

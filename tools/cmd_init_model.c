@@ -10,7 +10,7 @@
 #include <string.h>
 
 static void rl_init_model_usage(FILE *f) {
-    fprintf(f, "usage: rlhf init-model --preset tiny|small|gpt2 [--kind lm|score|value] [--seed N] [--f64]\n"
+    fprintf(f, "usage: rlhf init-model --preset tiny|mini|small|gpt2 [--kind lm|score|value] [--seed N] [--f64]\n"
                "                        -o DIR|FILE.safetensors\n");
 }
 

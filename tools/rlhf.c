@@ -23,6 +23,7 @@ static const rl_cli_cmd rl_cli_cmds[] = {
     {"train", rl_cmd_train, "train a recipe's stage (supervised, pairwise, online, fullbatch); resumable"},
     {"plot", rl_cmd_plot, "draw a training run's metrics.jsonl to PNG and SVG (gnuplot)"},
     {"graph", rl_cmd_graph, "draw a recipe's dataflow with Graphviz (-o FILE.svg|.png|.dot)"},
+    {"pipeline", rl_cmd_pipeline, "run a pipeline file: chained stages, evaluations, results table, aims"},
 };
 
 static void rl_cli_usage(FILE *f) {
