@@ -35,10 +35,12 @@ install_missing() {
     $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
 }
 
-build() { # build DIR [cmake args...]
+build() { # build DIR [--target T] [cmake args...]
     local dir="$1"; shift
+    local target=()
+    if [ "${1:-}" = --target ]; then target=(--target "$2"); shift 2; fi
     cmake -S . -B "$dir" -DCMAKE_BUILD_TYPE=RelWithDebInfo "$@" >/dev/null
-    cmake --build "$dir" -j "$jobs"
+    cmake --build "$dir" -j "$jobs" "${target[@]}"
 }
 
 install_missing
@@ -47,7 +49,7 @@ build)
     build build
     ;;
 run)
-    build build
+    build build --target rlhf
     # OpenBLAS 0.3.21 picks an older kernel than an AVX-512 CPU can run (or the
     # environment pins one); the main job is GEMM-bound, so use the CPU's own
     if grep -qw avx512f /proc/cpuinfo 2>/dev/null && [ "${OPENBLAS_CORETYPE:-}" != SkylakeX ]; then
