@@ -60,6 +60,14 @@ static inline int rl_test_teardown_ctx(void **state) {
     return 0;
 }
 
+/* Writes text to path (replacing it); a failed write fails the test. */
+static inline void rl_test_write_file(const char *path, const char *text) {
+    FILE *f = fopen(path, "wb");
+    assert_non_null(f);
+    assert_int_equal(fwrite(text, 1, strlen(text), f), strlen(text));
+    assert_int_equal(fclose(f), 0);
+}
+
 /* A file's whole content, NUL-terminated (malloc'ed), or NULL if it can't be opened. */
 static inline char *rl_test_read_file(const char *path) {
     FILE *f = fopen(path, "rb");

@@ -43,13 +43,6 @@ static int run_rlhf(const char *args, char **output) {
     return WIFEXITED(rc) ? WEXITSTATUS(rc) : 128;
 }
 
-static void write_file(const char *path, const char *text) {
-    FILE *f = fopen(path, "w");
-    assert_non_null(f);
-    fputs(text, f);
-    fclose(f);
-}
-
 static int exists(const char *path) {
     struct stat st;
     return stat(path, &st) == 0 && st.st_size > 0;
@@ -146,25 +139,25 @@ static void test_tiny_pipeline(void **state) {
 static void test_bad_pipelines(void **state) {
     (void)state;
     char args[2048], *out = NULL;
-    write_file(P("undef.pipeline"), "let out = x\n# comment\nstep a: info ${nope}\n");
+    rl_test_write_file(P("undef.pipeline"), "let out = x\n# comment\nstep a: info ${nope}\n");
     snprintf(args, sizeof args, "pipeline %s", P("undef.pipeline"));
     assert_int_equal(run_rlhf(args, &out), 2);
     assert_contains(out, "undef.pipeline:3:14: error: undefined variable 'nope'");
     free(out);
 
-    write_file(P("noout.pipeline"), "step a: info\n");
+    rl_test_write_file(P("noout.pipeline"), "step a: info\n");
     snprintf(args, sizeof args, "pipeline %s", P("noout.pipeline"));
     assert_int_equal(run_rlhf(args, &out), 2);
     assert_contains(out, "let out = DIR");
     free(out);
 
-    write_file(P("kw.pipeline"), "let out = x\n  stpe a: info\n");
+    rl_test_write_file(P("kw.pipeline"), "let out = x\n  stpe a: info\n");
     snprintf(args, sizeof args, "pipeline %s", P("kw.pipeline"));
     assert_int_equal(run_rlhf(args, &out), 2);
     assert_contains(out, "kw.pipeline:2:3: error: expected `let`, `step` or `aim`");
     free(out);
 
-    write_file(P("dup.pipeline"), "let out = x\nstep a: info\nstep a: info\n");
+    rl_test_write_file(P("dup.pipeline"), "let out = x\nstep a: info\nstep a: info\n");
     snprintf(args, sizeof args, "pipeline %s", P("dup.pipeline"));
     assert_int_equal(run_rlhf(args, &out), 2);
     assert_contains(out, "step 'a' is already defined at line 2");
@@ -178,19 +171,19 @@ static void test_bad_pipelines(void **state) {
     /* a failing step stops the pipeline with its line; the aims are checked from JSON files */
     snprintf(args, sizeof args, "let out = %s\nstep ok: info\nstep bad: train no_such_recipe\nstep never: info\n",
              P("fail"));
-    write_file(P("fail.pipeline"), args);
+    rl_test_write_file(P("fail.pipeline"), args);
     snprintf(args, sizeof args, "pipeline %s", P("fail.pipeline"));
     assert_int_equal(run_rlhf(args, &out), 1);
     assert_contains(out, "fail.pipeline:3: step 'bad' failed");
     assert_true(strstr(out, "[3/3]") == NULL);
     free(out);
 
-    write_file(P("r.json"), "{\"acc\": 0.9, \"h\": 0.2}\n");
+    rl_test_write_file(P("r.json"), "{\"acc\": 0.9, \"h\": 0.2}\n");
     snprintf(args, sizeof args,
              "let out = %s\nlet j = %s\nstep ok: info\naim ${j}:acc >= 0.85\naim ${j}:h <= 0.5 * ${j}:acc\n"
              "aim ${j}:acc < 0.5\naim ${j}:missing > 0\n",
              P("aims"), P("r.json"));
-    write_file(P("aims.pipeline"), args);
+    rl_test_write_file(P("aims.pipeline"), args);
     snprintf(args, sizeof args, "pipeline %s --strict", P("aims.pipeline"));
     assert_int_equal(run_rlhf(args, &out), 3);
     assert_contains(out, "[met]");

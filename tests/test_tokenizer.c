@@ -14,11 +14,7 @@
  *    applies).
  * With RLHF_TOK_BENCH=1 in the environment it also prints encode throughput.
  */
-#include <setjmp.h>
-#include <stdarg.h>
-#include <stddef.h>
-#include <stdint.h>
-#include <cmocka.h>
+#include "rl_test.h"
 
 #include <jansson.h>
 #include <stdio.h>
@@ -299,13 +295,6 @@ static void test_tiny_bpe(void **state) {
     assert_int_equal(rl_tokenizer_token_id(t, "nope", 4), -1);
 }
 
-static void write_file(const char *path, const char *text) {
-    FILE *f = fopen(path, "wb");
-    assert_non_null(f);
-    assert_int_equal(fwrite(text, 1, strlen(text), f), strlen(text));
-    fclose(f);
-}
-
 /* The tiny vocabulary as a JSON object, to be edited by a test. */
 static json_t *tiny_vocab(void) {
     json_error_t e;
@@ -330,7 +319,7 @@ static void test_merge_ranks_out_of_order(void **state) {
     json_object_set_new(v, "ab", json_integer(267));
     json_object_set_new(v, "aba", json_integer(268));
     dump_vocab(v, RLHF_TEST_TMP "/tok_order_vocab.json");
-    write_file(RLHF_TEST_TMP "/tok_order_merges.txt", "#version: 0.2\nab a\na b\n");
+    rl_test_write_file(RLHF_TEST_TMP "/tok_order_merges.txt", "#version: 0.2\nab a\na b\n");
     char err[512];
     rl_tokenizer *t = rl_tokenizer_bpe_load(RLHF_TEST_TMP "/tok_order_vocab.json",
                                             RLHF_TEST_TMP "/tok_order_merges.txt", err, sizeof err);
@@ -507,31 +496,31 @@ static void expect_load_error(const char *vocab, const char *merges, const char 
 
 static void test_merges_errors(void **state) {
     (void)state;
-    write_file(TMP("tok_m1.txt"), "#version: 0.2\nl o\nlo w extra\n");
+    rl_test_write_file(TMP("tok_m1.txt"), "#version: 0.2\nl o\nlo w extra\n");
     expect_load_error(TINY_VOCAB, TMP("tok_m1.txt"), "tok_m1.txt line 3: malformed merge \"lo w extra\"", NULL);
-    write_file(TMP("tok_m2.txt"), "#version: 0.2\nl o\nlow\n");
+    rl_test_write_file(TMP("tok_m2.txt"), "#version: 0.2\nl o\nlow\n");
     expect_load_error(TINY_VOCAB, TMP("tok_m2.txt"), "tok_m2.txt line 3: malformed", NULL);
-    write_file(TMP("tok_m3.txt"), "#version: 0.2\nl  o\n");
+    rl_test_write_file(TMP("tok_m3.txt"), "#version: 0.2\nl  o\n");
     expect_load_error(TINY_VOCAB, TMP("tok_m3.txt"), "tok_m3.txt line 2: malformed", NULL);
-    write_file(TMP("tok_m4.txt"), "#version: 0.2\nl o\nlo zz\n");
+    rl_test_write_file(TMP("tok_m4.txt"), "#version: 0.2\nl o\nlo zz\n");
     expect_load_error(TINY_VOCAB, TMP("tok_m4.txt"), "tok_m4.txt line 3: \"zz\" is not in the vocabulary", NULL);
     /* both parts exist but "lor" does not */
-    write_file(TMP("tok_m5.txt"), "#version: 0.2\nl o\nlo r\n");
+    rl_test_write_file(TMP("tok_m5.txt"), "#version: 0.2\nl o\nlo r\n");
     expect_load_error(TINY_VOCAB, TMP("tok_m5.txt"), "tok_m5.txt line 3: the merge of \"lo\" and \"r\" is not in the vocabulary", NULL);
     /* a space inside a token must be written as its alphabet character */
-    write_file(TMP("tok_m6.txt"), "#version: 0.2\n\xe4\xb8\x80 o\n");
+    rl_test_write_file(TMP("tok_m6.txt"), "#version: 0.2\n\xe4\xb8\x80 o\n");
     expect_load_error(TINY_VOCAB, TMP("tok_m6.txt"), "tok_m6.txt line 2", "U+4E00");
-    write_file(TMP("tok_m7.txt"), "#version: 0.2\n\xff o\n");
+    rl_test_write_file(TMP("tok_m7.txt"), "#version: 0.2\n\xff o\n");
     expect_load_error(TINY_VOCAB, TMP("tok_m7.txt"), "tok_m7.txt line 2", "not valid UTF-8");
     expect_load_error(TINY_VOCAB, TMP("no_such_merges.txt"), "no_such_merges.txt: cannot open", NULL);
     /* CRLF line ends and a missing final newline are fine; so is no header */
-    write_file(TMP("tok_m8.txt"), "#version: 0.2\r\nl o\r\nlo w");
+    rl_test_write_file(TMP("tok_m8.txt"), "#version: 0.2\r\nl o\r\nlo w");
     char err[512];
     rl_tokenizer *t = rl_tokenizer_bpe_load(TINY_VOCAB, TMP("tok_m8.txt"), err, sizeof err);
     if (!t) fail_msg("%s", err);
     check_ids(t, "low", 3, 0, IDS(257), 1);
     rl_tokenizer_free(t);
-    write_file(TMP("tok_m9.txt"), "l o\n");
+    rl_test_write_file(TMP("tok_m9.txt"), "l o\n");
     t = rl_tokenizer_bpe_load(TINY_VOCAB, TMP("tok_m9.txt"), err, sizeof err);
     if (!t) fail_msg("%s", err);
     check_ids(t, "low", 3, 0, IDS(256, 'w'), 1);
@@ -540,11 +529,11 @@ static void test_merges_errors(void **state) {
 
 static void test_vocab_errors(void **state) {
     (void)state;
-    write_file(TMP("tok_v1.json"), "{\"a\": 0,\n\"b\": }\n");
+    rl_test_write_file(TMP("tok_v1.json"), "{\"a\": 0,\n\"b\": }\n");
     expect_load_error(TMP("tok_v1.json"), TINY_MERGES, "tok_v1.json: not valid JSON", "line 2");
-    write_file(TMP("tok_v2.json"), "[1, 2]\n");
+    rl_test_write_file(TMP("tok_v2.json"), "[1, 2]\n");
     expect_load_error(TMP("tok_v2.json"), TINY_MERGES, "tok_v2.json: not a JSON object", NULL);
-    write_file(TMP("tok_v3.json"), "{\"a\": 0,\n \"a\": 1}\n");
+    rl_test_write_file(TMP("tok_v3.json"), "{\"a\": 0,\n \"a\": 1}\n");
     expect_load_error(TMP("tok_v3.json"), TINY_MERGES, "tok_v3.json: not valid JSON", "duplicate");
     expect_load_error(TMP("no_such_vocab.json"), TINY_MERGES, "no_such_vocab.json: cannot open", NULL);
 

@@ -40,13 +40,6 @@ static const char *P(const char *name) {
     return b;
 }
 
-static void write_text(const char *path, const char *text) {
-    FILE *f = fopen(path, "w");
-    assert_non_null(f);
-    fputs(text, f);
-    fclose(f);
-}
-
 static int exists(const char *path) {
     struct stat sb;
     return stat(path, &sb) == 0 && (S_ISDIR(sb.st_mode) || sb.st_size > 0);
@@ -174,10 +167,10 @@ static int setup(void **state) {
     write_demos(P("demos.jsonl"), 24);
     write_pairs(P("hh.jsonl"), 16);
     write_pku(P("pku.jsonl"), 8);
-    write_text(P("sft_fast.recipe"), k_sft);
-    write_text(P("bt_fast.recipe"), k_bt);
-    write_text(P("quad.recipe"), k_quad);
-    write_text(P("tiny_ppo.recipe"), k_online);
+    rl_test_write_file(P("sft_fast.recipe"), k_sft);
+    rl_test_write_file(P("bt_fast.recipe"), k_bt);
+    rl_test_write_file(P("quad.recipe"), k_quad);
+    rl_test_write_file(P("tiny_ppo.recipe"), k_online);
     return 0;
 }
 
@@ -463,7 +456,7 @@ static void test_builtins(void **state) {
 
 static void test_bad_lines(void **state) {
     (void)state;
-    write_text(P("bad.jsonl"), "{\"prompt\": \"Say apple.\", \"response\": \" apple.\"}\n"
+    rl_test_write_file(P("bad.jsonl"), "{\"prompt\": \"Say apple.\", \"response\": \" apple.\"}\n"
                                "{\"prompt\": \"Say river.\", \"response\": \" river.\"}\n"
                                "{\"prompt\": \"Say stone.\", \"respons\": \" stone.\"}\n"
                                "{\"prompt\": \"Say cloud.\", \"response\": \" cloud.\"}\n");
@@ -502,7 +495,7 @@ static void test_refusals(void **state) {
     TRAIN_FAILS("--init: 'policy' is not NAME=VALUE", sft, "--init", "policy");
     TRAIN_FAILS("cannot read the recipe", (char *)P("nope.recipe"));
     /* recipe errors come with file:line:col */
-    write_text(P("broken.recipe"), "recipe broken : supervised\ninput d : tokens\nmodel p : lm trainable\n"
+    rl_test_write_file(P("broken.recipe"), "recipe broken : supervised\ninput d : tokens\nmodel p : lm trainable\n"
                                    "loss = -masked_mean(token_logprobz(p, d), d.mask)\n");
     TRAIN_FAILS("broken.recipe:4:21: error: unknown function 'token_logprobz'", (char *)P("broken.recipe"), "--data",
                 demos);

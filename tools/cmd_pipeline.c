@@ -291,6 +291,16 @@ static json_t *pl_load_json(const char *path) {
     return j;
 }
 
+/* "LABEL=FILE.json": the label into label, the parsed file returned (NULL
+ * and *ok = 0 when it cannot be read). */
+static json_t *pl_labelled_json(const char *arg, char *label, size_t n, int *ok) {
+    const char *eq = strchr(arg, '=');
+    snprintf(label, n, "%.*s", (int)(eq - arg), arg);
+    json_t *j = pl_load_json(eq + 1);
+    if (!j) *ok = 0;
+    return j;
+}
+
 static void pl_cell(char *buf, size_t n, json_t *obj, const char *key, int pct) {
     json_t *v = json_object_get(obj, key);
     if (!json_is_number(v)) snprintf(buf, n, "-");
@@ -324,13 +334,8 @@ static int pl_table(int argc, char **argv) {
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--policy") != 0) continue;
         char label[128];
-        const char *eq = strchr(argv[++i], '=');
-        snprintf(label, sizeof label, "%.*s", (int)(eq - argv[i]), argv[i]);
-        json_t *j = pl_load_json(eq + 1);
-        if (!j) {
-            ok = 0;
-            continue;
-        }
+        json_t *j = pl_labelled_json(argv[++i], label, sizeof label, &ok);
+        if (!j) continue;
         if (first) {
             printf("\n%-14s", "policy");
             for (int k = 0; k < 6; k++) printf(" %15s", ph[k]);
@@ -358,13 +363,8 @@ static int pl_table(int argc, char **argv) {
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--score") != 0) continue;
         char label[128];
-        const char *eq = strchr(argv[++i], '=');
-        snprintf(label, sizeof label, "%.*s", (int)(eq - argv[i]), argv[i]);
-        json_t *j = pl_load_json(eq + 1);
-        if (!j) {
-            ok = 0;
-            continue;
-        }
+        json_t *j = pl_labelled_json(argv[++i], label, sizeof label, &ok);
+        if (!j) continue;
         if (first) {
             printf("\n%-14s %15s %15s %15s %15s\n", "score model", "held-out pairs", "acc. (labels)",
                    "acc. (oracle)", "sign accuracy");
