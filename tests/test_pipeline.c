@@ -133,6 +133,7 @@ static void test_tiny_pipeline(void **state) {
     assert_contains(out, "sft: done earlier");
     assert_contains(out, "safe: done earlier");
     assert_true(strstr(out, "rlhf train") == NULL);
+    assert_contains(out, "Safe RLHF"); /* the table is printed again */
     free(out);
 }
 

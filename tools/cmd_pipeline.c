@@ -15,7 +15,8 @@
  * Steps run in order, each as a child process of this same binary, so a
  * crash or leak in one step cannot disturb the next. The variable `out` is
  * the pipeline's directory: a finished step leaves out/pipeline/NAME.done and
- * is skipped when the pipeline runs again; a `train` step interrupted earlier
+ * is skipped when the pipeline runs again (but `table` steps, which are cheap,
+ * always print again); a `train` step interrupted earlier
  * finds its checkpoint and continues with --resume. `--from NAME` reruns from
  * that step on.
  *
@@ -594,7 +595,9 @@ int rl_cmd_pipeline(int argc, char **argv) {
         if (!started || (only && strcmp(st->name, only) != 0)) continue;
         char done_path[4200];
         snprintf(done_path, sizeof done_path, "%s/%s.done", state, st->name);
-        if (!from && !only && pl_file_exists(done_path)) {
+        /* the table is cheap and is what a rerun is for: it is always printed again */
+        int is_table = strncmp(st->cmd, "table", 5) == 0 && (st->cmd[5] == ' ' || st->cmd[5] == 0);
+        if (!from && !only && !is_table && pl_file_exists(done_path)) {
             printf("== [%d/%d] %s: done earlier (%s), skipped\n", i + 1, f.n_steps, st->name, done_path);
             continue;
         }
