@@ -7,11 +7,8 @@
  * rl_gpt2_values, rl_gpt2_logits) or from inputs bound by the test; GAE is a
  * direct sum over each row's response tokens, not the native's recursion.
  */
-#include <setjmp.h>
-#include <stdarg.h>
-#include <stddef.h>
-#include <stdint.h>
-#include <cmocka.h>
+#include "rl_test.h"
+#include "rl_test_batch.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -98,49 +95,14 @@ static rl_tensor *tensor_of(rl_dtype dt, int ndim, const int64_t *shape, const d
     return t;
 }
 
-/* A token batch: seeded ids, rows of the given lengths (right padding), the
- * response starting at resp[b]. Host copies kept for the by-hand sums. */
-typedef struct batch {
-    rl_tensor *ids, *mask, *attn;
-    int64_t B, T;
-    int32_t hid[96], hmask[96], hattn[96];
-} batch;
-
+/* the shared token batch (rl_test_batch.h), bound to this suite's context */
+typedef rl_test_batch batch;
 static void make_batch(batch *b, int64_t B, int64_t T, const int *len, const int *resp, uint64_t seed) {
-    assert_true(B * T <= 96);
-    b->B = B, b->T = T;
-    rl_rng rng;
-    rl_rng_seed(&rng, seed);
-    for (int64_t i = 0; i < B; i++)
-        for (int64_t t = 0; t < T; t++) {
-            int64_t k = i * T + t;
-            b->hattn[k] = t < len[i];
-            b->hmask[k] = t < len[i] && t >= resp[i];
-            b->hid[k] = t < len[i] ? (int32_t)(rl_rng_next(&rng) % 64) : 0;
-        }
-    int64_t shape[2] = {B, T};
-    b->ids = rl_tensor_new(g_ctx, RL_I32, 2, shape, "ids");
-    b->mask = rl_tensor_new(g_ctx, RL_I32, 2, shape, "mask");
-    b->attn = rl_tensor_new(g_ctx, RL_I32, 2, shape, "attn");
-    size_t nb = sizeof(int32_t) * (size_t)(B * T);
-    assert_int_equal(rl_tensor_write(g_ctx, b->ids, b->hid, nb), RL_OK);
-    assert_int_equal(rl_tensor_write(g_ctx, b->mask, b->hmask, nb), RL_OK);
-    assert_int_equal(rl_tensor_write(g_ctx, b->attn, b->hattn, nb), RL_OK);
+    rl_test_batch_make(g_ctx, b, B, T, len, resp, seed);
 }
+static void free_batch(batch *b) { rl_test_batch_free(g_ctx, b); }
 
-static void free_batch(batch *b) {
-    rl_tensor_free(g_ctx, b->ids);
-    rl_tensor_free(g_ctx, b->mask);
-    rl_tensor_free(g_ctx, b->attn);
-}
-
-static rl_gpt2 *tiny(rl_gpt2_kind kind, uint64_t seed) {
-    rl_gpt2_config cfg;
-    assert_int_equal(rl_gpt2_config_preset("tiny", &cfg), RL_OK);
-    rl_gpt2 *m = rl_gpt2_new(g_ctx, &cfg, kind, RL_F64, seed);
-    assert_non_null(m);
-    return m;
-}
+static rl_gpt2 *tiny(rl_gpt2_kind kind, uint64_t seed) { return rl_test_tiny_gpt2(g_ctx, kind, seed); }
 
 /* Adds N(0, sigma) to every weight (a policy or critic after some training). */
 static void perturb(rl_gpt2 *m, double sigma, uint64_t seed) {

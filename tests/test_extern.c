@@ -19,6 +19,7 @@
 #include <cmocka.h>
 
 #include "rl_test.h"
+#include "rl_test_batch.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -111,37 +112,12 @@ static void assert_close(double got, double want, double tol, const char *what) 
         fail_msg("%s: got %.12g, want %.12g (tolerance %g)", what, got, want, tol);
 }
 
-/* A token batch of B rows of length T: row lengths len[b], responses from resp[b]. */
-typedef struct batch {
-    rl_tensor *ids, *mask, *attn;
-    int32_t hid[64], hmask[64];
-} batch;
-
+/* the shared token batch (rl_test_batch.h), bound to this suite's context */
+typedef rl_test_batch batch;
 static void make_batch(batch *b, int64_t B, int64_t T, const int *len, const int *resp, uint64_t seed) {
-    rl_rng rng;
-    rl_rng_seed(&rng, seed);
-    int32_t hattn[64];
-    for (int64_t i = 0; i < B; i++)
-        for (int64_t t = 0; t < T; t++) {
-            int64_t k = i * T + t;
-            hattn[k] = t < len[i];
-            b->hmask[k] = t < len[i] && t >= resp[i];
-            b->hid[k] = t < len[i] ? (int32_t)(rl_rng_next(&rng) % 64) : 0;
-        }
-    int64_t shape[2] = {B, T};
-    b->ids = rl_tensor_new(g_ctx, RL_I32, 2, shape, "ids");
-    b->mask = rl_tensor_new(g_ctx, RL_I32, 2, shape, "mask");
-    b->attn = rl_tensor_new(g_ctx, RL_I32, 2, shape, "attn");
-    rl_tensor_write(g_ctx, b->ids, b->hid, sizeof(int32_t) * (size_t)(B * T));
-    rl_tensor_write(g_ctx, b->mask, b->hmask, sizeof(int32_t) * (size_t)(B * T));
-    rl_tensor_write(g_ctx, b->attn, hattn, sizeof(int32_t) * (size_t)(B * T));
+    rl_test_batch_make(g_ctx, b, B, T, len, resp, seed);
 }
-
-static void free_batch(batch *b) {
-    rl_tensor_free(g_ctx, b->ids);
-    rl_tensor_free(g_ctx, b->mask);
-    rl_tensor_free(g_ctx, b->attn);
-}
+static void free_batch(batch *b) { rl_test_batch_free(g_ctx, b); }
 
 /* The plug-in's rule, written again here: the reference. */
 static double ref_length_bonus(const int32_t *ids, const int32_t *mask, int64_t T, int64_t b, double target,

@@ -8,8 +8,8 @@
  */
 #define _XOPEN_SOURCE 700 /* nftw */
 #include "rl_test.h"
+#include "rl_test_dir.h"
 
-#include <ftw.h>
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -19,18 +19,8 @@
 
 static char g_dir[1024];
 
-static int rm_entry(const char *p, const struct stat *sb, int flag, struct FTW *f) {
-    (void)sb, (void)flag, (void)f;
-    return remove(p);
-}
 
-static const char *P(const char *name) {
-    static char buf[8][1200];
-    static int k;
-    char *b = buf[k++ % 8];
-    snprintf(b, sizeof buf[0], "%s/%s", g_dir, name);
-    return b;
-}
+static const char *P(const char *name) { return rl_test_path_in(g_dir, name); }
 
 /* Runs `rlhf ARGS` with the output in g_dir/out.txt; returns the exit status
  * and the output (caller frees). */
@@ -198,7 +188,7 @@ static void test_bad_pipelines(void **state) {
 static int setup(void **state) {
     (void)state;
     snprintf(g_dir, sizeof g_dir, "%s/pipeline_test", RLHF_TEST_TMP);
-    nftw(g_dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+    rl_test_rm_rf(g_dir);
     return mkdir(g_dir, 0777);
 }
 

@@ -4,11 +4,8 @@
  * here independently (by hand, from closed forms, or directly with the GPT-2
  * functions and host arithmetic).
  */
-#include <setjmp.h>
-#include <stdarg.h>
-#include <stddef.h>
-#include <stdint.h>
-#include <cmocka.h>
+#include "rl_test.h"
+#include "rl_test_batch.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -109,49 +106,14 @@ static rl_tensor *tensor_of(rl_dtype dt, int ndim, const int64_t *shape, const d
 
 static double get(const rl_tensor *t, int64_t i) { return rl_tensor_get(g_ctx, t, i); }
 
-/* A token batch: ids from a seeded stream, rows of the given lengths (right
- * padding), responses starting at resp[b]. */
-typedef struct batch {
-    rl_tensor *ids, *mask, *attn;
-    int64_t B, T;
-    int32_t hid[64], hmask[64], hattn[64];
-} batch;
-
+/* the shared token batch (rl_test_batch.h), bound to this suite's context */
+typedef rl_test_batch batch;
 static void make_batch(batch *b, int64_t B, int64_t T, const int *len, const int *resp, uint64_t seed) {
-    assert_true(B * T <= 64);
-    b->B = B, b->T = T;
-    rl_rng rng;
-    rl_rng_seed(&rng, seed);
-    for (int64_t i = 0; i < B; i++)
-        for (int64_t t = 0; t < T; t++) {
-            int64_t k = i * T + t;
-            b->hattn[k] = t < len[i];
-            b->hmask[k] = t < len[i] && t >= resp[i];
-            b->hid[k] = t < len[i] ? (int32_t)(rl_rng_next(&rng) % 64) : 0;
-        }
-    int64_t shape[2] = {B, T};
-    b->ids = rl_tensor_new(g_ctx, RL_I32, 2, shape, "ids");
-    b->mask = rl_tensor_new(g_ctx, RL_I32, 2, shape, "mask");
-    b->attn = rl_tensor_new(g_ctx, RL_I32, 2, shape, "attn");
-    size_t nb = sizeof(int32_t) * (size_t)(B * T);
-    assert_int_equal(rl_tensor_write(g_ctx, b->ids, b->hid, nb), RL_OK);
-    assert_int_equal(rl_tensor_write(g_ctx, b->mask, b->hmask, nb), RL_OK);
-    assert_int_equal(rl_tensor_write(g_ctx, b->attn, b->hattn, nb), RL_OK);
+    rl_test_batch_make(g_ctx, b, B, T, len, resp, seed);
 }
+static void free_batch(batch *b) { rl_test_batch_free(g_ctx, b); }
 
-static void free_batch(batch *b) {
-    rl_tensor_free(g_ctx, b->ids);
-    rl_tensor_free(g_ctx, b->mask);
-    rl_tensor_free(g_ctx, b->attn);
-}
-
-static rl_gpt2 *tiny(rl_gpt2_kind kind, uint64_t seed) {
-    rl_gpt2_config cfg;
-    assert_int_equal(rl_gpt2_config_preset("tiny", &cfg), RL_OK);
-    rl_gpt2 *m = rl_gpt2_new(g_ctx, &cfg, kind, RL_F64, seed);
-    assert_non_null(m);
-    return m;
-}
+static rl_gpt2 *tiny(rl_gpt2_kind kind, uint64_t seed) { return rl_test_tiny_gpt2(g_ctx, kind, seed); }
 
 /* ---- malformed recipes: exact messages and positions ----------------------------- */
 

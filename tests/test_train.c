@@ -10,12 +10,12 @@
  */
 #define _XOPEN_SOURCE 700 /* nftw */
 #include "rl_test.h"
+#include "rl_test_dir.h"
 
 #include "../models/rl_checkpoint.h"
 #include "../models/rl_safetensors.h"
 #include "../recipes/rl_runner.h"
 
-#include <ftw.h>
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -24,21 +24,10 @@
 
 static char g_dir[1024];
 
-static int rm_entry(const char *p, const struct stat *sb, int flag, struct FTW *f) {
-    (void)sb, (void)flag, (void)f;
-    return remove(p);
-}
 
-static void rm_rf(const char *p) { nftw(p, rm_entry, 16, FTW_DEPTH | FTW_PHYS); }
 
 /* g_dir/name, in one of a few rotating buffers. */
-static const char *P(const char *name) {
-    static char buf[8][1200];
-    static int k;
-    char *b = buf[k++ % 8];
-    snprintf(b, sizeof buf[0], "%s/%s", g_dir, name);
-    return b;
-}
+static const char *P(const char *name) { return rl_test_path_in(g_dir, name); }
 
 static int exists(const char *path) {
     struct stat sb;
@@ -162,7 +151,7 @@ static const char *k_online =
 static int setup(void **state) {
     (void)state;
     snprintf(g_dir, sizeof g_dir, "%s/test_train.%ld", RLHF_TEST_TMP, (long)getpid());
-    rm_rf(g_dir);
+    rl_test_rm_rf(g_dir);
     if (mkdir(g_dir, 0777) != 0) return -1;
     write_demos(P("demos.jsonl"), 24);
     write_pairs(P("hh.jsonl"), 16);
@@ -176,7 +165,7 @@ static int setup(void **state) {
 
 static int teardown(void **state) {
     (void)state;
-    if (!getenv("RLHF_TEST_KEEP")) rm_rf(g_dir);
+    if (!getenv("RLHF_TEST_KEEP")) rl_test_rm_rf(g_dir);
     return 0;
 }
 

@@ -14,13 +14,13 @@
  */
 #define _XOPEN_SOURCE 700 /* nftw */
 #include "rl_test.h"
+#include "rl_test_dir.h"
 
 #include "../models/rl_safetensors.h"
 #include "../recipes/rl_runner.h"
 
 #include <dirent.h>
 #include <errno.h>
-#include <ftw.h>
 #include <jansson.h>
 #include <signal.h>
 #include <stdio.h>
@@ -33,20 +33,9 @@
 
 static char g_dir[1024];
 
-static int rm_entry(const char *p, const struct stat *sb, int flag, struct FTW *f) {
-    (void)sb, (void)flag, (void)f;
-    return remove(p);
-}
 
-static void rm_rf(const char *p) { nftw(p, rm_entry, 16, FTW_DEPTH | FTW_PHYS); }
 
-static const char *P(const char *name) {
-    static char buf[8][1200];
-    static int k;
-    char *b = buf[k++ % 8];
-    snprintf(b, sizeof buf[0], "%s/%s", g_dir, name);
-    return b;
-}
+static const char *P(const char *name) { return rl_test_path_in(g_dir, name); }
 
 static void write_text(const char *path, const char *text) {
     FILE *f = fopen(path, "w");
@@ -99,7 +88,7 @@ static const char *k_online = "recipe tiny_ppo : online\n"
 static int setup(void **state) {
     (void)state;
     snprintf(g_dir, sizeof g_dir, "%s/test_train_resume.%ld", RLHF_TEST_TMP, (long)getpid());
-    rm_rf(g_dir);
+    rl_test_rm_rf(g_dir);
     if (mkdir(g_dir, 0777) != 0) return -1;
     FILE *f = fopen(P("demos.jsonl"), "w");
     if (!f) return -1;
@@ -120,7 +109,7 @@ static int setup(void **state) {
 
 static int teardown(void **state) {
     (void)state;
-    if (!getenv("RLHF_TEST_KEEP")) rm_rf(g_dir);
+    if (!getenv("RLHF_TEST_KEEP")) rl_test_rm_rf(g_dir);
     return 0;
 }
 
@@ -291,7 +280,7 @@ static void kill_and_resume(const char *name, const char **args, int steps, cons
     args[1] = k;
     int killed = 0;
     for (int attempt = 0; attempt < 6 && !killed; attempt++) {
-        rm_rf(k);
+        rl_test_rm_rf(k);
         pid_t pid = spawn(args, 0);
         struct stat sb;
         double t0 = now();
