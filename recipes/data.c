@@ -842,11 +842,15 @@ static int64_t rl_example_len(const rl_tokdata *td, int64_t i) {
     return m;
 }
 
-static const rl_tokdata *rl_sort_td; /* qsort has no context argument */
-static int rl_cmp_len(const void *a, const void *b) {
-    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
-    int64_t lx = rl_example_len(rl_sort_td, x), ly = rl_example_len(rl_sort_td, y);
-    return lx < ly ? -1 : lx > ly ? 1 : (x > y) - (x < y);
+typedef struct rl_len_key {
+    int64_t len, idx;
+} rl_len_key;
+
+/* By length, then by example index (a total order: the sort is deterministic). */
+static int rl_cmp_len_key(const void *a, const void *b) {
+    const rl_len_key *x = a, *y = b;
+    if (x->len != y->len) return x->len < y->len ? -1 : 1;
+    return (x->idx > y->idx) - (x->idx < y->idx);
 }
 
 /* Length grouping (as in Hugging Face's group_by_length): within each window
@@ -858,28 +862,30 @@ static void rl_batcher_group_by_length(rl_batcher *it) {
     const int64_t n = it->td->n, B = it->B, W = it->group * B;
     rl_rng r;
     rl_rng_seed(&r, it->cur.seed ^ (0x9e3779b97f4a7c15ull * (uint64_t)(it->cur.epoch + 7)));
-    int64_t *tmp = malloc(sizeof(int64_t) * (size_t)W);
-    if (!tmp) return; /* out of memory: plain shuffled order, still a valid epoch */
-    rl_sort_td = it->td;
+    rl_len_key *key = malloc(sizeof(rl_len_key) * (size_t)W);
+    int64_t *order = malloc(sizeof(int64_t) * (size_t)it->group);
+    if (!key || !order) { /* out of memory: plain shuffled order, still a valid epoch */
+        free(key);
+        free(order);
+        return;
+    }
     for (int64_t w0 = 0; w0 < n; w0 += W) {
         int64_t m = n - w0 < W ? n - w0 : W;
-        qsort(it->perm + w0, (size_t)m, sizeof(int64_t), rl_cmp_len);
-        int64_t nb = m / B; /* whole batches are permuted; a tail shorter than B stays last */
-        if (nb < 2) continue;
-        memcpy(tmp, it->perm + w0, sizeof(int64_t) * (size_t)(nb * B));
-        int64_t order[4096];
-        if (nb > 4096) continue;
+        for (int64_t i = 0; i < m; i++) key[i] = (rl_len_key){rl_example_len(it->td, it->perm[w0 + i]), it->perm[w0 + i]};
+        qsort(key, (size_t)m, sizeof *key, rl_cmp_len_key);
+        int64_t nb = m / B; /* whole batches are permuted; a tail shorter than B stays last, sorted */
         for (int64_t b = 0; b < nb; b++) order[b] = b;
-        for (int64_t b = nb - 1; b > 0; b--) {
+        for (int64_t b = nb - 1; nb >= 2 && b > 0; b--) {
             int64_t j = (int64_t)rl_rng_below(&r, (uint64_t)b + 1), t = order[b];
             order[b] = order[j];
             order[j] = t;
         }
         for (int64_t b = 0; b < nb; b++)
-            memcpy(it->perm + w0 + b * B, tmp + order[b] * B, sizeof(int64_t) * (size_t)B);
+            for (int64_t k = 0; k < B; k++) it->perm[w0 + b * B + k] = key[order[b] * B + k].idx;
+        for (int64_t i = nb * B; i < m; i++) it->perm[w0 + i] = key[i].idx;
     }
-    rl_sort_td = NULL;
-    free(tmp);
+    free(key);
+    free(order);
 }
 
 void rl_batcher_set_length_groups(rl_batcher *it, int64_t group) {
