@@ -49,7 +49,7 @@ typedef enum {
 /* The op table as an enum (ops/ops.def). */
 typedef enum {
 #define OP(e, name, sym, arity, flags) RL_OP_##e,
-#include "../ops/ops.def"
+#include "ops.def"
 #undef OP
     RL_OP_COUNT
 } rl_op;

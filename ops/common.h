@@ -4,7 +4,7 @@
 #ifndef RL_OPS_COMMON_H
 #define RL_OPS_COMMON_H
 
-#include "../engine/rl_gradcheck.h"
+#include "rl_gradcheck.h"
 #include "rl_ops.h"
 
 #include <stdio.h>

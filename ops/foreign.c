@@ -10,7 +10,7 @@
 #include "rl_foreign.h"
 
 #include "common.h"
-#include "cpu/cpu.h"
+#include "cpu.h"
 
 #include <math.h>
 #include <stdint.h>

@@ -2,7 +2,7 @@
  * ops/ops.def. A row without rl_gc_cases_<name> fails to link, so no op can
  * exist without a gradient test.
  */
-#include "../engine/rl_gradcheck.h"
+#include "rl_gradcheck.h"
 
 #define OP(e, name, sym, arity, flags) extern const rl_gc_cases rl_gc_cases_##name;
 #include "ops.def"

@@ -9,7 +9,7 @@
 #ifndef RL_OPS_H
 #define RL_OPS_H
 
-#include "../engine/rl_internal.h"
+#include "rl_internal.h"
 
 #ifdef __cplusplus
 extern "C" {

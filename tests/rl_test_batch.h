@@ -5,8 +5,8 @@
 #ifndef RL_TEST_BATCH_H
 #define RL_TEST_BATCH_H
 
-#include "../engine/rl_rng.h"
-#include "../models/rl_gpt2.h"
+#include "rl_rng.h"
+#include "rl_gpt2.h"
 
 /* A token batch: ids from a seeded stream (< 64), rows of the given lengths
  * (right padding), the response starting at resp[b]. */

@@ -15,12 +15,12 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../engine/rl_optim.h"
-#include "../engine/rl_rng.h"
-#include "../models/rl_gpt2.h"
-#include "../recipes/recipe_int.h"
-#include "../recipes/rl_recipe.h"
-#include "../recipes/rl_recipe_gradcheck.h"
+#include "rl_optim.h"
+#include "rl_rng.h"
+#include "rl_gpt2.h"
+#include "recipe_int.h"
+#include "rl_recipe.h"
+#include "rl_recipe_gradcheck.h"
 
 /* ---- helpers -------------------------------------------------------------------------- */
 

@@ -12,9 +12,9 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include "../models/rl_checkpoint.h"
-#include "../models/rl_safetensors.h"
-#include "../ops/rl_ops.h"
+#include "rl_checkpoint.h"
+#include "rl_safetensors.h"
+#include "rl_ops.h"
 
 #define FIXTURE RLHF_SOURCE_DIR "/tests/fixtures/gpt2/"
 #define TMP RLHF_TEST_TMP "/ck_tmp"

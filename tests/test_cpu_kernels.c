@@ -10,8 +10,8 @@
 #include <omp.h>
 #include <stdlib.h>
 
-#include "../ops/cpu/cpu.h"
-#include "../ops/cpu/vmath.h"
+#include "cpu.h"
+#include "vmath.h"
 
 #define setup rl_test_setup_ctx
 #define teardown rl_test_teardown_ctx

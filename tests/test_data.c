@@ -22,7 +22,7 @@
 #include <string.h>
 #include <zlib.h>
 
-#include "../recipes/rl_data.h"
+#include "rl_data.h"
 
 #ifndef RLHF_TEST_TMP
 #define RLHF_TEST_TMP "/tmp"

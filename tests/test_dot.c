@@ -18,8 +18,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "../engine/rl_dot.h"
-#include "../ops/rl_ops.h"
+#include "rl_dot.h"
+#include "rl_ops.h"
 
 #ifndef RLHF_DOT
 #define RLHF_DOT ""

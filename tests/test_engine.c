@@ -9,8 +9,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../engine/rl_internal.h"
-#include "../ops/rl_ops.h"
+#include "rl_internal.h"
+#include "rl_ops.h"
 
 #define setup rl_test_setup_ctx
 #define teardown rl_test_teardown_ctx

@@ -28,11 +28,11 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "../engine/rl_gradcheck.h"
-#include "../engine/rl_rng.h"
-#include "../models/rl_gpt2.h"
-#include "../ops/rl_foreign.h"
-#include "../recipes/rl_recipe.h"
+#include "rl_gradcheck.h"
+#include "rl_rng.h"
+#include "rl_gpt2.h"
+#include "rl_foreign.h"
+#include "rl_recipe.h"
 
 #ifndef RLHF_TEST_TMP
 #define RLHF_TEST_TMP "/tmp"

@@ -17,10 +17,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../engine/rl_gradcheck.h"
-#include "../engine/rl_internal.h"
-#include "../models/rl_gpt2.h"
-#include "../ops/rl_ops.h"
+#include "rl_gradcheck.h"
+#include "rl_internal.h"
+#include "rl_gpt2.h"
+#include "rl_ops.h"
 
 #define setup rl_test_setup_ctx
 #define teardown rl_test_teardown_ctx

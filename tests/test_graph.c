@@ -22,8 +22,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "../recipes/rl_recipe.h"
-#include "../recipes/rl_recipe_graph.h"
+#include "rl_recipe.h"
+#include "rl_recipe_graph.h"
 
 /* the command itself, to test its arguments and messages in-process */
 #include "../tools/cmd_graph.c"

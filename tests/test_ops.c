@@ -12,8 +12,8 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "../engine/rl_gradcheck.h"
-#include "../ops/rl_ops.h"
+#include "rl_gradcheck.h"
+#include "rl_ops.h"
 
 static void rl_test_op(rl_op op) {
     rl_gc_result r;
@@ -27,13 +27,13 @@ static void rl_test_op(rl_op op) {
 
 #define OP(e, name, sym, arity, flags) \
     static void test_grad_##name(void **state) { (void)state; rl_test_op(RL_OP_##e); }
-#include "../ops/ops.def"
+#include "ops.def"
 #undef OP
 
 int main(int argc, char **argv) {
     const struct CMUnitTest tests[] = {
 #define OP(e, name, sym, arity, flags) cmocka_unit_test(test_grad_##name),
-#include "../ops/ops.def"
+#include "ops.def"
 #undef OP
     };
     if (argc > 1) {

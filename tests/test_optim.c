@@ -12,8 +12,8 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "../engine/rl_optim.h"
-#include "../ops/rl_ops.h"
+#include "rl_optim.h"
+#include "rl_ops.h"
 
 /* ---- helpers ---------------------------------------------------------------- */
 

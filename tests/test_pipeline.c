@@ -1,5 +1,5 @@
 /* tests/test_pipeline.c - `rlhf pipeline` end to end: the main job's own
- * pipeline file (recipes/safe_rlhf_demo.pipeline) run on the tiny preset with
+ * pipeline file (recipes/pipelines/safe_rlhf_demo.pipeline) run on the tiny preset with
  * small data and few steps (seconds), checking that every stage's loss falls
  * (the value loss for the online stages), that every file the README promises
  * appears (checkpoints, metrics, plots, evaluations, the table, the safe_rlhf
@@ -60,7 +60,7 @@ static void first_last_mean(const char *path, const char *key, int k, double *fi
 }
 
 #define TINY                                                                                                    \
-    "pipeline recipes/safe_rlhf_demo.pipeline --set out=%s --set preset=tiny --set threads=1 "                  \
+    "pipeline recipes/pipelines/safe_rlhf_demo.pipeline --set out=%s --set preset=tiny --set threads=1 "                  \
     "--set \"synth_args=--n-sft 1500 --n-pairs 1500 --n-eval 30 --n-eval-pairs 120\" --set sft_steps=60 "       \
     "--set rm_steps=80 --set rm_lr=2e-3 --set sft_lr=3e-3 --set ppo_steps=20 --set ppo_batch=16 --set max_new=12 --set critic_lr=3e-3 " \
     "--set \"eval=--samples 1 --max-new 12 --seed 1\""
@@ -154,9 +154,9 @@ static void test_bad_pipelines(void **state) {
     assert_contains(out, "step 'a' is already defined at line 2");
     free(out);
 
-    snprintf(args, sizeof args, "pipeline recipes/safe_rlhf_demo.pipeline --set sft_stpes=3 --list");
+    snprintf(args, sizeof args, "pipeline recipes/pipelines/safe_rlhf_demo.pipeline --set sft_stpes=3 --list");
     assert_int_equal(run_rlhf(args, &out), 2);
-    assert_contains(out, "--set sft_stpes: recipes/safe_rlhf_demo.pipeline defines no such variable");
+    assert_contains(out, "--set sft_stpes: recipes/pipelines/safe_rlhf_demo.pipeline defines no such variable");
     free(out);
 
     /* a failing step stops the pipeline with its line; the aims are checked from JSON files */

@@ -12,12 +12,12 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../engine/rl_gradcheck.h"
-#include "../engine/rl_optim.h"
-#include "../models/rl_gpt2.h"
-#include "../ops/rl_ops.h"
-#include "../recipes/recipe_int.h"
-#include "../recipes/rl_recipe.h"
+#include "rl_gradcheck.h"
+#include "rl_optim.h"
+#include "rl_gpt2.h"
+#include "rl_ops.h"
+#include "recipe_int.h"
+#include "rl_recipe.h"
 
 /* ---- helpers ------------------------------------------------------------------ */
 

@@ -17,9 +17,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../models/rl_gpt2.h"
-#include "../recipes/rl_recipe.h"
-#include "../recipes/rl_recipe_gradcheck.h"
+#include "rl_gpt2.h"
+#include "rl_recipe.h"
+#include "rl_recipe_gradcheck.h"
 
 /* Parameter tensors of a tiny model of each kind (LM, SCORE, VALUE). */
 static int n_tensors_of(rl_gpt2_kind kind) {

@@ -20,7 +20,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "../models/rl_safetensors.h"
+#include "rl_safetensors.h"
 
 /* Every file of this suite lives here (the build tree, never the sources). */
 #define ST_DIR RLHF_TEST_TMP "/st_tmp"

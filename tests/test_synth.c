@@ -23,8 +23,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../recipes/rl_data.h"
-#include "../recipes/rl_synth.h"
+#include "rl_data.h"
+#include "rl_synth.h"
 
 #ifndef RLHF_TEST_TMP
 #define RLHF_TEST_TMP "/tmp"

@@ -22,7 +22,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "../models/rl_tokenizer.h"
+#include "rl_tokenizer.h"
 
 #define FIX RLHF_SOURCE_DIR "/tests/fixtures/tokenizer"
 

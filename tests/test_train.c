@@ -12,9 +12,9 @@
 #include "rl_test.h"
 #include "rl_test_dir.h"
 
-#include "../models/rl_checkpoint.h"
-#include "../models/rl_safetensors.h"
-#include "../recipes/rl_runner.h"
+#include "rl_checkpoint.h"
+#include "rl_safetensors.h"
+#include "rl_runner.h"
 
 #include <jansson.h>
 #include <stdio.h>

@@ -16,8 +16,8 @@
 #include "rl_test.h"
 #include "rl_test_dir.h"
 
-#include "../models/rl_safetensors.h"
-#include "../recipes/rl_runner.h"
+#include "rl_safetensors.h"
+#include "rl_runner.h"
 
 #include <dirent.h>
 #include <errno.h>

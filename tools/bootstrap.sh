@@ -4,7 +4,7 @@
 #
 #   bash tools/bootstrap.sh run    # build, then the main job: rlhf info, the gradient check of
 #                                  # every op, and the RLHF / Safe RLHF pipeline
-#                                  # (recipes/safe_rlhf_demo.pipeline) with its results table
+#                                  # (recipes/pipelines/safe_rlhf_demo.pipeline) with its results table
 #   bash tools/bootstrap.sh test   # build, then every test: plain, ASan+UBSan, and valgrind
 #   bash tools/bootstrap.sh build  # install and build only
 #
@@ -60,7 +60,7 @@ run)
     echo
     ./build/rlhf gradcheck --all
     echo
-    ./build/rlhf pipeline recipes/safe_rlhf_demo.pipeline "${@:2}"
+    ./build/rlhf pipeline recipes/pipelines/safe_rlhf_demo.pipeline "${@:2}"
     ;;
 test)
     build build

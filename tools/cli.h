@@ -4,7 +4,7 @@
 #ifndef RL_CLI_H
 #define RL_CLI_H
 
-#include "../engine/rl_engine.h"
+#include "rl_engine.h"
 
 #include <stdio.h>
 

@@ -13,11 +13,11 @@
  */
 #include "cli.h"
 
-#include "../models/rl_gpt2.h"
-#include "../engine/rl_optim.h"
-#include "../ops/rl_ops.h"
+#include "rl_gpt2.h"
+#include "rl_optim.h"
+#include "rl_ops.h"
 
-#include "../ops/cpu/cpu.h"
+#include "cpu.h"
 
 #include <cblas.h>
 #include <omp.h>

@@ -5,8 +5,8 @@
  */
 #include "cli.h"
 
-#include "../recipes/rl_data.h"
-#include "../recipes/rl_synth.h"
+#include "rl_data.h"
+#include "rl_synth.h"
 
 #include <inttypes.h>
 #include <stdlib.h>

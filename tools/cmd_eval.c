@@ -24,9 +24,9 @@
  */
 #include "cli.h"
 
-#include "../models/rl_checkpoint.h"
-#include "../recipes/rl_data.h"
-#include "../recipes/rl_synth.h"
+#include "rl_checkpoint.h"
+#include "rl_data.h"
+#include "rl_synth.h"
 
 #include <errno.h>
 #include <inttypes.h>

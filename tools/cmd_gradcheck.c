@@ -12,10 +12,10 @@
  */
 #include "cli.h"
 
-#include "../engine/rl_gradcheck.h"
-#include "../ops/rl_ops.h"
-#include "../recipes/rl_recipe.h"
-#include "../recipes/rl_recipe_gradcheck.h"
+#include "rl_gradcheck.h"
+#include "rl_ops.h"
+#include "rl_recipe.h"
+#include "rl_recipe_gradcheck.h"
 
 #include <stdlib.h>
 #include <string.h>

@@ -5,8 +5,8 @@
  */
 #include "cli.h"
 
-#include "../recipes/rl_recipe.h"
-#include "../recipes/rl_recipe_graph.h"
+#include "rl_recipe.h"
+#include "rl_recipe_graph.h"
 
 #include <stdlib.h>
 #include <string.h>

@@ -4,7 +4,7 @@
  */
 #include "cli.h"
 
-#include "../models/rl_checkpoint.h"
+#include "rl_checkpoint.h"
 
 #include <stdlib.h>
 #include <string.h>

@@ -5,9 +5,9 @@
  */
 #include "cli.h"
 
-#include "../models/rl_checkpoint.h"
-#include "../models/rl_safetensors.h"
-#include "../ops/rl_ops.h"
+#include "rl_checkpoint.h"
+#include "rl_safetensors.h"
+#include "rl_ops.h"
 
 #include <stdlib.h>
 #include <string.h>

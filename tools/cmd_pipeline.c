@@ -1,7 +1,7 @@
 /* tools/cmd_pipeline.c - `rlhf pipeline FILE`: runs a pipeline file, a list
  * of rlhf commands that chain the stages of RLHF (data -> SFT -> reward and
  * cost models -> PPO-KL -> Safe RLHF -> evaluation), then prints the results
- * table and checks the file's aims. recipes/safe_rlhf_demo.pipeline is the
+ * table and checks the file's aims. recipes/pipelines/safe_rlhf_demo.pipeline is the
  * main example; docs/recipes.md#pipelines describes the format:
  *
  *   # comment
@@ -37,7 +37,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "../recipes/rl_data.h"
+#include "rl_data.h"
 
 #define PL_MAX_VARS 128
 #define PL_MAX_STEPS 64
@@ -500,7 +500,7 @@ static int pl_run_step(const char *self, char **argv) {
 
 static void pl_usage(FILE *f) {
     fprintf(f, "usage: rlhf pipeline FILE [--set NAME=VALUE ...] [--from STEP] [--only STEP] [--strict] [--list]\n"
-               "Runs the steps of a pipeline file (recipes/safe_rlhf_demo.pipeline) in order, each an rlhf\n"
+               "Runs the steps of a pipeline file (recipes/pipelines/safe_rlhf_demo.pipeline) in order, each an rlhf\n"
                "command, then checks its aims. Finished steps leave OUT/pipeline/STEP.done and are skipped\n"
                "when the pipeline runs again (--from STEP reruns from STEP on); an interrupted train step\n"
                "resumes from its checkpoint. --set overrides a `let` variable; --strict exits with status 3\n"

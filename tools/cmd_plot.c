@@ -4,7 +4,7 @@
  */
 #include "cli.h"
 
-#include "../recipes/rl_runner.h"
+#include "rl_runner.h"
 
 #include <string.h>
 

@@ -5,7 +5,7 @@
  */
 #include "cli.h"
 
-#include "../recipes/rl_runner.h"
+#include "rl_runner.h"
 
 #include <stdlib.h>
 

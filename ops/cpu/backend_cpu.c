@@ -80,7 +80,7 @@ static const rl_backend_i rl_cpu_iface = {
     .free_context = NULL,
     .kernels = {
 #define OP(e, name, sym, arity, flags) [RL_OP_##e] = rl_cpu_##name,
-#include "../ops.def"
+#include "ops.def"
 #undef OP
     },
 };

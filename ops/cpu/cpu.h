@@ -4,13 +4,13 @@
 #ifndef RL_CPU_H
 #define RL_CPU_H
 
-#include "../rl_ops.h"
+#include "rl_ops.h"
 
 #include <omp.h>
 
 /* Every op has a CPU kernel rl_cpu_<name> (a missing one fails to link). */
 #define OP(e, name, sym, arity, flags) void rl_cpu_##name(void *bctx, const rl_node *n);
-#include "../ops.def"
+#include "ops.def"
 #undef OP
 
 /* Loops over fewer elements than this stay on one thread: below it the

@@ -4,7 +4,7 @@
  */
 #include "rl_gradcheck.h"
 
-#include "../ops/rl_ops.h"
+#include "rl_ops.h"
 #include "rl_rng.h"
 
 #include <math.h>

@@ -104,7 +104,7 @@
 #include <stdint.h>
 #include <stdio.h>
 
-#include "../engine/rl_engine.h"
+#include "rl_engine.h"
 #include "rl_data.h"
 
 #ifdef __cplusplus

@@ -16,7 +16,7 @@
 #include <sys/stat.h>
 #include <zlib.h>
 
-#include "../engine/rl_rng.h"
+#include "rl_rng.h"
 
 /* ---- small helpers ------------------------------------------------------------- */
 

@@ -20,7 +20,7 @@
  */
 #include "recipe_int.h"
 
-#include "../ops/rl_foreign.h"
+#include "rl_foreign.h"
 
 #include <dlfcn.h>
 #include <ffi.h>

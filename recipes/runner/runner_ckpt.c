@@ -7,8 +7,8 @@
  */
 #include "runner_int.h"
 
-#include "../models/rl_checkpoint.h"
-#include "../models/rl_safetensors.h"
+#include "rl_checkpoint.h"
+#include "rl_safetensors.h"
 
 #include <dirent.h>
 #include <inttypes.h>

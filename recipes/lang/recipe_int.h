@@ -18,8 +18,8 @@
 #ifndef RL_RECIPE_INT_H
 #define RL_RECIPE_INT_H
 
-#include "../engine/rl_internal.h"
-#include "../ops/rl_ops.h"
+#include "rl_internal.h"
+#include "rl_ops.h"
 #include "rl_recipe.h"
 
 #include <stdarg.h>

@@ -68,8 +68,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "../engine/rl_engine.h"
-#include "../models/rl_tokenizer.h"
+#include "rl_engine.h"
+#include "rl_tokenizer.h"
 
 #ifdef __cplusplus
 extern "C" {

@@ -10,10 +10,10 @@
 #ifndef RL_RUNNER_INT_H
 #define RL_RUNNER_INT_H
 
-#include "../engine/rl_optim.h"
-#include "../engine/rl_rng.h"
-#include "../models/rl_gpt2.h"
-#include "../models/rl_tokenizer.h"
+#include "rl_optim.h"
+#include "rl_rng.h"
+#include "rl_gpt2.h"
+#include "rl_tokenizer.h"
 #include "rl_data.h"
 #include "rl_recipe.h"
 #include "rl_runner.h"

@@ -6,9 +6,9 @@
  */
 #include "runner_int.h"
 
-#include "../engine/rl_internal.h"
-#include "../models/rl_checkpoint.h"
-#include "../ops/rl_ops.h"
+#include "rl_internal.h"
+#include "rl_checkpoint.h"
+#include "rl_ops.h"
 
 #include <errno.h>
 #include <inttypes.h>

@@ -8,8 +8,8 @@
  */
 #include "rl_recipe_gradcheck.h"
 
-#include "../engine/rl_gradcheck.h"
-#include "../models/rl_gpt2.h"
+#include "rl_gradcheck.h"
+#include "rl_gpt2.h"
 #include "recipe_int.h"
 
 #include <math.h>

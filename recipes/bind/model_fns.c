@@ -16,7 +16,7 @@
  */
 #include "recipe_int.h"
 
-#include "../models/rl_gpt2.h"
+#include "rl_gpt2.h"
 
 #include <stdlib.h>
 #include <string.h>

@@ -77,7 +77,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "../engine/rl_engine.h"
+#include "rl_engine.h"
 
 #ifdef __cplusplus
 extern "C" {

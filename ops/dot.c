@@ -8,7 +8,7 @@
  */
 #include "rl_dot.h"
 
-#include "../ops/rl_ops.h"
+#include "rl_ops.h"
 
 #include <errno.h>
 #include <stdlib.h>

@@ -32,7 +32,7 @@
 #include <stdint.h>
 #include <stdio.h>
 
-#include "../engine/rl_engine.h"
+#include "rl_engine.h"
 
 #ifdef __cplusplus
 extern "C" {

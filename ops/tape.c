@@ -7,7 +7,7 @@
  * View ops (OPF_VIEW: reshape) skip the data and the kernel: their output
  * shares the input's memory.
  */
-#include "../ops/rl_ops.h"
+#include "rl_ops.h"
 
 #include <stdio.h>
 #include <string.h>

@@ -16,7 +16,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include "../engine/rl_rng.h"
+#include "rl_rng.h"
 #include "rl_data.h"
 
 rl_synth_cfg rl_synth_cfg_default(void) {
