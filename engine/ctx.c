@@ -179,17 +179,6 @@ void rl_ctx_reset(rl_ctx *ctx) {
 
 /* ---- context ------------------------------------------------------------ */
 
-rl_ctx *rl_ctx_new(const char *backend_name) {
-    rl_backend *be = NULL;
-    if (!backend_name || strcmp(backend_name, "cpu") == 0) {
-        be = rl_backend_cpu_new();
-    } else {
-        fprintf(stderr, "rlhf: unknown backend '%s' (available: cpu)\n", backend_name);
-        return NULL;
-    }
-    return rl_ctx_new_backend(be);
-}
-
 rl_ctx *rl_ctx_new_backend(rl_backend *be) {
     if (!be) return NULL;
     rl_ctx *ctx = calloc(1, sizeof(*ctx));
@@ -233,6 +222,7 @@ int rl_ctx_create_graph(const rl_ctx *ctx) { return ctx->create_graph; }
 int rl_ctx_in_backward(const rl_ctx *ctx) { return ctx->in_backward; }
 void rl_ctx_set_in_backward(rl_ctx *ctx, int on) { ctx->in_backward = on; }
 rl_backend *rl_ctx_backend(rl_ctx *ctx) { return ctx->backend; }
+const char *rl_ctx_backend_name(const rl_ctx *ctx) { return ctx->backend->iface->name; }
 const char *rl_ctx_error(const rl_ctx *ctx) { return ctx->status ? ctx->err : NULL; }
 rl_status rl_ctx_status(const rl_ctx *ctx) { return ctx->status; }
 void rl_ctx_clear_error(rl_ctx *ctx) {
@@ -562,6 +552,50 @@ void rl_tensor_set(rl_ctx *ctx, rl_tensor *t, int64_t i, double x) {
     default: v.i = (int32_t)x; break;
     }
     ctx->backend->iface->copy_to_device(ctx->backend->ctx, (char *)t->data + (size_t)i * es, &v, es);
+}
+
+rl_status rl_tensor_copy_range(rl_ctx *ctx, rl_tensor *dst, int64_t dst_off, const rl_tensor *src,
+                               int64_t src_off, int64_t n) {
+    if (!rl_check_input(ctx, "rl_tensor_copy", 0, dst) || !rl_check_input(ctx, "rl_tensor_copy", 1, src))
+        return rl_ctx_status(ctx);
+    if (dst->dtype != src->dtype)
+        return rl_ctx_fail(ctx, RL_ERR_ARG, "rl_tensor_copy: '%s' is %s but '%s' is %s; copies keep the dtype",
+                           dst->name, rl_dtype_name(dst->dtype), src->name, rl_dtype_name(src->dtype));
+    if (n < 0 || dst_off < 0 || src_off < 0 || dst_off + n > dst->numel || src_off + n > src->numel)
+        return rl_ctx_fail(ctx, RL_ERR_ARG,
+                           "rl_tensor_copy: elements [%lld, %lld) of '%s' (%lld elements) to [%lld, %lld) of "
+                           "'%s' (%lld elements) are out of range",
+                           (long long)src_off, (long long)(src_off + n), src->name, (long long)src->numel,
+                           (long long)dst_off, (long long)(dst_off + n), dst->name, (long long)dst->numel);
+    size_t es = rl_dtype_size(dst->dtype);
+    if (n) ctx->backend->iface->copy(ctx->backend->ctx, (char *)dst->data + (size_t)dst_off * es,
+                                     (const char *)src->data + (size_t)src_off * es, (size_t)n * es);
+    return RL_OK;
+}
+
+rl_status rl_tensor_copy(rl_ctx *ctx, rl_tensor *dst, const rl_tensor *src) {
+    if (dst && src && dst->numel != src->numel) {
+        char a[96], b[96];
+        return rl_ctx_fail(ctx, RL_ERR_ARG, "rl_tensor_copy: '%s' is %s but '%s' is %s; a copy needs equal sizes",
+                           dst->name, rl_tensor_describe(dst, a, sizeof a), src->name,
+                           rl_tensor_describe(src, b, sizeof b));
+    }
+    return rl_tensor_copy_range(ctx, dst, 0, src, 0, src ? src->numel : 0);
+}
+
+rl_tensor *rl_tensor_clone(rl_ctx *ctx, const rl_tensor *t, const char *name) {
+    if (!rl_check_input(ctx, "rl_tensor_clone", 0, t)) return NULL;
+    rl_tensor *c = rl_tensor_new(ctx, t->dtype, t->ndim, t->shape, name ? name : t->name);
+    if (!c) return NULL;
+    if (rl_tensor_copy(ctx, c, t) != RL_OK) {
+        rl_tensor_free(ctx, c);
+        return NULL;
+    }
+    return c;
+}
+
+const void *rl_tensor_host_data(const rl_tensor *t) {
+    return t && t->backend && t->backend->iface->host_memory ? t->data : NULL;
 }
 
 void rl_tensor_fill(rl_ctx *ctx, rl_tensor *t, double value) {

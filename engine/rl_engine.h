@@ -1,8 +1,11 @@
 /* engine/rl_engine.h - public API of the autodiff engine: tensors, the
  * context (arena + tape + backend), backward, and error reporting.
  *
+ * The engine knows no op: ops/ (rl_ops.h) adds them, and rl_ctx_new (its
+ * backend registry) makes a context on a backend by name.
+ *
  * Model of use:
- *   rl_ctx *ctx = rl_ctx_new(NULL);               // CPU backend
+ *   rl_ctx *ctx = rl_ctx_new(NULL);               // CPU backend (ops/rl_ops.h)
  *   rl_tensor *w = rl_param_new(ctx, RL_F32, 2, (int64_t[]){4, 3}, "w");
  *   ... each step:
  *   rl_tensor *loss = rl_mean(ctx, rl_matmul(ctx, x, w, 0, 0), RL_AXIS_ALL, 0);
@@ -46,14 +49,6 @@ typedef enum {
     RL_ERR_BACKEND,  /* an op is not supported by the backend */
 } rl_status;
 
-/* The op table as an enum (ops/ops.def). */
-typedef enum {
-#define OP(e, name, sym, arity, flags) RL_OP_##e,
-#include "ops.def"
-#undef OP
-    RL_OP_COUNT
-} rl_op;
-
 typedef struct rl_ctx rl_ctx;
 typedef struct rl_arena rl_arena;
 typedef struct rl_backend rl_backend;
@@ -88,9 +83,8 @@ typedef struct rl_tensor {
 
 /* ---- context ---------------------------------------------------------- */
 
-/* Creates a context on a backend ("cpu" when name is NULL). Returns NULL and
- * prints why when the backend cannot be loaded. */
-rl_ctx *rl_ctx_new(const char *backend_name);
+/* Contexts are made by name with rl_ctx_new (ops/rl_ops.h: the backend
+ * registry), or on a given backend with rl_ctx_new_backend (rl_internal.h). */
 void rl_ctx_free(rl_ctx *ctx);
 /* Frees every arena tensor and the tape in O(1). Persistent tensors stay. */
 void rl_ctx_reset(rl_ctx *ctx);
@@ -98,6 +92,8 @@ void rl_ctx_reset(rl_ctx *ctx);
 int rl_ctx_set_grad(rl_ctx *ctx, int enabled);
 int rl_ctx_grad_enabled(const rl_ctx *ctx);
 rl_backend *rl_ctx_backend(rl_ctx *ctx);
+/* The name of the context's backend ("cpu"). */
+const char *rl_ctx_backend_name(const rl_ctx *ctx);
 /* First error message since the last rl_ctx_clear_error, or NULL. */
 const char *rl_ctx_error(const rl_ctx *ctx);
 rl_status rl_ctx_status(const rl_ctx *ctx);
@@ -136,6 +132,18 @@ rl_tensor *rl_scalar(rl_ctx *ctx, rl_dtype dt, double value);
 /* Host <-> tensor copies; n must equal numel. Return RL_OK or an error. */
 rl_status rl_tensor_write(rl_ctx *ctx, rl_tensor *t, const void *host, size_t nbytes);
 rl_status rl_tensor_read(rl_ctx *ctx, const rl_tensor *t, void *host, size_t nbytes);
+/* Copies src's data into dst: same dtype and numel (shapes may differ). */
+rl_status rl_tensor_copy(rl_ctx *ctx, rl_tensor *dst, const rl_tensor *src);
+/* Copies n elements src[src_off .. src_off + n) to dst[dst_off .. dst_off + n)
+ * (flat, row-major element offsets; same dtype). */
+rl_status rl_tensor_copy_range(rl_ctx *ctx, rl_tensor *dst, int64_t dst_off, const rl_tensor *src,
+                               int64_t src_off, int64_t n);
+/* A persistent copy of t (any tensor, arena or persistent) named `name`
+ * (t's name when NULL); free with rl_tensor_free. NULL with ctx's error set. */
+rl_tensor *rl_tensor_clone(rl_ctx *ctx, const rl_tensor *t, const char *name);
+/* t's data as host memory when its backend keeps tensors in host memory
+ * (the CPU backend), else NULL (read it with rl_tensor_read). */
+const void *rl_tensor_host_data(const rl_tensor *t);
 /* Element i as a double (any dtype); for tests and small reads. */
 double rl_tensor_get(rl_ctx *ctx, const rl_tensor *t, int64_t i);
 void rl_tensor_set(rl_ctx *ctx, rl_tensor *t, int64_t i, double v);
@@ -150,14 +158,8 @@ void rl_tensor_zero_grad(rl_ctx *ctx, rl_tensor *t);
 char *rl_tensor_describe(const rl_tensor *t, char *buf, size_t n);
 int rl_shape_equal(int na, const int64_t *a, int nb, const int64_t *b);
 
-/* ---- backward --------------------------------------------------------- */
+/* ---- gradient mode ------------------------------------------------------ */
 
-/* Walks the tape in reverse from a scalar loss (numel 1) and accumulates
- * gradients into every tensor that requires one: parameters' persistent .grad
- * (added to what is there) and arena tensors' .grad (fresh each step). */
-rl_status rl_backward(rl_ctx *ctx, rl_tensor *loss);
-/* As rl_backward, seeding the gradient of `out` with `seed` (same shape). */
-rl_status rl_backward_seeded(rl_ctx *ctx, rl_tensor *out, rl_tensor *seed);
 /* When set, backward rules are themselves recorded, so gradients can be
  * differentiated again (higher-order gradients). Default off. */
 void rl_ctx_set_create_graph(rl_ctx *ctx, int enabled);

@@ -1,6 +1,7 @@
 /* engine/rl_internal.h - what the engine, the op front ends and the backends
- * share but users do not: op attributes, tape nodes, the backend vtable, and
- * the one entry point every op goes through (rl_op_run).
+ * share but users do not: op attributes, the records of the tape (their op is
+ * an index into ops/'s table, which the engine never reads), the backend
+ * vtable, and the arena and scratch allocators the op layer builds on.
  */
 #ifndef RL_INTERNAL_H
 #define RL_INTERNAL_H
@@ -21,9 +22,10 @@ typedef struct rl_attrs {
 
 #define RL_MAX_SAVED 2
 
-/* One recorded op: out = op(in[0..n_in), attrs). */
+/* One recorded op: out = op(in[0..n_in), attrs). The context stores these
+ * records (rl_ctx_tape_append); ops/tape.c makes them and walks them. */
 typedef struct rl_node {
-    rl_op op;
+    int op;                       /* an rl_op (ops/rl_ops.h) */
     int n_in;
     rl_tensor **in;               /* arena array of n_in inputs */
     rl_tensor *out;
@@ -38,10 +40,12 @@ typedef struct rl_node {
 typedef void (*rl_kernel_fn)(void *bctx, const rl_node *n);
 
 /* The backend interface: a vtable plus a context pointer (as ggml_backend_i).
- * A NULL kernel slot means "not supported here" and gives an error naming the
+ * The kernel table is indexed by op (ops/ops.def order) and has n_kernels
+ * slots; a NULL slot means "not supported here" and gives an error naming the
  * op and the backend. */
 typedef struct rl_backend_i {
     const char *name;
+    int host_memory;              /* tensor data is host memory (rl_tensor_host_data) */
     void *(*buffer_alloc)(void *bctx, size_t bytes);       /* 64-byte aligned, or NULL */
     void (*buffer_free)(void *bctx, void *ptr);
     void (*copy_to_device)(void *bctx, void *dst, const void *host, size_t bytes);
@@ -54,7 +58,8 @@ typedef struct rl_backend_i {
     void (*fill)(void *bctx, rl_tensor *dst, double value);
     void (*synchronize)(void *bctx);
     void (*free_context)(void *bctx);
-    rl_kernel_fn kernels[RL_OP_COUNT];
+    const rl_kernel_fn *kernels;
+    int n_kernels;
 } rl_backend_i;
 
 struct rl_backend {
@@ -62,36 +67,9 @@ struct rl_backend {
     void *ctx;
 };
 
-/* The CPU backend (ops/cpu/backend_cpu.c). */
-rl_backend *rl_backend_cpu_new(void);
-/* A context on a given backend (malloc'ed; the context takes ownership). */
+/* A context on a given backend (malloc'ed; the context takes ownership).
+ * rl_ctx_new (ops/rl_ops.h) finds backends by name. */
 rl_ctx *rl_ctx_new_backend(rl_backend *be);
-
-/* View ops (flag OPF_VIEW in column 5 of ops/ops.def, e.g. reshape): the
- * output aliases its single input's data instead of getting its own, and no
- * kernel runs; rl_op_run gives it a header of its own (shape, node, grad) in
- * the current arena. This is safe because arena tensors are never written by
- * the engine after the kernel that made them. A view of a persistent tensor
- * (a parameter) sees later in-place writes to it, optimizer updates included,
- * as PyTorch views do; rl_tensor_write/set/fill on either side of a view
- * change both. The view lives until the next rl_ctx_reset like any arena
- * tensor. (OPF_* values 1 << 0..2 are in ops/rl_ops.h.) */
-enum { OPF_VIEW = 1u << 3 };
-
-/* Every op call goes through here: checks that inputs are live, allocates the
- * output (and `n_saved` saved tensors of the given shapes) from the arena,
- * runs the backend kernel, and records a tape node when gradients are on and
- * any input requires one (unless the op is OPF_NOGRAD). Returns the output or
- * NULL with the context's error set. */
-typedef struct rl_saved_spec {
-    rl_dtype dtype;
-    int ndim;
-    int64_t shape[RL_MAX_DIMS];
-} rl_saved_spec;
-
-rl_tensor *rl_op_run(rl_ctx *ctx, rl_op op, int n_in, rl_tensor *const *in,
-                     const rl_attrs *attrs, rl_dtype out_dtype, int out_ndim,
-                     const int64_t *out_shape, int n_saved, const rl_saved_spec *saved);
 
 /* Checks an input of an op front end: not NULL (false; silent when an error
  * is already recorded, since the NULL came from it), alive, not from a reset
@@ -101,13 +79,6 @@ bool rl_check_input(rl_ctx *ctx, const char *opname, int index, const rl_tensor 
 /* The node that produced t (NULL for leaves). */
 const rl_node *rl_tensor_node(const rl_ctx *ctx, const rl_tensor *t);
 const rl_node *rl_ctx_node(const rl_ctx *ctx, int i);
-
-/* Backward rule: given the node and the gradient of its output, adds the
- * gradients of its inputs with rl_grad_accumulate. Written with ops. */
-typedef void (*rl_grad_fn)(rl_ctx *ctx, const rl_node *n, rl_tensor *dout);
-/* Adds g into t's gradient, summing broadcast axes down to t's shape. No-op
- * when t does not require a gradient. */
-void rl_grad_accumulate(rl_ctx *ctx, rl_tensor *t, rl_tensor *g);
 
 /* Arena tensor with uninitialised data (op outputs, constants). */
 rl_tensor *rl_arena_tensor(rl_ctx *ctx, rl_dtype dt, int ndim, const int64_t *shape);

@@ -196,14 +196,11 @@ static rl_status rl_gen_read_logits(rl_gen *g, rl_tensor *logits) {
  * T slots of every (batch, head) row (one contiguous T*D block each). */
 static void rl_gen_store_kv(rl_ctx *ctx, int layer, rl_tensor *k, rl_tensor *v, void *user) {
     rl_gen *g = user;
-    rl_backend *be = rl_ctx_backend(ctx);
     const int64_t T = k->shape[2];
-    const size_t blk = (size_t)(T * g->D) * g->es, row = (size_t)(g->cap * g->D) * g->es;
+    const int64_t blk = T * g->D, row = g->cap * g->D;
     for (int64_t bh = 0; bh < g->B * g->H; bh++) {
-        be->iface->copy(be->ctx, (char *)g->kc[layer]->data + (size_t)bh * row,
-                        (const char *)k->data + (size_t)bh * blk, blk);
-        be->iface->copy(be->ctx, (char *)g->vc[layer]->data + (size_t)bh * row,
-                        (const char *)v->data + (size_t)bh * blk, blk);
+        rl_tensor_copy_range(ctx, g->kc[layer], bh * row, k, bh * blk, blk);
+        rl_tensor_copy_range(ctx, g->vc[layer], bh * row, v, bh * blk, blk);
     }
 }
 
@@ -234,7 +231,6 @@ static rl_status rl_gen_full_step(rl_gen *g, int store_kv) {
  * writes its keys and values into the caches and attends over them. */
 static rl_status rl_gen_cached_step(rl_gen *g, const int *done) {
     rl_ctx *ctx = g->ctx;
-    rl_backend *be = rl_ctx_backend(ctx);
     const int64_t B = g->B, H = g->H, D = g->D, C = g->C, cap = g->cap;
     int32_t *tok = g->ibuf, *pos = g->ibuf + B;
     for (int64_t b = 0; b < B; b++) {
@@ -265,15 +261,11 @@ static rl_status rl_gen_cached_step(rl_gen *g, const int *done) {
         rl_tensor *qkv = rl_gpt2_block_qkv(ctx, g->m, l, x); /* [B, 1, 3C] */
         if (!qkv) break;
         /* row b's k (columns C..2C) and v (2C..3C), head by head, into slot pos[b] */
-        const char *src = qkv->data;
         for (int64_t b = 0; b < B; b++)
             for (int64_t hh = 0; hh < H; hh++) {
-                size_t dst = (size_t)(((b * H + hh) * cap + pos[b]) * D) * g->es;
-                size_t off = (size_t)(b * 3 * C + hh * D) * g->es;
-                be->iface->copy(be->ctx, (char *)g->kc[l]->data + dst, src + off + (size_t)C * g->es,
-                                (size_t)D * g->es);
-                be->iface->copy(be->ctx, (char *)g->vc[l]->data + dst,
-                                src + off + (size_t)(2 * C) * g->es, (size_t)D * g->es);
+                int64_t dst = ((b * H + hh) * cap + pos[b]) * D, off = b * 3 * C + hh * D;
+                rl_tensor_copy_range(ctx, g->kc[l], dst, qkv, off + C, D);
+                rl_tensor_copy_range(ctx, g->vc[l], dst, qkv, off + 2 * C, D);
             }
         /* with T = 1, [B, 1, C] and [B, H, 1, D] are the same layout: q is a
          * slice and a reshape, and the output goes back with a reshape */

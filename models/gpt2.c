@@ -254,13 +254,12 @@ rl_gpt2 *rl_gpt2_new_from(rl_ctx *ctx, const rl_gpt2 *src, rl_gpt2_kind kind, ui
     if (!m) return NULL;
     rl_rng rng;
     rl_rng_seed(&rng, seed);
-    rl_backend *be = rl_ctx_backend(ctx);
     rl_status s = RL_OK;
     for (int i = 0; i < m->n_tensors && s == RL_OK; i++) {
         rl_tensor *t = m->tensors[i];
         const rl_tensor *from = rl_gpt2_find(src, t->name);
         if (from) /* same name means same shape and dtype: same config and dtype */
-            be->iface->copy(be->ctx, t->data, from->data, (size_t)t->numel * rl_dtype_size(t->dtype));
+            s = rl_tensor_copy(ctx, t, from);
         else
             s = rl_gpt2_init_tensor(ctx, t, inits[i], stds[i], &rng);
     }

@@ -4,12 +4,12 @@
  */
 #include "rl_gradcheck.h"
 
-#define OP(e, name, sym, arity, flags) extern const rl_gc_cases rl_gc_cases_##name;
+#define OP(e, name, ...) extern const rl_gc_cases rl_gc_cases_##name;
 #include "ops.def"
 #undef OP
 
 const rl_gc_cases *const rl_op_gc_cases[RL_OP_COUNT] = {
-#define OP(e, name, sym, arity, flags) [RL_OP_##e] = &rl_gc_cases_##name,
+#define OP(e, name, ...) [RL_OP_##e] = &rl_gc_cases_##name,
 #include "ops.def"
 #undef OP
 };

@@ -38,9 +38,9 @@ static char *rl_shape_format(int ndim, const int64_t *shape, char *buf, size_t n
  * valid range for the message. */
 static bool rl_check_index_range(rl_ctx *ctx, const char *op, const rl_tensor *idx, int64_t hi,
                                  const char *what) {
-    rl_backend *be = rl_ctx_backend(ctx);
-    if (strcmp(be->iface->name, "cpu") != 0) return true;
-    const int32_t *p = idx->data;
+    (void)ctx;
+    const int32_t *p = rl_tensor_host_data(idx);
+    if (!p) return true;
     for (int64_t i = 0; i < idx->numel; i++)
         if (p[i] < 0 || p[i] >= hi) {
             rl_ctx_fail(ctx, RL_ERR_ARG, "%s: index element %lld is %d; %s must be in [0, %lld)", op,

@@ -130,13 +130,11 @@ static int64_t rl_ce_check_shapes(rl_ctx *ctx, const char *op, const rl_tensor *
 /* Rejects targets >= V, naming the first offending position. Targets are read
  * in place on the CPU backend and copied to host scratch on any other. */
 static bool rl_ce_check_targets(rl_ctx *ctx, const rl_tensor *targets, int64_t V) {
-    const int32_t *ids = targets->data;
-    rl_backend *be = rl_ctx_backend(ctx);
-    if (strcmp(be->iface->name, "cpu") != 0) {
+    const int32_t *ids = rl_tensor_host_data(targets);
+    if (!ids) {
         size_t bytes = (size_t)targets->numel * sizeof(int32_t);
         int32_t *h = rl_ctx_scratch(ctx, bytes ? bytes : 1);
-        if (!h) return false;
-        be->iface->copy_to_host(be->ctx, h, targets->data, bytes);
+        if (!h || rl_tensor_read(ctx, targets, h, bytes) != RL_OK) return false;
         ids = h;
     }
     for (int64_t i = 0; i < targets->numel; i++) {

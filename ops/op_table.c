@@ -6,17 +6,17 @@
 #include <string.h>
 
 const rl_op_info rl_op_table[RL_OP_COUNT] = {
-#define OP(e, name, sym, arity, flags) [RL_OP_##e] = {#name, sym, arity, flags},
+#define OP(e, name, sym, arity, flags, ...) [RL_OP_##e] = {#name, sym, arity, flags},
 #include "ops.def"
 #undef OP
 };
 
-#define OP(e, name, sym, arity, flags) void rl_grad_##name(rl_ctx *, const rl_node *, rl_tensor *);
+#define OP(e, name, ...) void rl_grad_##name(rl_ctx *, const rl_node *, rl_tensor *);
 #include "ops.def"
 #undef OP
 
 const rl_grad_fn rl_op_grad[RL_OP_COUNT] = {
-#define OP(e, name, sym, arity, flags) [RL_OP_##e] = rl_grad_##name,
+#define OP(e, name, ...) [RL_OP_##e] = rl_grad_##name,
 #include "ops.def"
 #undef OP
 };

@@ -11,7 +11,7 @@
 #ifndef RL_GRADCHECK_H
 #define RL_GRADCHECK_H
 
-#include "rl_internal.h"
+#include "rl_ops.h"
 
 #ifdef __cplusplus
 extern "C" {

@@ -1,6 +1,8 @@
-/* ops/rl_ops.h - the op front ends (shape and dtype checks, then rl_op_run)
- * and the op table's metadata. One function per row of ops/ops.def, plus a few
- * conveniences written as compositions of those rows.
+/* ops/rl_ops.h - the op layer over the engine: the op table (an enum and
+ * metadata generated from ops/ops.def), the tape's entry point (rl_op_run)
+ * and backward, the backend registry (rl_ctx_new), and the op front ends
+ * (shape and dtype checks, then rl_op_run): one function per row of
+ * ops/ops.def, plus a few conveniences written as compositions of those rows.
  *
  * Conventions: inputs may be NULL (an earlier error): the result is then NULL.
  * Float ops accept f32 and f64; both inputs of a binary op must share a dtype.
@@ -15,11 +17,28 @@
 extern "C" {
 #endif
 
+/* The op table as an enum (ops/ops.def). */
+typedef enum {
+#define OP(e, name, ...) RL_OP_##e,
+#include "ops.def"
+#undef OP
+    RL_OP_COUNT
+} rl_op;
+
 /* Op flags (column 5 of ops/ops.def). */
 enum {
     OPF_BROADCAST     = 1u << 0, /* inputs broadcast NumPy-style */
     OPF_NOGRAD        = 1u << 1, /* output never requires a gradient */
     OPF_BACKWARD_ONLY = 1u << 2, /* used by backward rules; checked through its parent */
+    /* A view (reshape): the output aliases its single input's data instead of
+     * getting its own, and no kernel runs; rl_op_run gives it a header of its
+     * own (shape, node, grad) in the current arena. This is safe because
+     * arena tensors are never written by the engine after the kernel that
+     * made them. A view of a persistent tensor (a parameter) sees later
+     * in-place writes to it, optimizer updates included, as PyTorch views do;
+     * rl_tensor_write/set/fill on either side of a view change both. The view
+     * lives until the next rl_ctx_reset like any arena tensor. */
+    OPF_VIEW          = 1u << 3,
 };
 
 typedef struct rl_op_info {
@@ -30,9 +49,55 @@ typedef struct rl_op_info {
 } rl_op_info;
 
 extern const rl_op_info rl_op_table[RL_OP_COUNT];
-extern const rl_grad_fn rl_op_grad[RL_OP_COUNT];
 /* Op id by name, or -1. */
 int rl_op_find(const char *name);
+
+/* ---- backends ----------------------------------------------------------- */
+
+/* Makes a backend, or returns NULL with the reason in err. */
+typedef rl_backend *(*rl_backend_create_fn)(char *err, size_t n);
+/* Adds a backend to the registry (a later registration of a name replaces
+ * the earlier one). "cpu" is always registered. */
+rl_status rl_backend_register(const char *name, rl_backend_create_fn create);
+/* Registered backends, in registration order. */
+int rl_backend_count(void);
+const char *rl_backend_name_at(int i);
+/* Creates a context on the backend registered as `name` ("cpu" when NULL).
+ * Returns NULL and prints why (an unknown name lists the registered ones)
+ * when the backend cannot be made. */
+rl_ctx *rl_ctx_new(const char *backend_name);
+
+/* ---- the tape (ops/tape.c) ------------------------------------------------ */
+
+/* Every op call goes through here: checks that inputs are live, allocates the
+ * output (and `n_saved` saved tensors of the given shapes) from the arena,
+ * runs the backend kernel, and records a tape node when gradients are on and
+ * any input requires one (unless the op is OPF_NOGRAD). Returns the output or
+ * NULL with the context's error set. */
+typedef struct rl_saved_spec {
+    rl_dtype dtype;
+    int ndim;
+    int64_t shape[RL_MAX_DIMS];
+} rl_saved_spec;
+
+rl_tensor *rl_op_run(rl_ctx *ctx, rl_op op, int n_in, rl_tensor *const *in,
+                     const rl_attrs *attrs, rl_dtype out_dtype, int out_ndim,
+                     const int64_t *out_shape, int n_saved, const rl_saved_spec *saved);
+
+/* Backward rule: given the node and the gradient of its output, adds the
+ * gradients of its inputs with rl_grad_accumulate. Written with ops. */
+typedef void (*rl_grad_fn)(rl_ctx *ctx, const rl_node *n, rl_tensor *dout);
+extern const rl_grad_fn rl_op_grad[RL_OP_COUNT];
+/* Adds g into t's gradient, summing broadcast axes down to t's shape. No-op
+ * when t does not require a gradient. */
+void rl_grad_accumulate(rl_ctx *ctx, rl_tensor *t, rl_tensor *g);
+
+/* Walks the tape in reverse from a scalar loss (numel 1) and accumulates
+ * gradients into every tensor that requires one: parameters' persistent .grad
+ * (added to what is there) and arena tensors' .grad (fresh each step). */
+rl_status rl_backward(rl_ctx *ctx, rl_tensor *loss);
+/* As rl_backward, seeding the gradient of `out` with `seed` (same shape). */
+rl_status rl_backward_seeded(rl_ctx *ctx, rl_tensor *out, rl_tensor *seed);
 
 /* ---- elementwise binary (broadcasting) --------------------------------- */
 rl_tensor *rl_add(rl_ctx *ctx, rl_tensor *a, rl_tensor *b);

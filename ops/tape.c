@@ -1,6 +1,7 @@
-/* engine/tape.c - the tape: running an op (allocate, dispatch to the backend,
+/* ops/tape.c - the tape: running an op (allocate, dispatch to the backend,
  * record), and backward (walk the tape in reverse, call each op's rule, which
- * adds into input gradients).
+ * adds into input gradients). The records themselves are stored by the
+ * context (engine/rl_internal.h); this file is what gives them meaning.
  *
  * The hot path of a recorded op is: check inputs, one header and one data
  * bump allocation, one indirect kernel call, one tape append. No malloc.
@@ -22,7 +23,7 @@ rl_tensor *rl_op_run(rl_ctx *ctx, rl_op op, int n_in, rl_tensor *const *in,
         if (in[i]->flags & RL_TF_REQUIRES_GRAD) needs_grad = true;
     }
     rl_backend *be = rl_ctx_backend(ctx);
-    rl_kernel_fn kern = be->iface->kernels[op];
+    rl_kernel_fn kern = (int)op < be->iface->n_kernels ? be->iface->kernels[op] : NULL;
     if (!kern) {
         rl_ctx_fail(ctx, RL_ERR_BACKEND,
                     "op '%s' is not implemented by the %s backend; run it on the cpu backend "
@@ -34,7 +35,7 @@ rl_tensor *rl_op_run(rl_ctx *ctx, rl_op op, int n_in, rl_tensor *const *in,
     rl_tensor *out;
     if (view) {
         /* a header in the arena (an empty tensor, so no data of its own)
-         * that takes the input's data: see OPF_VIEW in rl_internal.h */
+         * that takes the input's data: see OPF_VIEW in rl_ops.h */
         out = rl_arena_tensor(ctx, out_dtype, 1, (int64_t[]){0});
         if (!out) return NULL;
         out->ndim = out_ndim;

@@ -15,6 +15,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "rl_ops.h"
 #include "rl_recipe.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);

@@ -17,7 +17,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "rl_engine.h"
+#include "rl_ops.h"
 
 /* |a - b| <= tol, printing both values when not. */
 #define assert_near(a, b, tol)                                                                \

@@ -11,6 +11,7 @@
 
 #include "rl_internal.h"
 #include "rl_ops.h"
+#include "cpu.h"
 
 #define setup rl_test_setup_ctx
 #define teardown rl_test_teardown_ctx
@@ -211,22 +212,65 @@ static void test_missing_rule_names_op(void **state) {
     rl_tensor_free(ctx, x);
 }
 
-/* A backend that lacks a kernel gives an error naming the op and backend. */
+/* A CPU backend whose kernel table lacks exp, registered by name. */
+static rl_kernel_fn g_partial_kernels[RL_OP_COUNT];
+static rl_backend_i g_partial;
+static rl_backend *partial_backend_new(char *err, size_t n) {
+    rl_backend *cpu = rl_backend_cpu_new(err, n);
+    if (!cpu) return NULL;
+    g_partial = *cpu->iface;
+    memcpy(g_partial_kernels, cpu->iface->kernels, sizeof g_partial_kernels);
+    g_partial_kernels[RL_OP_EXP] = NULL;
+    g_partial.name = "partial";
+    g_partial.kernels = g_partial_kernels;
+    cpu->iface = &g_partial;
+    return cpu;
+}
+
+/* A backend that lacks a kernel gives an error naming the op and backend;
+ * backends are found by name in the registry. */
 static void test_backend_missing_kernel(void **state) {
     (void)state;
-    rl_backend *cpu = rl_backend_cpu_new();
-    static rl_backend_i partial;
-    partial = *cpu->iface;
-    partial.name = "partial";
-    partial.kernels[RL_OP_EXP] = NULL;
-    cpu->iface = &partial;
-    rl_ctx *ctx = rl_ctx_new_backend(cpu);
+    assert_int_equal(rl_backend_register("partial", partial_backend_new), RL_OK);
+    int found = 0;
+    for (int i = 0; i < rl_backend_count(); i++) found += strcmp(rl_backend_name_at(i), "partial") == 0;
+    assert_int_equal(found, 1);
+    assert_string_equal(rl_backend_name_at(0), "cpu");
+    rl_ctx *ctx = rl_ctx_new("partial");
     assert_non_null(ctx);
+    assert_string_equal(rl_ctx_backend_name(ctx), "partial");
     rl_tensor *x = rl_full(ctx, RL_F32, 1, (int64_t[]){2}, 1.0);
     assert_non_null(rl_neg(ctx, x));
     assert_null(rl_exp(ctx, x));
     assert_error_contains(ctx, "op 'exp' is not implemented by the partial backend");
     rl_ctx_free(ctx);
+    assert_null(rl_ctx_new("no-such-backend"));
+}
+
+/* rl_tensor_copy, its ranges and clones keep dtypes and check sizes. */
+static void test_tensor_copy(void **state) {
+    rl_ctx *ctx = *state;
+    rl_tensor *a = vec(ctx, 4, (double[]){1, 2, 3, 4});
+    rl_tensor *b = rl_full(ctx, RL_F64, 2, (int64_t[]){2, 2}, 0.0);
+    assert_int_equal(rl_tensor_copy(ctx, b, a), RL_OK);
+    for (int i = 0; i < 4; i++) assert_true(rl_tensor_get(ctx, b, i) == i + 1);
+    assert_int_equal(rl_tensor_copy_range(ctx, b, 1, a, 2, 2), RL_OK);
+    assert_true(rl_tensor_get(ctx, b, 0) == 1 && rl_tensor_get(ctx, b, 1) == 3 && rl_tensor_get(ctx, b, 2) == 4);
+    assert_int_equal(rl_tensor_copy_range(ctx, b, 3, a, 0, 2), RL_ERR_ARG);
+    assert_error_contains(ctx, "out of range");
+    rl_ctx_clear_error(ctx);
+    rl_tensor *f = rl_full(ctx, RL_F32, 1, (int64_t[]){4}, 0.0);
+    assert_int_equal(rl_tensor_copy(ctx, f, a), RL_ERR_ARG);
+    assert_error_contains(ctx, "copies keep the dtype");
+    rl_ctx_clear_error(ctx);
+    rl_tensor *c = rl_tensor_clone(ctx, b, "kept");
+    assert_non_null(c);
+    assert_true(c->flags & RL_TF_PERSISTENT);
+    assert_string_equal(c->name, "kept");
+    rl_ctx_reset(ctx);
+    assert_true(rl_tensor_get(ctx, c, 1) == 3);
+    assert_true(rl_tensor_host_data(c) == c->data); /* the CPU backend keeps host memory */
+    rl_tensor_free(ctx, c);
 }
 
 static void test_logsigmoid_is_stable(void **state) {
@@ -258,6 +302,7 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_higher_order, setup, teardown),
         cmocka_unit_test_setup_teardown(test_missing_rule_names_op, setup, teardown),
         cmocka_unit_test(test_backend_missing_kernel),
+        cmocka_unit_test_setup_teardown(test_tensor_copy, setup, teardown),
         cmocka_unit_test_setup_teardown(test_logsigmoid_is_stable, setup, teardown),
     };
     return cmocka_run_group_tests_name("engine", tests, NULL, NULL);

@@ -25,14 +25,14 @@ static void rl_test_op(rl_op op) {
     if (!(rl_op_table[op].flags & OPF_NOGRAD)) assert_true(r.n_checked > 0);
 }
 
-#define OP(e, name, sym, arity, flags) \
+#define OP(e, name, ...) \
     static void test_grad_##name(void **state) { (void)state; rl_test_op(RL_OP_##e); }
 #include "ops.def"
 #undef OP
 
 int main(int argc, char **argv) {
     const struct CMUnitTest tests[] = {
-#define OP(e, name, sym, arity, flags) cmocka_unit_test(test_grad_##name),
+#define OP(e, name, ...) cmocka_unit_test(test_grad_##name),
 #include "ops.def"
 #undef OP
     };

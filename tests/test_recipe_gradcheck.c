@@ -19,6 +19,7 @@
 
 #include "rl_gpt2.h"
 #include "rl_recipe.h"
+#include "rl_ops.h"
 #include "rl_recipe_gradcheck.h"
 
 /* Parameter tensors of a tiny model of each kind (LM, SCORE, VALUE). */

@@ -4,7 +4,7 @@
 #ifndef RL_CLI_H
 #define RL_CLI_H
 
-#include "rl_engine.h"
+#include "rl_ops.h"
 
 #include <stdio.h>
 

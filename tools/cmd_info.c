@@ -69,10 +69,16 @@ int rl_cmd_info(int argc, char **argv) {
     __builtin_cpu_init();
     printf("cpu: avx2 %s, avx512f %s\n", __builtin_cpu_supports("avx2") ? "yes" : "no",
            __builtin_cpu_supports("avx512f") ? "yes" : "no");
-    rl_ctx *ctx = rl_ctx_new("cpu");
-    int cpu_ok = ctx != NULL;
-    rl_ctx_free(ctx);
-    printf("backends: cpu %s, cuda not built (plug-in pending)\n", cpu_ok ? "loaded" : "FAILED");
+    /* every registered backend, started once to see that it loads */
+    int cpu_ok = 0;
+    printf("backends:");
+    for (int i = 0; i < rl_backend_count(); i++) {
+        rl_ctx *ctx = rl_ctx_new(rl_backend_name_at(i));
+        if (i == 0) cpu_ok = ctx != NULL;
+        printf("%s %s %s", i ? "," : "", rl_backend_name_at(i), ctx ? "loaded" : "FAILED");
+        rl_ctx_free(ctx);
+    }
+    printf(", cuda not built (plug-in pending)\n");
     rl_blas_warn_generic_core(stdout);
     return cpu_ok ? 0 : 1;
 }

@@ -3,6 +3,7 @@
  */
 #include "cpu.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -66,8 +67,17 @@ static void rl_cpu_fill(void *bctx, rl_tensor *dst, double value) {
 
 static void rl_cpu_synchronize(void *bctx) { (void)bctx; }
 
+/* Every op has a CPU kernel (a row of ops/ops.def without rl_cpu_<name>
+ * fails to link). */
+static const rl_kernel_fn rl_cpu_kernels[RL_OP_COUNT] = {
+#define OP(e, name, ...) [RL_OP_##e] = rl_cpu_##name,
+#include "ops.def"
+#undef OP
+};
+
 static const rl_backend_i rl_cpu_iface = {
     .name = "cpu",
+    .host_memory = 1,
     .buffer_alloc = rl_cpu_buffer_alloc,
     .buffer_free = rl_cpu_buffer_free,
     .copy_to_device = rl_cpu_copy, /* host memory is device memory here */
@@ -78,16 +88,16 @@ static const rl_backend_i rl_cpu_iface = {
     .fill = rl_cpu_fill,
     .synchronize = rl_cpu_synchronize,
     .free_context = NULL,
-    .kernels = {
-#define OP(e, name, sym, arity, flags) [RL_OP_##e] = rl_cpu_##name,
-#include "ops.def"
-#undef OP
-    },
+    .kernels = rl_cpu_kernels,
+    .n_kernels = RL_OP_COUNT,
 };
 
-rl_backend *rl_backend_cpu_new(void) {
+rl_backend *rl_backend_cpu_new(char *err, size_t n) {
     rl_backend *b = malloc(sizeof(*b));
-    if (!b) return NULL;
+    if (!b) {
+        snprintf(err, n, "out of memory");
+        return NULL;
+    }
     rl_cpu_blas_init(); /* one thread pool: see ops/cpu/gemm.c */
     b->iface = &rl_cpu_iface;
     b->ctx = NULL;

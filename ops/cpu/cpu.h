@@ -8,8 +8,11 @@
 
 #include <omp.h>
 
+/* The CPU backend (backend_cpu.c), registered as "cpu" (ops/backends.c). */
+rl_backend *rl_backend_cpu_new(char *err, size_t n);
+
 /* Every op has a CPU kernel rl_cpu_<name> (a missing one fails to link). */
-#define OP(e, name, sym, arity, flags) void rl_cpu_##name(void *bctx, const rl_node *n);
+#define OP(e, name, ...) void rl_cpu_##name(void *bctx, const rl_node *n);
 #include "ops.def"
 #undef OP
 

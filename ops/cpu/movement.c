@@ -26,7 +26,7 @@ static void rl_split_axis(const rl_tensor *t, int axis, int64_t *outer, int64_t 
     *inner = i;
 }
 
-/* reshape is a view (OPF_VIEW, engine/rl_internal.h): rl_op_run gives its
+/* reshape is a view (OPF_VIEW, ops/rl_ops.h): rl_op_run gives its
  * output the input's data and never calls this kernel. It stays in the table
  * as the copying fallback the table requires. */
 void rl_cpu_reshape(void *bctx, const rl_node *n) {

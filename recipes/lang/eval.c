@@ -28,19 +28,10 @@ void rl_eval_describe(const rl_recipe_program *p, const rl_tensor *t, char *buf,
     if (k < n) snprintf(buf + k, n - k, "]");
 }
 
-rl_tensor *rl_eval_persist(rl_ctx *ctx, const rl_tensor *t) {
-    rl_tensor *c = rl_tensor_new(ctx, t->dtype, t->ndim, t->shape, t->name);
-    if (!c) return NULL;
-    rl_backend *be = rl_ctx_backend(ctx);
-    size_t bytes = (size_t)t->numel * rl_dtype_size(t->dtype);
-    if (bytes) be->iface->copy(be->ctx, c->data, t->data, bytes);
-    return c;
-}
-
 /* Keeps a persistent copy of an arena tensor (owned by the program). */
 static rl_tensor *keep(rl_recipe_program *p, rl_ctx *ctx, rl_tensor *t) {
     if (!t || (t->flags & RL_TF_PERSISTENT)) return t;
-    rl_tensor *c = rl_eval_persist(ctx, t);
+    rl_tensor *c = rl_tensor_clone(ctx, t, NULL);
     if (!c) return NULL;
     rl_grow(&p->kept, &p->cap_kept, p->n_kept + 1, sizeof(rl_tensor *));
     p->kept[p->n_kept++] = c;

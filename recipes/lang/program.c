@@ -580,7 +580,7 @@ rl_status rl_recipe_run_rollout(rl_recipe_program *p, rl_ctx *ctx) {
         for (int k = 0; k < 4; k++) {
             rl_tensor **t = k < 3 ? ts[k] : tm;
             if (!*t || ((*t)->flags & RL_TF_PERSISTENT)) continue;
-            rl_tensor *c = rl_eval_persist(ctx, *t);
+            rl_tensor *c = rl_tensor_clone(ctx, *t, NULL);
             if (!c) return fail_at(p, rl_ctx_status(ctx), &in->sp, "%s", rl_ctx_error(ctx));
             rl_grow(&p->kept, &p->cap_kept, p->n_kept + 1, sizeof(rl_tensor *));
             p->kept[p->n_kept++] = c;

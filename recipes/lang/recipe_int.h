@@ -413,8 +413,6 @@ void rl_dry_symbolize(const rl_recipe_program *p, const char *msg, char *out, si
 typedef void (*rl_eval_error_fn)(rl_recipe_program *p, int ir, const char *msg, void *user);
 rl_status rl_eval_phase(rl_recipe_program *p, rl_ctx *ctx, int phase, rl_eval_error_fn on_error,
                         void *user, int *failed_ir, char *msg, size_t msg_n);
-/* A persistent copy of t in ctx (NULL with ctx's error on failure). */
-rl_tensor *rl_eval_persist(rl_ctx *ctx, const rl_tensor *t);
 /* "f32 [3, 5]" with the run dtype written f32. */
 void rl_eval_describe(const rl_recipe_program *p, const rl_tensor *t, char *buf, size_t n);
 
