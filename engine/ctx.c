@@ -95,6 +95,8 @@ struct rl_ctx {
     rl_node *tape;
     int tape_len, tape_cap;
     int grad_enabled;
+    int64_t max_numel;            /* rl_ctx_set_max_numel; 0: none */
+    const char *max_numel_why;
     int create_graph;
     int in_backward;
     int abort_on_error;
@@ -217,6 +219,14 @@ int rl_ctx_set_grad(rl_ctx *ctx, int enabled) {
     return old;
 }
 int rl_ctx_grad_enabled(const rl_ctx *ctx) { return ctx->grad_enabled; }
+void rl_ctx_set_max_numel(rl_ctx *ctx, int64_t max, const char *why) {
+    ctx->max_numel = max > 0 ? max : 0;
+    ctx->max_numel_why = why;
+}
+int64_t rl_ctx_max_numel(const rl_ctx *ctx, const char **why) {
+    if (why) *why = ctx->max_numel_why;
+    return ctx->max_numel;
+}
 void rl_ctx_set_create_graph(rl_ctx *ctx, int enabled) { ctx->create_graph = enabled != 0; }
 int rl_ctx_create_graph(const rl_ctx *ctx) { return ctx->create_graph; }
 int rl_ctx_in_backward(const rl_ctx *ctx) { return ctx->in_backward; }

@@ -91,6 +91,12 @@ void rl_ctx_reset(rl_ctx *ctx);
 /* Enables/disables tape recording; returns the previous setting. */
 int rl_ctx_set_grad(rl_ctx *ctx, int enabled);
 int rl_ctx_grad_enabled(const rl_ctx *ctx);
+/* Caps the elements of any op output (0: no cap). An op whose output would
+ * be larger fails with "<op> would make a tensor of N elements <why> (more
+ * than max)"; the recipe shape check sets it, since its sizes are small and
+ * a huge tensor there means broadcasting by mistake. */
+void rl_ctx_set_max_numel(rl_ctx *ctx, int64_t max, const char *why);
+int64_t rl_ctx_max_numel(const rl_ctx *ctx, const char **why);
 rl_backend *rl_ctx_backend(rl_ctx *ctx);
 /* The name of the context's backend ("cpu"). */
 const char *rl_ctx_backend_name(const rl_ctx *ctx);

@@ -16,7 +16,8 @@ typedef struct rl_attrs {
     int axis;                     /* reductions, slice, concat, gather, scatter_add */
     int keepdim;                  /* reductions */
     int trans_a, trans_b;         /* matmul */
-    int64_t ints[RL_MAX_DIMS];    /* permutation; slice start/end */
+    int64_t ints[RL_MAX_DIMS];    /* a shape or permutation (n_ints long); slice start/end */
+    int n_ints;                   /* the length of a list attribute in ints */
     double f[2];                  /* clamp lo/hi, pow exponent, layernorm eps, attention scale */
 } rl_attrs;
 

@@ -83,6 +83,7 @@ rl_tensor *rl_abs(rl_ctx *ctx, rl_tensor *x) { return rl_unary(ctx, RL_OP_ABS, x
 rl_tensor *rl_tanh(rl_ctx *ctx, rl_tensor *x) { return rl_unary(ctx, RL_OP_TANH, x, NULL); }
 rl_tensor *rl_sigmoid(rl_ctx *ctx, rl_tensor *x) { return rl_unary(ctx, RL_OP_SIGMOID, x, NULL); }
 rl_tensor *rl_logsigmoid(rl_ctx *ctx, rl_tensor *x) { return rl_unary(ctx, RL_OP_LOGSIGMOID, x, NULL); }
+rl_tensor *rl_softplus(rl_ctx *ctx, rl_tensor *x) { return rl_unary(ctx, RL_OP_SOFTPLUS, x, NULL); }
 rl_tensor *rl_relu(rl_ctx *ctx, rl_tensor *x) { return rl_unary(ctx, RL_OP_RELU, x, NULL); }
 rl_tensor *rl_gelu(rl_ctx *ctx, rl_tensor *x) { return rl_unary(ctx, RL_OP_GELU, x, NULL); }
 rl_tensor *rl_stop_gradient(rl_ctx *ctx, rl_tensor *x) { return rl_unary(ctx, RL_OP_STOP_GRADIENT, x, NULL); }
@@ -212,6 +213,11 @@ void rl_grad_logsigmoid(rl_ctx *ctx, const rl_node *n, rl_tensor *dy) {
     rl_grad_accumulate(ctx, A, rl_mul(ctx, dy, rl_sigmoid(ctx, rl_neg(ctx, A))));
 }
 
+void rl_grad_softplus(rl_ctx *ctx, const rl_node *n, rl_tensor *dy) {
+    /* d/dx log(1 + exp(x)) = sigmoid(x) */
+    rl_grad_accumulate(ctx, A, rl_mul(ctx, dy, rl_sigmoid(ctx, A)));
+}
+
 void rl_grad_relu(rl_ctx *ctx, const rl_node *n, rl_tensor *dy) {
     rl_grad_accumulate(ctx, A, rl_mul(ctx, dy, rl_gt(ctx, A, K(0))));
 }
@@ -309,6 +315,7 @@ static rl_tensor *gc_abs(rl_ctx *c, rl_tensor **in, const rl_gc_case *k) { (void
 static rl_tensor *gc_tanh(rl_ctx *c, rl_tensor **in, const rl_gc_case *k) { (void)k; return rl_tanh(c, in[0]); }
 static rl_tensor *gc_sigmoid(rl_ctx *c, rl_tensor **in, const rl_gc_case *k) { (void)k; return rl_sigmoid(c, in[0]); }
 static rl_tensor *gc_logsigmoid(rl_ctx *c, rl_tensor **in, const rl_gc_case *k) { (void)k; return rl_logsigmoid(c, in[0]); }
+static rl_tensor *gc_softplus(rl_ctx *c, rl_tensor **in, const rl_gc_case *k) { (void)k; return rl_softplus(c, in[0]); }
 static rl_tensor *gc_relu(rl_ctx *c, rl_tensor **in, const rl_gc_case *k) { (void)k; return rl_relu(c, in[0]); }
 static rl_tensor *gc_gelu(rl_ctx *c, rl_tensor **in, const rl_gc_case *k) { (void)k; return rl_gelu(c, in[0]); }
 static rl_tensor *gc_clamp(rl_ctx *c, rl_tensor **in, const rl_gc_case *k) { return rl_clamp(c, in[0], k->attrs.f[0], k->attrs.f[1]); }
@@ -349,6 +356,9 @@ RL_GC_CASES(sigmoid, UN_CASES(gc_sigmoid, -4, 4, NULL));
 RL_GC_CASES(logsigmoid, UN_CASES(gc_logsigmoid, -6, 6, NULL),
     /* large magnitudes: the naive log(sigmoid(x)) would give -inf here */
     {"large |x|", 1, {RL_GC_F(-60, 60, 1, 16)}, gc_logsigmoid, NULL, {0}, 0});
+RL_GC_CASES(softplus, UN_CASES(gc_softplus, -6, 6, NULL),
+    /* large magnitudes: log(1 + exp(x)) computed naively overflows at x > 710 */
+    {"large |x|", 1, {RL_GC_F(-800, 800, 1, 16)}, gc_softplus, NULL, {0}, 0});
 RL_GC_CASES(relu, UN_CASES(gc_relu, -2, 2, gc_prep_nonzero));
 RL_GC_CASES(gelu, UN_CASES(gc_gelu, -3, 3, NULL));
 RL_GC_CASES(clamp,

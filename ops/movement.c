@@ -106,6 +106,19 @@ rl_tensor *rl_reshape(rl_ctx *ctx, rl_tensor *x, int ndim, const int64_t *shape)
 
 /* perm has x->ndim entries (negative ones count from the end); output axis i
  * is input axis perm[i]. Attribute: ints[] = the normalised permutation. */
+rl_tensor *rl_permute_list(rl_ctx *ctx, rl_tensor *x, int n, const int64_t *perm) {
+    if (!rl_check_input(ctx, "permute", 0, x)) return NULL;
+    if (n != x->ndim) {
+        char dx[96];
+        rl_ctx_fail(ctx, RL_ERR_ARG, "permute: perm has %d entries but x %s has %d dims", n,
+                    rl_tensor_describe(x, dx, sizeof dx), x->ndim);
+        return NULL;
+    }
+    int p[RL_MAX_DIMS];
+    for (int i = 0; i < n; i++) p[i] = (int)perm[i];
+    return rl_permute(ctx, x, p);
+}
+
 rl_tensor *rl_permute(rl_ctx *ctx, rl_tensor *x, const int *perm) {
     if (!rl_check_input(ctx, "permute", 0, x)) return NULL;
     int nd = x->ndim;
@@ -424,15 +437,14 @@ void rl_grad_embedding_grad(rl_ctx *ctx, const rl_node *n, rl_tensor *dy) {
 
 #define RL_UNPAREN(...) __VA_ARGS__
 
-/* reshape and broadcast_to read the target shape from attrs: axis = ndim,
- * ints = the shape. */
+/* reshape, broadcast_to and permute read their list from attrs (ints,
+ * n_ints), as the recipe interpreter passes it. */
 static rl_tensor *gc_reshape(rl_ctx *c, rl_tensor **in, const rl_gc_case *k) {
-    return rl_reshape(c, in[0], k->attrs.axis, k->attrs.ints);
+    return rl_reshape(c, in[0], k->attrs.n_ints, k->attrs.ints);
 }
 static rl_tensor *gc_broadcast_to(rl_ctx *c, rl_tensor **in, const rl_gc_case *k) {
-    return rl_broadcast_to(c, in[0], k->attrs.axis, k->attrs.ints);
+    return rl_broadcast_to(c, in[0], k->attrs.n_ints, k->attrs.ints);
 }
-/* permute: ints = perm */
 static rl_tensor *gc_permute(rl_ctx *c, rl_tensor **in, const rl_gc_case *k) {
     int perm[RL_MAX_DIMS];
     for (int i = 0; i < RL_MAX_DIMS; i++) perm[i] = (int)k->attrs.ints[i];
@@ -472,7 +484,10 @@ static rl_tensor *gc_embedding_grad(rl_ctx *c, rl_tensor **in, const rl_gc_case 
 /* x drawn in [-1, 1] with nd dims of shape sh (a parenthesised list) */
 #define XF(nd, sh) RL_GC_F(-1, 1, nd, RL_UNPAREN sh)
 #define SHAPE_CASE(label, fn, nd, sh, tnd, tsh) \
-    {label, 1, {XF(nd, sh)}, fn, NULL, {.axis = tnd, .ints = {RL_UNPAREN tsh}}, 0}
+    {label, 1, {XF(nd, sh)}, fn, NULL, {.n_ints = tnd, .ints = {RL_UNPAREN tsh}}, 0}
+/* transpose is a permute, but not one the recipe call permute(x, perm) makes */
+#define TRANSPOSE_CASE(label, nd, sh, a0, a1) \
+    {label, 1, {XF(nd, sh)}, gc_transpose, NULL, {.ints = {a0, a1}}, 0, .composite = 1}
 
 RL_GC_CASES(reshape,
     SHAPE_CASE("[2,3,4] -> [6,4]", gc_reshape, 3, (2, 3, 4), 2, (6, 4)),
@@ -483,14 +498,14 @@ RL_GC_CASES(reshape,
     SHAPE_CASE("[12] -> [2,2,3,1]", gc_reshape, 1, (12), 4, (2, 2, 3, 1)));
 
 RL_GC_CASES(permute,
-    SHAPE_CASE("[3,4] (1,0)", gc_permute, 2, (3, 4), 0, (1, 0)),
-    SHAPE_CASE("[2,3,4] (2,0,1)", gc_permute, 3, (2, 3, 4), 0, (2, 0, 1)),
-    SHAPE_CASE("[2,3,4] negative (-1,-3,-2)", gc_permute, 3, (2, 3, 4), 0, (-1, -3, -2)),
-    SHAPE_CASE("[2,3,4,5] (0,2,1,3)", gc_permute, 4, (2, 3, 4, 5), 0, (0, 2, 1, 3)),
-    SHAPE_CASE("[2,3,4,5] (3,2,1,0)", gc_permute, 4, (2, 3, 4, 5), 0, (3, 2, 1, 0)),
-    SHAPE_CASE("[2,3,4,5] (1,3,0,2)", gc_permute, 4, (2, 3, 4, 5), 0, (1, 3, 0, 2)),
-    SHAPE_CASE("transpose [2,3,4,5] (-1,-2)", gc_transpose, 4, (2, 3, 4, 5), 0, (-1, -2)),
-    SHAPE_CASE("transpose [2,3,4] (0,2)", gc_transpose, 3, (2, 3, 4), 0, (0, 2)));
+    SHAPE_CASE("[3,4] (1,0)", gc_permute, 2, (3, 4), 2, (1, 0)),
+    SHAPE_CASE("[2,3,4] (2,0,1)", gc_permute, 3, (2, 3, 4), 3, (2, 0, 1)),
+    SHAPE_CASE("[2,3,4] negative (-1,-3,-2)", gc_permute, 3, (2, 3, 4), 3, (-1, -3, -2)),
+    SHAPE_CASE("[2,3,4,5] (0,2,1,3)", gc_permute, 4, (2, 3, 4, 5), 4, (0, 2, 1, 3)),
+    SHAPE_CASE("[2,3,4,5] (3,2,1,0)", gc_permute, 4, (2, 3, 4, 5), 4, (3, 2, 1, 0)),
+    SHAPE_CASE("[2,3,4,5] (1,3,0,2)", gc_permute, 4, (2, 3, 4, 5), 4, (1, 3, 0, 2)),
+    TRANSPOSE_CASE("transpose [2,3,4,5] (-1,-2)", 4, (2, 3, 4, 5), -1, -2),
+    TRANSPOSE_CASE("transpose [2,3,4] (0,2)", 3, (2, 3, 4), 0, 2));
 
 #define SLICE_CASE(label, nd, sh, ax, s, e) \
     {label, 1, {XF(nd, sh)}, gc_slice, NULL, {.axis = ax, .ints = {s, e}}, 0}

@@ -1,4 +1,4 @@
-/* engine/rl_gradcheck.h - gradient checking against central differences in
+/* ops/rl_gradcheck.h - gradient checking against central differences in
  * float64, for single ops (cases generated from the op table), and for any
  * function of tensors (recipes, models, user plug-ins).
  *
@@ -42,8 +42,11 @@ typedef struct rl_gc_case {
     rl_gc_input in[RL_GC_MAX_IN];
     rl_gc_apply_fn apply;
     rl_gc_prepare_fn prepare; /* optional */
-    rl_attrs attrs;          /* free for apply to read */
+    rl_attrs attrs;          /* the op's attributes, as rl_op_call takes them */
     double f32_tol;          /* f32 vs f64 tolerance; 0 means the default */
+    int composite;           /* apply is not the op's own call (rl_transpose, a
+                                backward-only kernel through its parent): the
+                                recipe-interpreter test skips it */
 } rl_gc_case;
 
 typedef struct rl_gc_cases {

@@ -39,6 +39,9 @@ enum {
      * rl_tensor_write/set/fill on either side of a view change both. The view
      * lives until the next rl_ctx_reset like any arena tensor. */
     OPF_VIEW          = 1u << 3,
+    /* The recipe checker folds a call whose inputs are all numbers by running
+     * the op on 0-d f64 tensors (elementwise ops). */
+    OPF_FOLD          = 1u << 4,
 };
 
 typedef struct rl_op_info {
@@ -51,6 +54,48 @@ typedef struct rl_op_info {
 extern const rl_op_info rl_op_table[RL_OP_COUNT];
 /* Op id by name, or -1. */
 int rl_op_find(const char *name);
+
+/* ---- recipe signatures and calls by id (ops/op_call.c) ------------------- */
+
+/* The signature column of ops/ops.def, parsed (once, on first use). */
+#define RL_OP_MAX_IN 8
+#define RL_OP_MAX_ATTRS 4
+typedef enum { RL_ATTR_INT, RL_ATTR_NUMBER, RL_ATTR_BOOL, RL_ATTR_AXIS, RL_ATTR_INTS } rl_attr_type;
+/* Where an attribute lands in rl_attrs. */
+typedef enum {
+    RL_AF_AXIS, RL_AF_KEEPDIM, RL_AF_TRANS_A, RL_AF_TRANS_B, RL_AF_F0, RL_AF_F1, RL_AF_I0, RL_AF_I1, RL_AF_INTS
+} rl_attr_field;
+
+typedef struct rl_op_attr_sig {
+    char name[24];
+    rl_attr_type type;
+    rl_attr_field field;
+    int required;
+    double def;              /* RL_AXIS_ALL for `= all` */
+    char def_text[24];       /* the default as written: "all", "false", "1e-5" */
+} rl_op_attr_sig;
+
+typedef struct rl_op_sig {
+    int n_in;                /* variadic: the one input type, repeated */
+    int variadic;
+    char in_type[RL_OP_MAX_IN]; /* 'F' f32, 'I' i32, 'A' tensor, 'N' f32|i32 */
+    char in_name[RL_OP_MAX_IN][24];
+    int result_like;         /* -1: the result is f32; else the input whose dtype it has */
+    int n_attr;
+    rl_op_attr_sig attr[RL_OP_MAX_ATTRS];
+    char text[200];          /* "sum(x, axis = all, keepdim = false)" */
+} rl_op_sig;
+
+/* The op's signature, or NULL when recipes cannot call it (no signature,
+ * backward-only). A malformed row aborts with its text: a build error that
+ * every test run shows. */
+const rl_op_sig *rl_op_signature(int op);
+/* Stores / reads an attribute value in its field (lists: rl_attrs.ints). */
+void rl_attrs_set(rl_attrs *at, rl_attr_field field, double value);
+double rl_attrs_get(const rl_attrs *at, rl_attr_field field);
+/* Runs op on inputs and attributes through its call column: the C front end
+ * with the arguments the signature describes. Ops without a call fail. */
+rl_tensor *rl_op_call(rl_ctx *ctx, int op, int n_in, rl_tensor *const *in, const rl_attrs *at);
 
 /* ---- backends ----------------------------------------------------------- */
 
@@ -127,6 +172,8 @@ rl_tensor *rl_tanh(rl_ctx *ctx, rl_tensor *x);
 rl_tensor *rl_sigmoid(rl_ctx *ctx, rl_tensor *x);
 /* log(sigmoid(x)) = min(x,0) - log1p(exp(-|x|)), never overflowing. */
 rl_tensor *rl_logsigmoid(rl_ctx *ctx, rl_tensor *x);
+/* log(1 + exp(x)), without overflow: max(x, 0) + log1p(exp(-|x|)). */
+rl_tensor *rl_softplus(rl_ctx *ctx, rl_tensor *x);
 rl_tensor *rl_relu(rl_ctx *ctx, rl_tensor *x);
 /* GPT-2's tanh approximation: 0.5x(1 + tanh(sqrt(2/pi)(x + 0.044715x^3))). */
 rl_tensor *rl_gelu(rl_ctx *ctx, rl_tensor *x);
@@ -154,6 +201,8 @@ rl_tensor *rl_matmul(rl_ctx *ctx, rl_tensor *a, rl_tensor *b, int trans_a, int t
 /* ---- movement ------------------------------------------------------------ */
 rl_tensor *rl_reshape(rl_ctx *ctx, rl_tensor *x, int ndim, const int64_t *shape);
 rl_tensor *rl_permute(rl_ctx *ctx, rl_tensor *x, const int *perm);
+/* The same with the permutation as a list of n entries (n must be x's ndim). */
+rl_tensor *rl_permute_list(rl_ctx *ctx, rl_tensor *x, int n, const int64_t *perm);
 /* Swaps two axes (a permute). */
 rl_tensor *rl_transpose(rl_ctx *ctx, rl_tensor *x, int axis0, int axis1);
 /* x[..., start:end, ...] along axis. */

@@ -31,6 +31,17 @@ rl_tensor *rl_op_run(rl_ctx *ctx, rl_op op, int n_in, rl_tensor *const *in,
                     info->name, be->iface->name, be->iface->name);
         return NULL;
     }
+    const char *why = NULL;
+    int64_t max_numel = rl_ctx_max_numel(ctx, &why);
+    if (max_numel) {
+        double numel = 1;
+        for (int d = 0; d < out_ndim; d++) numel *= (double)out_shape[d];
+        if (numel > (double)max_numel) {
+            rl_ctx_fail(ctx, RL_ERR_ARG, "%s would make a tensor of %.0f elements%s%s (more than %lld)",
+                        info->name, numel, why ? " " : "", why ? why : "", (long long)max_numel);
+            return NULL;
+        }
+    }
     const bool view = (info->flags & OPF_VIEW) != 0;
     rl_tensor *out;
     if (view) {

@@ -285,6 +285,22 @@ static void test_logsigmoid_is_stable(void **state) {
     assert_true(isfinite(rl_tensor_get(ctx, yf, 0)));
 }
 
+/* softplus(x) = log(1 + exp(x)) against the closed form, and at |x| where
+ * the naive formula overflows (exp(800) = inf) or loses everything. */
+static void test_softplus_is_stable(void **state) {
+    rl_ctx *ctx = *state;
+    double v[6] = {-800, -30, -0.5, 0.5, 30, 800};
+    rl_tensor *y = rl_softplus(ctx, vec(ctx, 6, v));
+    assert_true(rl_tensor_get(ctx, y, 0) == 0.0);
+    assert_near(rl_tensor_get(ctx, y, 1), exp(-30.0), 1e-25);
+    assert_near(rl_tensor_get(ctx, y, 2), log1p(exp(-0.5)), 1e-15);
+    assert_near(rl_tensor_get(ctx, y, 3), log1p(exp(0.5)), 1e-15);
+    assert_near(rl_tensor_get(ctx, y, 4), 30.0 + log1p(exp(-30.0)), 1e-12);
+    assert_true(rl_tensor_get(ctx, y, 5) == 800.0);
+    rl_tensor *yf = rl_softplus(ctx, rl_full(ctx, RL_F32, 0, NULL, 200.0));
+    assert_near(rl_tensor_get(ctx, yf, 0), 200.0, 1e-4);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_tensor_basics, setup, teardown),
@@ -304,6 +320,7 @@ int main(void) {
         cmocka_unit_test(test_backend_missing_kernel),
         cmocka_unit_test_setup_teardown(test_tensor_copy, setup, teardown),
         cmocka_unit_test_setup_teardown(test_logsigmoid_is_stable, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_softplus_is_stable, setup, teardown),
     };
     return cmocka_run_group_tests_name("engine", tests, NULL, NULL);
 }

@@ -1019,8 +1019,15 @@ static void test_every_op_callable(void **state) {
     for (int op = 0; op < RL_OP_COUNT; op++) {
         /* foreign: externs run through it; it takes a C function, not a name */
         bool bwd = (rl_op_table[op].flags & OPF_BACKWARD_ONLY) || op == RL_OP_FOREIGN;
-        if (bwd != !rl_op_callable((rl_op)op)) fail_msg("op '%s': callable from recipes?", rl_op_table[op].name);
+        if (bwd != !rl_op_signature(op)) fail_msg("op '%s': callable from recipes?", rl_op_table[op].name);
     }
+    /* the signature column, parsed: the text hints show */
+    assert_string_equal(rl_op_signature(RL_OP_SUM)->text, "sum(x, axis = all, keepdim = false)");
+    assert_string_equal(rl_op_signature(RL_OP_CONCAT)->text, "concat(x, ..., axis = 0)");
+    assert_string_equal(rl_op_signature(RL_OP_SLICE)->text, "slice(x, axis, start, end)");
+    assert_int_equal(rl_op_signature(RL_OP_GT)->result_like, 0);
+    assert_int_equal(rl_op_signature(RL_OP_LAYERNORM)->attr[0].field, RL_AF_F0);
+    assert_true(rl_op_signature(RL_OP_LAYERNORM)->attr[0].def == 1e-5);
     /* a few by name, with attributes by keyword and by position */
     rl_recipe *r = parse("recipe ops : supervised\ninput x : f32[B, T]\ninput i : i32[B, T]\nparam w = 1 : sgd(lr = 0.1)\n"
                          "a = logsumexp(x * w, -1)\nb = clamp(x, -0.5, hi = 0.5)\nc = slice(x, 1, 0, 2)\n"
@@ -1046,6 +1053,112 @@ static void test_every_op_callable(void **state) {
     }
     rl_recipe_program_free(p);
     rl_recipe_free(r);
+}
+
+/* Writes the recipe that calls op on the inputs x0, x1, ... of gradient-check
+ * case c with c's attributes, as `y = name(x0, ..., attr = value)`. */
+static void op_case_recipe(int op, const rl_gc_case *c, char *buf, size_t n) {
+    const rl_op_sig *sig = rl_op_signature(op);
+    size_t k = (size_t)snprintf(buf, n, "recipe opcase : fullbatch\nparam w = 1 : sgd(lr = 0.1)\n");
+    for (int i = 0; i < c->n_in; i++) {
+        const rl_gc_input *in = &c->in[i];
+        k += (size_t)snprintf(buf + k, n - k, "input x%d : %s", i, in->dtype == RL_I32 ? "i32" : "f32");
+        for (int d = 0; d < in->ndim; d++)
+            k += (size_t)snprintf(buf + k, n - k, "%s%lld", d ? ", " : "[", (long long)in->shape[d]);
+        k += (size_t)snprintf(buf + k, n - k, "%s\n", in->ndim ? "]" : "");
+    }
+    k += (size_t)snprintf(buf + k, n - k, "y = %s(", rl_op_table[op].name);
+    for (int i = 0; i < c->n_in; i++) k += (size_t)snprintf(buf + k, n - k, "%sx%d", i ? ", " : "", i);
+    for (int a = 0; a < sig->n_attr; a++) {
+        const rl_op_attr_sig *as = &sig->attr[a];
+        double v = rl_attrs_get(&c->attrs, as->field);
+        if (as->type == RL_ATTR_INTS) {
+            k += (size_t)snprintf(buf + k, n - k, ", %s = [", as->name);
+            for (int j = 0; j < c->attrs.n_ints; j++)
+                k += (size_t)snprintf(buf + k, n - k, "%s%lld", j ? ", " : "", (long long)c->attrs.ints[j]);
+            k += (size_t)snprintf(buf + k, n - k, "]");
+        } else if (as->type == RL_ATTR_AXIS && v == RL_AXIS_ALL) {
+            if (as->required) fail_msg("%s: case '%s' has axis all for a required axis", sig->text, c->label);
+        } else if (as->type == RL_ATTR_BOOL) {
+            k += (size_t)snprintf(buf + k, n - k, ", %s = %s", as->name, v ? "true" : "false");
+        } else {
+            k += (size_t)snprintf(buf + k, n - k, ", %s = %.17g", as->name, v);
+        }
+    }
+    k += (size_t)snprintf(buf + k, n - k, ")\nloss = w * sum(float(y))\n");
+    if (k >= n) fail_msg("the recipe for %s is too long", rl_op_table[op].name);
+}
+
+/* Every callable op, run through the recipe interpreter on each of its
+ * gradient-check cases, gives exactly what the case's C front end gives. */
+static void test_every_op_through_interpreter(void **state) {
+    (void)state;
+    int n_run = 0;
+    uint64_t rng = 0x9e3779b97f4a7c15ull;
+    for (int op = 0; op < RL_OP_COUNT; op++) {
+        if (!rl_op_signature(op)) continue;
+        const rl_gc_cases *cs = rl_op_gc_cases[op];
+        int ran = 0;
+        for (int ci = 0; ci < cs->n; ci++) {
+            const rl_gc_case *c = &cs->cases[ci];
+            if (c->composite) continue;
+            /* the case's inputs, drawn as the gradient check draws them */
+            double *vals[RL_GC_MAX_IN];
+            rl_tensor *in[RL_GC_MAX_IN];
+            for (int i = 0; i < c->n_in; i++) {
+                int64_t numel = 1;
+                for (int d = 0; d < c->in[i].ndim; d++) numel *= c->in[i].shape[d];
+                vals[i] = malloc(sizeof(double) * (size_t)(numel ? numel : 1));
+                for (int64_t j = 0; j < numel; j++) {
+                    rng = rng * 6364136223846793005ull + 1442695040888963407ull;
+                    double u = (double)(rng >> 11) / 9007199254740992.0;
+                    double lo = c->in[i].lo, hi = c->in[i].hi;
+                    vals[i][j] = c->in[i].dtype == RL_I32 ? floor(lo + u * (hi - lo)) : lo + u * (hi - lo);
+                }
+            }
+            if (c->prepare) c->prepare(vals, c);
+            for (int i = 0; i < c->n_in; i++)
+                in[i] = tensor_of(c->in[i].dtype == RL_I32 ? RL_I32 : RL_F64, c->in[i].ndim, c->in[i].shape, vals[i]);
+            char src[2048];
+            op_case_recipe(op, c, src, sizeof src);
+            rl_recipe *r = parse(src);
+            rl_recipe_program *p = compile_dtype(r, RL_F64);
+            if (!p) {
+                dump(r);
+                fail_msg("%s, case '%s': the recipe does not compile:\n%s", rl_op_table[op].name, c->label, src);
+            }
+            for (int i = 0; i < c->n_in; i++) {
+                char name[8];
+                snprintf(name, sizeof name, "x%d", i);
+                assert_int_equal(rl_recipe_bind_tensor(p, name, in[i]), RL_OK);
+            }
+            if (rl_recipe_run_loss(p, g_ctx, -1, -1) != RL_OK)
+                fail_msg("%s, case '%s': %s\n%s", rl_op_table[op].name, c->label, rl_recipe_program_error(p), src);
+            rl_tensor *got = rl_recipe_value_of(p, "y");
+            rl_tensor *want = c->apply(g_ctx, in, c);
+            assert_non_null(got);
+            assert_non_null(want);
+            char gd[96], wd[96];
+            rl_eval_describe(p, got, gd, sizeof gd);
+            rl_eval_describe(p, want, wd, sizeof wd);
+            if (strcmp(gd, wd) != 0 || got->dtype != want->dtype)
+                fail_msg("%s, case '%s': the recipe gives %s, the front end %s", rl_op_table[op].name, c->label, gd, wd);
+            for (int64_t j = 0; j < want->numel; j++) {
+                double g = get(got, j), w = get(want, j);
+                if (!(g == w || (isnan(g) && isnan(w))))
+                    fail_msg("%s, case '%s': element %lld is %.17g through the recipe, %.17g from the front end",
+                             rl_op_table[op].name, c->label, (long long)j, g, w);
+            }
+            rl_ctx_reset(g_ctx);
+            rl_recipe_program_free(p);
+            rl_recipe_free(r);
+            for (int i = 0; i < c->n_in; i++) rl_tensor_free(g_ctx, in[i]), free(vals[i]);
+            ran++;
+        }
+        if (!ran) fail_msg("op '%s' is callable from recipes but no gradient-check case runs it", rl_op_table[op].name);
+        n_run += ran;
+    }
+    assert_true(n_run > 50);
 }
 
 /* min(x) reduces, min(a, b) is elementwise; constants fold; hypers as dims. */
@@ -1145,6 +1258,7 @@ int main(void) {
         cmocka_unit_test(test_online_rollout_and_minibatches),
         cmocka_unit_test(test_externs),
         cmocka_unit_test(test_every_op_callable),
+        cmocka_unit_test(test_every_op_through_interpreter),
         cmocka_unit_test(test_values_by_hand),
         cmocka_unit_test(test_prelude_and_natives_tables),
         cmocka_unit_test(test_robust_to_garbage),

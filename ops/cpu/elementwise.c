@@ -165,6 +165,8 @@ RL_UN_KERNEL(sigmoid, x >= 0 ? 1.0f / (1.0f + rl_expf(-x)) : rl_expf(x) / (1.0f 
              x >= 0 ? 1.0 / (1.0 + exp(-x)) : exp(x) / (1.0 + exp(x)))
 /* log sigmoid(x) = min(x, 0) - log1p(exp(-|x|)) (objectives.md) */
 RL_UN_KERNEL(logsigmoid, fminf(x, 0.0f) - log1pf(expf(-fabsf(x))), fmin(x, 0.0) - log1p(exp(-fabs(x))))
+/* softplus(x) = max(x, 0) + log1p(exp(-|x|)): exp never overflows */
+RL_UN_KERNEL(softplus, fmaxf(x, 0.0f) + log1pf(rl_expf(-fabsf(x))), fmax(x, 0.0) + log1p(exp(-fabs(x))))
 RL_UN_KERNEL(relu, x > 0 ? x : 0, x > 0 ? x : 0)
 static RL_UN_KERNEL(gelu_any, rl_geluf(x), 0.5 * x * (1.0 + tanh(RL_GELU_C * (x + 0.044715 * x * x * x))))
 

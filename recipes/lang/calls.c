@@ -1,11 +1,10 @@
-/* recipes/calls.c - the checker's calls: the signature of every op callable
- * from a recipe (inputs, their dtypes, attributes with defaults), binding
- * positional and keyword arguments, constant attributes, table functions
- * (natives, model functions, externs: model kinds, token batches, string
- * choices, rollout-only functions, several results) and inlining of `fn`
- * functions (the prelude's and the recipe's). Adding an op to ops/ops.def
- * means adding its row here and its case in eval.c (tests/test_recipe.c
- * checks that every op is callable).
+/* recipes/lang/calls.c - the checker's calls: ops bound against the
+ * signatures of ops/ops.def (rl_op_signature: inputs, their dtypes,
+ * attributes with defaults), positional and keyword arguments (one binder for
+ * ops, table functions and `fn` functions), constant attributes, table
+ * functions (natives, model functions, externs: model kinds, token batches,
+ * string choices, rollout-only functions, several results) and inlining of
+ * `fn` functions (the prelude's and the recipe's).
  */
 #include "check_int.h"
 
@@ -13,53 +12,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-#define AX_ALL {"axis", 'i', false, RL_AXIS_ALL, A_AXIS, "all"}
-#define KEEP {"keepdim", 'b', false, 0, A_KEEPDIM, "false"}
-#define BIN {"FF", "a, b", false, true, 0, {{0}}}
-#define CMP {"AA", "a, b", false, true, 0, {{0}}}
-#define UN {"F", "x", false, true, 0, {{0}}}
-#define RED {"F", "x", false, false, 2, {AX_ALL, KEEP}}
-
-const rl_opsig rl_opsigs[RL_OP_COUNT] = {
-    [RL_OP_ADD] = BIN, [RL_OP_SUB] = BIN, [RL_OP_MUL] = BIN, [RL_OP_DIV] = BIN,
-    [RL_OP_MINIMUM] = BIN, [RL_OP_MAXIMUM] = BIN,
-    [RL_OP_GT] = CMP, [RL_OP_GE] = CMP, [RL_OP_LT] = CMP, [RL_OP_LE] = CMP, [RL_OP_EQ] = CMP,
-    [RL_OP_WHERE] = {"AFF", "cond, a, b", false, true, 0, {{0}}},
-    [RL_OP_NEG] = UN, [RL_OP_EXP] = UN, [RL_OP_LOG] = UN, [RL_OP_LOG1P] = UN, [RL_OP_SQRT] = UN,
-    [RL_OP_SQUARE] = UN, [RL_OP_ABS] = UN, [RL_OP_TANH] = UN, [RL_OP_SIGMOID] = UN,
-    [RL_OP_LOGSIGMOID] = UN, [RL_OP_RELU] = UN, [RL_OP_GELU] = UN,
-    [RL_OP_CLAMP] = {"F", "x", false, true, 2,
-                     {{"lo", 'f', true, 0, A_F0, NULL}, {"hi", 'f', true, 0, A_F1, NULL}}},
-    [RL_OP_POW] = {"F", "x", false, true, 1, {{"p", 'f', true, 0, A_F0, NULL}}},
-    [RL_OP_STOP_GRADIENT] = {"A", "x", false, true, 0, {{0}}},
-    [RL_OP_SUM] = RED, [RL_OP_MEAN] = RED, [RL_OP_MAX] = RED, [RL_OP_LOGSUMEXP] = RED,
-    [RL_OP_SOFTMAX] = {"F", "x", false, false, 0, {{0}}},
-    [RL_OP_LOG_SOFTMAX] = {"F", "x", false, false, 0, {{0}}},
-    [RL_OP_MATMUL] = {"FF", "a, b", false, false, 2,
-                      {{"trans_a", 'b', false, 0, A_TRANS_A, "false"},
-                       {"trans_b", 'b', false, 0, A_TRANS_B, "false"}}},
-    [RL_OP_RESHAPE] = {"A", "x", false, false, 1, {{"shape", 'l', true, 0, A_LIST, NULL}}},
-    [RL_OP_PERMUTE] = {"A", "x", false, false, 1, {{"perm", 'l', true, 0, A_LIST, NULL}}},
-    [RL_OP_SLICE] = {"A", "x", false, false, 3,
-                     {{"axis", 'i', true, 0, A_AXIS, NULL},
-                      {"start", 'i', true, 0, A_I0, NULL},
-                      {"end", 'i', true, 0, A_I1, NULL}}},
-    [RL_OP_CONCAT] = {"A", "x, ...", true, false, 1, {{"axis", 'i', false, 0, A_AXIS, "0"}}},
-    [RL_OP_BROADCAST_TO] = {"A", "x", false, false, 1, {{"shape", 'l', true, 0, A_LIST, NULL}}},
-    [RL_OP_GATHER] = {"FI", "x, index", false, false, 1, {{"axis", 'i', false, -1, A_AXIS, "-1"}}},
-    [RL_OP_EMBEDDING] = {"FI", "table, ids", false, false, 0, {{0}}},
-    [RL_OP_LAYERNORM] = {"FFF", "x, w, b", false, false, 1, {{"eps", 'f', false, 1e-5, A_F0, "1e-5"}}},
-    [RL_OP_CROSS_ENTROPY] = {"FI", "logits, targets", false, false, 0, {{0}}},
-    [RL_OP_ATTENTION] = {"FFF", "q, k, v", false, false, 1, {{"scale", 'f', false, 0, A_F0, "0"}}},
-    [RL_OP_ATTENTION_QKV] = {"F", "qkv", false, false, 2,
-                             {{"n_head", 'i', true, 0, A_I0, NULL}, {"scale", 'f', false, 0, A_F0, "0"}}},
-};
-
-bool rl_op_callable(rl_op op) {
-    return op >= 0 && op < RL_OP_COUNT && rl_opsigs[op].inputs && rl_opsigs[op].inputs[0] &&
-           !(rl_op_table[op].flags & OPF_BACKWARD_ONLY);
-}
 
 /* ---- calls -------------------------------------------------------------------------------------- */
 
@@ -69,8 +21,6 @@ typedef struct rl_callargs {
     const rl_ast *pos[16];
     int n_kw;
     const char *kw[16];
-    rl_span kwsp[16];
-    const rl_ast *kwv[16];
 } rl_callargs;
 
 static bool split_args(rl_ck *c, const rl_ast *e, rl_callargs *ca) {
@@ -86,9 +36,7 @@ static bool split_args(rl_ck *c, const rl_ast *e, rl_callargs *ca) {
                     rl_ck_err(c, e->kwsp[i], NULL, "argument '%s' is given twice", e->kw[i]);
                     return false;
                 }
-            ca->kw[ca->n_kw] = e->kw[i];
-            ca->kwsp[ca->n_kw] = e->kwsp[i];
-            ca->kwv[ca->n_kw++] = e->args[i];
+            ca->kw[ca->n_kw++] = e->kw[i];
         } else {
             ca->pos[ca->n_pos++] = e->args[i];
         }
@@ -96,22 +44,30 @@ static bool split_args(rl_ck *c, const rl_ast *e, rl_callargs *ca) {
     return true;
 }
 
-/* A constant attribute value: a number (integer for 'i'), or a list. */
-static bool const_attr(rl_ck *c, const rl_ast *e, char type, const char *fname, const char *aname,
+/* A constant attribute value: a number (an integer for int and axis), or a
+ * list of integers (at most RL_MAX_DIMS, into list/n_list). */
+static bool const_attr(rl_ck *c, const rl_ast *e, rl_attr_type type, const char *fname, const char *aname,
                        double *num, int64_t *list, int *n_list) {
-    if (type == 'l') {
+    if (type == RL_ATTR_INTS) {
         if (e->kind != AST_LIST) {
             rl_ck_err(c, e->sp, "write a list of integers, e.g. [-1] or [1, 0]",
                    "the '%s' argument of %s must be a list", aname, fname);
+            return false;
+        }
+        if (e->n > RL_MAX_DIMS) {
+            rl_ck_err(c, e->sp, "tensors have at most 4 dims",
+                      "the '%s' argument of %s has %d items, more than 4", aname, fname, e->n);
             return false;
         }
         double prod = 1;
         for (int i = 0; i < e->n; i++) {
             rl_val v = rl_ck_expr(c, e->args[i]);
             if (v.kind == VK_ERR) return false;
-            if (v.kind != VK_NUM || v.num != floor(v.num) || v.num < -1 || v.num > 2147483647.0) {
-                rl_ck_err(c, e->args[i]->sp, "list items are constant integers (-1: inferred)",
-                       "item %d of '%s' must be a constant integer >= -1", i + 1, aname);
+            /* what the items mean (-1 inferred in a shape, negative axes in a
+             * perm) is the op's to check, when the shape check runs it */
+            if (v.kind != VK_NUM || v.num != floor(v.num) || fabs(v.num) > 2147483647.0) {
+                rl_ck_err(c, e->args[i]->sp, "list items are constant integers, e.g. [-1] or [1, 0]",
+                       "item %d of '%s' must be a constant integer", i + 1, aname);
                 return false;
             }
             list[i] = (int64_t)v.num;
@@ -132,13 +88,13 @@ static bool const_attr(rl_ck *c, const rl_ast *e, char type, const char *fname, 
                "the '%s' argument of %s must be a constant, got %s", aname, fname, rl_ck_val_desc(&v));
         return false;
     }
-    if (type == 'i') {
+    if (type == RL_ATTR_INT || type == RL_ATTR_AXIS) {
         if (v.num != floor(v.num) || fabs(v.num) > 9007199254740992.0) {
             rl_ck_err(c, e->sp, NULL, "the '%s' argument of %s must be an integer, got %g", aname,
                    fname, v.num);
             return false;
         }
-        if (strcmp(aname, "axis") == 0 && (v.num < -RL_MAX_DIMS || v.num >= RL_MAX_DIMS)) {
+        if (type == RL_ATTR_AXIS && (v.num < -RL_MAX_DIMS || v.num >= RL_MAX_DIMS)) {
             rl_ck_err(c, e->sp, "tensors have at most 4 dims; negative axes count from the end",
                    "axis must be in [-4, 3], got %g", v.num);
             return false;
@@ -148,78 +104,64 @@ static bool const_attr(rl_ck *c, const rl_ast *e, char type, const char *fname, 
     return true;
 }
 
-/* "sum(x, axis = all, keepdim = false)" */
-static const char *op_signature(rl_ck *c, rl_op op) {
-    const rl_opsig *s = &rl_opsigs[op];
-    char buf[200];
-    int k = snprintf(buf, sizeof buf, "%s(%s", rl_op_table[op].name, s->names);
-    for (int i = 0; i < s->n_attr && k < (int)sizeof buf; i++) {
-        if (s->attr[i].required) k += snprintf(buf + k, sizeof buf - (size_t)k, ", %s", s->attr[i].name);
-        else
-            k += snprintf(buf + k, sizeof buf - (size_t)k, ", %s = %s", s->attr[i].name,
-                          s->attr[i].defs);
+bool rl_ck_bind_keywords(rl_ck *c, const rl_ast *e, const char *fname, const char *const *names,
+                         int first, int n, const char *sig, const rl_ast **given) {
+    for (int i = 0; i < e->n; i++) {
+        if (!e->kw[i]) continue;
+        int w = -1;
+        for (int j = first; j < n; j++)
+            if (strcmp(names[j], e->kw[i]) == 0) w = j;
+        if (w < 0) {
+            const char *s = rl_suggest(e->kw[i], names + first, n - first);
+            char hint[400];
+            if (s) snprintf(hint, sizeof hint, "did you mean '%s'? (%s)", s, sig);
+            else snprintf(hint, sizeof hint, "%s", sig);
+            rl_ck_err(c, e->kwsp[i], hint, "'%s' has no argument '%s'", fname, e->kw[i]);
+            return false;
+        }
+        if (given[w]) {
+            rl_ck_err(c, e->kwsp[i], sig, "argument '%s' of '%s' is given twice", e->kw[i], fname);
+            return false;
+        }
+        given[w] = e->args[i];
     }
-    if (k < (int)sizeof buf) snprintf(buf + k, sizeof buf - (size_t)k, ")");
-    return rl_rpool_strdup(&c->p->pool, buf);
+    return true;
 }
 
-/* Binds a call of op `op` (called as `fname`) and compiles its inputs and
- * attributes into a. */
-static bool bind_op(rl_ck *c, rl_op op, const char *fname, const rl_ast *e, rl_opargs *a) {
-    const rl_opsig *sig = &rl_opsigs[op];
+/* Binds a call of op `op` (called as `fname`) against its signature and
+ * compiles its inputs and attributes into a. */
+static bool bind_op(rl_ck *c, int op, const char *fname, const rl_ast *e, rl_opargs *a) {
+    const rl_op_sig *sig = rl_op_signature(op);
     rl_callargs ca;
     if (!split_args(c, e, &ca)) return false;
-    int n_in = sig->variadic ? ca.n_pos : (int)strlen(sig->inputs);
+    int n_in = sig->variadic ? ca.n_pos : sig->n_in;
     int max_pos = sig->variadic ? 16 : n_in + sig->n_attr;
     if (ca.n_pos < (sig->variadic ? 1 : n_in) || ca.n_pos > max_pos) {
         char want[64];
         if (sig->variadic) snprintf(want, sizeof want, "at least 1");
         else if (max_pos == n_in) snprintf(want, sizeof want, "%d", n_in);
         else snprintf(want, sizeof want, "%d to %d", n_in, max_pos);
-        rl_ck_err(c, e->nsp, op_signature(c, op), "wrong number of arguments to '%s': expected %s, got %d",
+        rl_ck_err(c, e->nsp, sig->text, "wrong number of arguments to '%s': expected %s, got %d",
                fname, want, ca.n_pos + ca.n_kw);
         return false;
     }
-    memset(a, 0, sizeof *a);
-    bool set[3] = {false, false, false};
-    const rl_ast *attr_e[3] = {NULL, NULL, NULL};
-    for (int i = n_in; i < ca.n_pos; i++) {
-        set[i - n_in] = true;
-        attr_e[i - n_in] = ca.pos[i];
-    }
-    for (int j = 0; j < ca.n_kw; j++) {
-        int w = -1;
-        for (int i = 0; i < sig->n_attr; i++)
-            if (strcmp(sig->attr[i].name, ca.kw[j]) == 0) w = i;
-        if (w < 0) {
-            const char *names[3];
-            for (int i = 0; i < sig->n_attr; i++) names[i] = sig->attr[i].name;
-            const char *s = rl_suggest(ca.kw[j], names, sig->n_attr);
-            char hint[240];
-            if (s) snprintf(hint, sizeof hint, "did you mean '%s'? (%s)", s, op_signature(c, op));
-            else snprintf(hint, sizeof hint, "%s", op_signature(c, op));
-            rl_ck_err(c, ca.kwsp[j], hint, "'%s' has no argument '%s'", fname, ca.kw[j]);
-            return false;
-        }
-        if (set[w]) {
-            rl_ck_err(c, ca.kwsp[j], op_signature(c, op), "argument '%s' of '%s' is given twice",
-                   ca.kw[j], fname);
-            return false;
-        }
-        set[w] = true;
-        attr_e[w] = ca.kwv[j];
-    }
-    for (int i = 0; i < sig->n_attr; i++)
-        if (sig->attr[i].required && !set[i]) {
-            rl_ck_err(c, e->nsp, op_signature(c, op), "'%s' needs the argument '%s'", fname,
-                   sig->attr[i].name);
-            return false;
-        }
-    /* inputs */
     if (n_in > 8) {
         rl_ck_err(c, e->nsp, NULL, "'%s' takes at most 8 inputs", fname);
         return false;
     }
+    /* inputs are positional; attributes positional after them, or by keyword */
+    const char *names[8 + RL_OP_MAX_ATTRS];
+    const rl_ast *given[8 + RL_OP_MAX_ATTRS] = {0};
+    for (int i = 0; i < n_in; i++) names[i] = sig->variadic ? sig->in_name[0] : sig->in_name[i];
+    for (int i = 0; i < sig->n_attr; i++) names[n_in + i] = sig->attr[i].name;
+    for (int i = 0; i < ca.n_pos; i++) given[i] = ca.pos[i];
+    if (!rl_ck_bind_keywords(c, e, fname, names, n_in, n_in + sig->n_attr, sig->text, given)) return false;
+    for (int i = 0; i < sig->n_attr; i++)
+        if (sig->attr[i].required && !given[n_in + i]) {
+            rl_ck_err(c, e->nsp, sig->text, "'%s' needs the argument '%s'", fname, sig->attr[i].name);
+            return false;
+        }
+    memset(a, 0, sizeof *a);
     bool ok = true;
     a->n = n_in;
     for (int i = 0; i < n_in; i++) {
@@ -232,29 +174,13 @@ static bool bind_op(rl_ck *c, rl_op op, const char *fname, const rl_ast *e, rl_o
             ok = false;
         }
     }
-    /* attributes */
-    if (op == RL_OP_SUM || op == RL_OP_MEAN || op == RL_OP_MAX || op == RL_OP_LOGSUMEXP)
-        a->at.axis = RL_AXIS_ALL;
     for (int i = 0; i < sig->n_attr; i++) {
-        const rl_attr_spec *as = &sig->attr[i];
+        const rl_op_attr_sig *as = &sig->attr[i];
         double num = as->def;
-        if (set[i] && !const_attr(c, attr_e[i], as->type, fname, as->name, &num, a->list, &a->n_list))
-            ok = false;
-        if (i < 3) a->f[i] = num;
-        switch (as->dest) {
-        case A_AXIS: a->at.axis = (int)num; break;
-        case A_KEEPDIM: a->at.keepdim = num != 0; break;
-        case A_TRANS_A: a->at.trans_a = num != 0; break;
-        case A_TRANS_B: a->at.trans_b = num != 0; break;
-        case A_F0: a->at.f[0] = num; break;
-        case A_F1: a->at.f[1] = num; break;
-        case A_I0: a->at.ints[0] = (int64_t)num; break;
-        case A_I1: a->at.ints[1] = (int64_t)num; break;
-        default: break;
-        }
+        const rl_ast *ge = given[n_in + i];
+        if (ge && !const_attr(c, ge, as->type, fname, as->name, &num, a->at.ints, &a->at.n_ints)) ok = false;
+        if (as->type != RL_ATTR_INTS) rl_attrs_set(&a->at, as->field, num);
     }
-    /* clamp/pow fold with f[0], f[1] in order */
-    if (op == RL_OP_CLAMP || op == RL_OP_POW) a->f[0] = a->at.f[0], a->f[1] = a->at.f[1];
     return ok;
 }
 
@@ -292,27 +218,9 @@ static rl_val call_fn(rl_ck *c, const rl_recipe_fn *fn, int fn_index, const rl_a
         return rl_ck_verr();
     }
     for (int i = 0; i < ca.n_pos; i++) given[i] = ca.pos[i];
-    for (int j = 0; j < ca.n_kw; j++) {
-        int w = -1;
-        const char *names[RL_RECIPE_MAX_FN_PARAMS];
-        for (int i = 0; i < np; i++) {
-            names[i] = fn->params[i].name;
-            if (strcmp(names[i], ca.kw[j]) == 0) w = i;
-        }
-        if (w < 0) {
-            const char *s = rl_suggest(ca.kw[j], names, np);
-            char hint[400];
-            if (s) snprintf(hint, sizeof hint, "did you mean '%s'? (%s)", s, sig);
-            else snprintf(hint, sizeof hint, "%s", sig);
-            rl_ck_err(c, ca.kwsp[j], hint, "'%s' has no argument '%s'", fn->name, ca.kw[j]);
-            return rl_ck_verr();
-        }
-        if (given[w]) {
-            rl_ck_err(c, ca.kwsp[j], sig, "argument '%s' of '%s' is given twice", ca.kw[j], fn->name);
-            return rl_ck_verr();
-        }
-        given[w] = ca.kwv[j];
-    }
+    const char *names[RL_RECIPE_MAX_FN_PARAMS];
+    for (int i = 0; i < np; i++) names[i] = fn->params[i].name;
+    if (!rl_ck_bind_keywords(c, e, fn->name, names, 0, np, sig, given)) return rl_ck_verr();
     for (int i = 0; i < np; i++) {
         const rl_recipe_param *pp = &fn->params[i];
         bool constant = pp->type == RL_RP_NUMBER || pp->type == RL_RP_STRING;
@@ -485,24 +393,8 @@ static rl_val call_ufn(rl_ck *c, const rl_ufn *u, const rl_ast *e) {
         return rl_ck_verr();
     }
     for (int i = 0; i < ca.n_pos; i++) given[i] = ca.pos[i];
-    for (int j = 0; j < ca.n_kw; j++) {
-        int w = -1;
-        for (int i = 0; i < st->n_fparams; i++)
-            if (strcmp(st->fparams[i], ca.kw[j]) == 0) w = i;
-        if (w < 0) {
-            const char *s = rl_suggest(ca.kw[j], st->fparams, st->n_fparams);
-            char hint[400];
-            if (s) snprintf(hint, sizeof hint, "did you mean '%s'? (%s)", s, sig);
-            else snprintf(hint, sizeof hint, "%s", sig);
-            rl_ck_err(c, ca.kwsp[j], hint, "'%s' has no argument '%s'", u->name, ca.kw[j]);
-            return rl_ck_verr();
-        }
-        if (given[w]) {
-            rl_ck_err(c, ca.kwsp[j], sig, "argument '%s' of '%s' is given twice", ca.kw[j], u->name);
-            return rl_ck_verr();
-        }
-        given[w] = ca.kwv[j];
-    }
+    if (!rl_ck_bind_keywords(c, e, u->name, (const char *const *)st->fparams, 0, st->n_fparams, sig, given))
+        return rl_ck_verr();
     for (int i = 0; i < st->n_fparams; i++)
         if (!given[i]) {
             rl_ck_err(c, e->nsp, sig, "wrong number of arguments to '%s': expected %d, got %d", u->name,
@@ -636,7 +528,7 @@ rl_val rl_ck_call(rl_ck *c, const rl_ast *e) {
     }
     int op = rl_op_find(name);
     if (op >= 0) {
-        if (!rl_op_callable((rl_op)op)) {
+        if (!rl_op_signature(op)) {
             rl_ck_err(c, e->nsp,
                    op == RL_OP_FOREIGN ? "it runs C functions: declare one with extern \"lib.so\" name(f32[B]) -> f32[B]"
                                        : "backward-only kernels are used by backward rules, not by recipes",
@@ -644,8 +536,8 @@ rl_val rl_ck_call(rl_ck *c, const rl_ast *e) {
             return rl_ck_verr();
         }
         rl_opargs a;
-        if (!bind_op(c, (rl_op)op, name, e, &a)) return rl_ck_verr();
-        return rl_ck_apply_op(c, (rl_op)op, &a, e->sp);
+        if (!bind_op(c, op, name, e, &a)) return rl_ck_verr();
+        return rl_ck_apply_op(c, op, &a, e->sp);
     }
     rl_ck_unknown_fn(c, e);
     return rl_ck_verr();

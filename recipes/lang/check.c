@@ -782,5 +782,6 @@ void rl_check(rl_recipe_program *p) {
     free(c->ents);
     free(c->ufns);
     free(c->early);
+    if (c->fold_ctx) rl_ctx_free(c->fold_ctx);
     rl_recipe_free(c->prelude);
 }

@@ -11,32 +11,6 @@
 #define RL_MAX_IR 200000
 #define RL_MAX_INLINE_DEPTH 32
 
-/* ---- op call signatures (calls.c) ----------------------------------------------- */
-
-/* where an attribute goes in rl_attrs */
-enum { A_AXIS, A_KEEPDIM, A_TRANS_A, A_TRANS_B, A_F0, A_F1, A_I0, A_I1, A_LIST };
-
-typedef struct rl_attr_spec {
-    const char *name;
-    char type;       /* 'i' integer, 'f' number, 'b' boolean, 'l' list of integers */
-    bool required;
-    double def;
-    int dest;        /* A_* */
-    const char *defs; /* default as written in signatures */
-} rl_attr_spec;
-
-typedef struct rl_opsig {
-    const char *inputs; /* per input: F float, I i32 (indices), A any dtype; "" = not callable */
-    const char *names;  /* input names for signatures: "a, b" */
-    bool variadic;      /* concat: any number of inputs of type inputs[0] */
-    bool fold;          /* constant-folded when every input is a number */
-    int n_attr;
-    rl_attr_spec attr[3];
-} rl_opsig;
-
-/* Indexed by rl_op; ops without a row are not callable from recipes. */
-extern const rl_opsig rl_opsigs[RL_OP_COUNT];
-
 /* ---- the checker's state ----------------------------------------------------------- */
 
 enum { NK_INPUT, NK_MODEL, NK_HYPER, NK_PARAM, NK_VALUE };
@@ -102,6 +76,7 @@ typedef struct rl_ck {
     int undef_stmt;          /* statement of the names below */
     const char *undef[16];   /* names reported undefined in it (once each) */
     int n_undef;
+    rl_ctx *fold_ctx;        /* constant folding runs ops here (f64, 0-d), made on first use */
 } rl_ck;
 
 /* Inputs and attributes of an op call being compiled. */
@@ -109,10 +84,7 @@ typedef struct rl_opargs {
     int n;
     rl_val v[8];
     const rl_ast *e[8];
-    rl_attrs at;
-    double f[3];       /* attribute numbers as given (for folding) */
-    int n_list;
-    int64_t list[RL_MAX_DIMS];
+    rl_attrs at;       /* the attributes, in the fields the signature names */
 } rl_opargs;
 
 static inline rl_val rl_ck_verr(void) {
@@ -155,6 +127,12 @@ rl_span rl_ck_arg_span(rl_ck *c, const rl_ast *e, const rl_val *v);
 /* v as a tensor slot: want 'F' float (i32 converted, numbers made 0-d), 'I'
  * i32, 'A' either; -1 after an error naming `what`. */
 int rl_ck_as_tensor(rl_ck *c, const rl_val *v, char want, const rl_ast *e, const char *what);
+/* Binds keyword arguments to parameter names: for each keyword of the call,
+ * its parameter among names[first .. n) goes to given[]; an unknown name (with
+ * a suggestion) or one given twice is reported with `sig` as the hint. The
+ * caller has put the positional arguments in given[0 ..). */
+bool rl_ck_bind_keywords(rl_ck *c, const rl_ast *e, const char *fname, const char *const *names,
+                         int first, int n, const char *sig, const rl_ast **given);
 /* Emits op over compiled inputs (folding numbers). */
 rl_val rl_ck_apply_op(rl_ck *c, rl_op op, rl_opargs *a, rl_span sp);
 rl_val rl_ck_apply1(rl_ck *c, rl_op op, rl_val x, const rl_ast *ex, rl_span sp);

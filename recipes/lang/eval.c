@@ -1,6 +1,6 @@
-/* recipes/eval.c - runs a compiled recipe: one pass over the instructions
- * of a phase, calling the op front ends (rl_add, rl_sum, ...) and the
- * function tables, so that every value lands on the engine's tape exactly
+/* recipes/lang/eval.c - runs a compiled recipe: one pass over the
+ * instructions of a phase, calling ops through the op table (rl_op_call) and
+ * the function tables, so that every value lands on the engine's tape exactly
  * as if the recipe had been written in C. The same code runs real steps and
  * the shape check (dryrun.c); in the check a failing instruction poisons its
  * results and the pass goes on, so independent statements are all checked.
@@ -74,43 +74,11 @@ static rl_tensor *convert(rl_recipe_program *p, rl_ctx *ctx, rl_tensor *x) {
     return r;
 }
 
-/* The number of elements an op's output will have, for the ops whose output
- * can be much larger than their inputs (-1: not one of them). */
-static int64_t out_numel_bound(const rl_ir *in, rl_tensor **a) {
-    double n = 1;
-    if (rl_op_table[in->op].flags & OPF_BROADCAST) {
-        int nd = 0;
-        for (int i = 0; i < in->n_args; i++)
-            if (a[i]->ndim > nd) nd = a[i]->ndim;
-        for (int d = 0; d < nd; d++) {
-            int64_t m = 1;
-            for (int i = 0; i < in->n_args; i++) {
-                int k = a[i]->ndim - nd + d;
-                if (k >= 0 && a[i]->shape[k] > m) m = a[i]->shape[k];
-            }
-            n *= (double)m;
-        }
-        return n > 9e15 ? INT64_MAX : (int64_t)n;
-    }
-    if (in->op == RL_OP_BROADCAST_TO) {
-        for (int i = 0; i < in->n_list; i++) n *= (double)(in->list[i] > 0 ? in->list[i] : 1);
-        return n > 9e15 ? INT64_MAX : (int64_t)n;
-    }
-    if (in->op == RL_OP_MATMUL && a[0]->ndim >= 2 && a[1]->ndim >= 2) {
-        for (int i = 0; i < a[0]->ndim - 2; i++) n *= (double)a[0]->shape[i];
-        n *= (double)a[0]->shape[a[0]->ndim - (in->at.trans_a ? 1 : 2)];
-        n *= (double)a[1]->shape[a[1]->ndim - (in->at.trans_b ? 2 : 1)];
-        return n > 9e15 ? INT64_MAX : (int64_t)n;
-    }
-    return -1;
-}
-
-/* Runs one engine op over tensors a. */
+/* Runs one engine op over tensors a through the op table's call column. */
 static rl_tensor *run_op(rl_recipe_program *p, rl_ctx *ctx, const rl_ir *in, rl_tensor **a) {
-    const rl_attrs *at = &in->at;
-    rl_op op = (rl_op)in->op;
     char d0[96], d1[96], d2[96];
-    if (rl_op_table[op].flags & OPF_BROADCAST) {
+    /* the broadcast message names the shapes as the recipe sees them */
+    if (rl_op_table[in->op].flags & OPF_BROADCAST) {
         int nd, nd2;
         int64_t s1[RL_MAX_DIMS], s2[RL_MAX_DIMS];
         bool ok = rl_shape_broadcast(a[0]->ndim, a[0]->shape, a[1]->ndim, a[1]->shape, &nd, s1);
@@ -127,76 +95,10 @@ static rl_tensor *run_op(rl_recipe_program *p, rl_ctx *ctx, const rl_ir *in, rl_
             return NULL;
         }
     }
-    if (p->dry) {
-        int64_t n = out_numel_bound(in, a);
-        if (n > RL_DRY_MAX_NUMEL) {
-            rl_ctx_fail(ctx, RL_ERR_ARG,
-                        "%s would make a tensor of %lld elements even with the check's small sizes "
-                        "(more than %lld)",
-                        rl_op_table[op].name, (long long)n, (long long)RL_DRY_MAX_NUMEL);
-            return NULL;
-        }
-    }
-    switch (op) {
-    case RL_OP_ADD: return rl_add(ctx, a[0], a[1]);
-    case RL_OP_SUB: return rl_sub(ctx, a[0], a[1]);
-    case RL_OP_MUL: return rl_mul(ctx, a[0], a[1]);
-    case RL_OP_DIV: return rl_div(ctx, a[0], a[1]);
-    case RL_OP_MINIMUM: return rl_minimum(ctx, a[0], a[1]);
-    case RL_OP_MAXIMUM: return rl_maximum(ctx, a[0], a[1]);
-    case RL_OP_GT: return rl_gt(ctx, a[0], a[1]);
-    case RL_OP_GE: return rl_ge(ctx, a[0], a[1]);
-    case RL_OP_LT: return rl_lt(ctx, a[0], a[1]);
-    case RL_OP_LE: return rl_le(ctx, a[0], a[1]);
-    case RL_OP_EQ: return rl_eq(ctx, a[0], a[1]);
-    case RL_OP_WHERE: return rl_where(ctx, a[0], a[1], a[2]);
-    case RL_OP_NEG: return rl_neg(ctx, a[0]);
-    case RL_OP_EXP: return rl_exp(ctx, a[0]);
-    case RL_OP_LOG: return rl_log(ctx, a[0]);
-    case RL_OP_LOG1P: return rl_log1p(ctx, a[0]);
-    case RL_OP_SQRT: return rl_sqrt(ctx, a[0]);
-    case RL_OP_SQUARE: return rl_square(ctx, a[0]);
-    case RL_OP_ABS: return rl_abs(ctx, a[0]);
-    case RL_OP_TANH: return rl_tanh(ctx, a[0]);
-    case RL_OP_SIGMOID: return rl_sigmoid(ctx, a[0]);
-    case RL_OP_LOGSIGMOID: return rl_logsigmoid(ctx, a[0]);
-    case RL_OP_RELU: return rl_relu(ctx, a[0]);
-    case RL_OP_GELU: return rl_gelu(ctx, a[0]);
-    case RL_OP_CLAMP: return rl_clamp(ctx, a[0], at->f[0], at->f[1]);
-    case RL_OP_POW: return rl_pow(ctx, a[0], at->f[0]);
-    case RL_OP_STOP_GRADIENT: return rl_stop_gradient(ctx, a[0]);
-    case RL_OP_SUM: return rl_sum(ctx, a[0], at->axis, at->keepdim);
-    case RL_OP_MEAN: return rl_mean(ctx, a[0], at->axis, at->keepdim);
-    case RL_OP_MAX: return rl_max(ctx, a[0], at->axis, at->keepdim);
-    case RL_OP_LOGSUMEXP: return rl_logsumexp(ctx, a[0], at->axis, at->keepdim);
-    case RL_OP_SOFTMAX: return rl_softmax(ctx, a[0]);
-    case RL_OP_LOG_SOFTMAX: return rl_log_softmax(ctx, a[0]);
-    case RL_OP_MATMUL: return rl_matmul(ctx, a[0], a[1], at->trans_a, at->trans_b);
-    case RL_OP_RESHAPE: return rl_reshape(ctx, a[0], in->n_list, in->list);
-    case RL_OP_PERMUTE: {
-        if (in->n_list != a[0]->ndim) {
-            rl_eval_describe(p, a[0], d0, sizeof d0);
-            rl_ctx_fail(ctx, RL_ERR_ARG, "permute: perm has %d entries but x %s has %d dims",
-                        in->n_list, d0, a[0]->ndim);
-            return NULL;
-        }
-        int perm[RL_MAX_DIMS];
-        for (int i = 0; i < in->n_list; i++) perm[i] = (int)in->list[i];
-        return rl_permute(ctx, a[0], perm);
-    }
-    case RL_OP_SLICE: return rl_slice(ctx, a[0], at->axis, at->ints[0], at->ints[1]);
-    case RL_OP_CONCAT: return rl_concat(ctx, in->n_args, a, at->axis);
-    case RL_OP_BROADCAST_TO: return rl_broadcast_to(ctx, a[0], in->n_list, in->list);
-    case RL_OP_GATHER: return rl_gather(ctx, a[0], a[1], at->axis);
-    case RL_OP_EMBEDDING: return rl_embedding(ctx, a[0], a[1]);
-    case RL_OP_LAYERNORM: return rl_layernorm(ctx, a[0], a[1], a[2], at->f[0]);
-    case RL_OP_CROSS_ENTROPY: return rl_cross_entropy(ctx, a[0], a[1]);
-    case RL_OP_ATTENTION: return rl_attention(ctx, a[0], a[1], a[2], at->f[0]);
-    case RL_OP_ATTENTION_QKV: return rl_attention_qkv(ctx, a[0], at->ints[0], at->f[0]);
-    default:
-        rl_ctx_fail(ctx, RL_ERR_STATE, "op '%s' cannot be called from a recipe", rl_op_table[op].name);
-        return NULL;
-    }
+    if (p->dry) rl_ctx_set_max_numel(ctx, RL_DRY_MAX_NUMEL, "even with the check's small sizes");
+    rl_tensor *r = rl_op_call(ctx, in->op, in->n_args, a, &in->at);
+    if (p->dry) rl_ctx_set_max_numel(ctx, 0, NULL);
+    return r;
 }
 
 static const rl_extern_decl *extern_of(const rl_recipe_program *p, const rl_recipe_fn *fn) {

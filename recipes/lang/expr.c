@@ -221,78 +221,54 @@ int rl_ck_as_tensor(rl_ck *c, const rl_val *v, char want, const rl_ast *e, const
 
 /* ---- constant folding ------------------------------------------------------------------------- */
 
-static double fold_gelu(double x) {
-    return 0.5 * x * (1 + tanh(0.7978845608028654 * (x + 0.044715 * x * x * x)));
-}
-
-/* Folds an elementwise op over numbers; false when it does not fold. */
-static bool fold(rl_op op, const double *x, const double *f, double *out) {
-    double a = x[0], b = x[1];
-    switch (op) {
-    case RL_OP_ADD: *out = a + b; break;
-    case RL_OP_SUB: *out = a - b; break;
-    case RL_OP_MUL: *out = a * b; break;
-    case RL_OP_DIV: *out = a / b; break;
-    case RL_OP_MINIMUM: *out = a < b ? a : b; break;
-    case RL_OP_MAXIMUM: *out = a > b ? a : b; break;
-    case RL_OP_GT: *out = a > b; break;
-    case RL_OP_GE: *out = a >= b; break;
-    case RL_OP_LT: *out = a < b; break;
-    case RL_OP_LE: *out = a <= b; break;
-    case RL_OP_EQ: *out = a == b; break;
-    case RL_OP_WHERE: *out = a != 0 ? b : x[2]; break;
-    case RL_OP_NEG: *out = -a; break;
-    case RL_OP_EXP: *out = exp(a); break;
-    case RL_OP_LOG: *out = log(a); break;
-    case RL_OP_LOG1P: *out = log1p(a); break;
-    case RL_OP_SQRT: *out = sqrt(a); break;
-    case RL_OP_SQUARE: *out = a * a; break;
-    case RL_OP_ABS: *out = fabs(a); break;
-    case RL_OP_TANH: *out = tanh(a); break;
-    case RL_OP_SIGMOID: *out = 1 / (1 + exp(-a)); break;
-    case RL_OP_LOGSIGMOID: *out = (a < 0 ? a : 0) - log1p(exp(-fabs(a))); break;
-    case RL_OP_RELU: *out = a > 0 ? a : 0; break;
-    case RL_OP_GELU: *out = fold_gelu(a); break;
-    case RL_OP_CLAMP: *out = a < f[0] ? f[0] : (a > f[1] ? f[1] : a); break;
-    case RL_OP_POW: *out = pow(a, f[0]); break;
-    case RL_OP_STOP_GRADIENT: *out = a; break;
-    default: return false;
-    }
-    return true;
+/* Folds an op whose inputs are all numbers by running it on 0-d f64 tensors,
+ * so a folded constant is what the op itself computes; false when it fails. */
+static bool fold(rl_ck *c, rl_op op, const rl_opargs *a, double *out) {
+    if (!c->fold_ctx && !(c->fold_ctx = rl_ctx_new(NULL))) return false;
+    rl_ctx *ctx = c->fold_ctx;
+    int was = rl_ctx_set_grad(ctx, 0);
+    rl_tensor *in[8];
+    for (int i = 0; i < a->n; i++) in[i] = rl_scalar(ctx, RL_F64, a->v[i].num);
+    rl_tensor *y = rl_op_call(ctx, op, a->n, in, &a->at);
+    bool ok = y && y->numel == 1 && rl_tensor_read(ctx, y, out, sizeof *out) == RL_OK;
+    rl_ctx_set_grad(ctx, was);
+    rl_ctx_clear_error(ctx);
+    rl_ctx_reset(ctx);
+    return ok;
 }
 
 /* ---- applying an op ------------------------------------------------------------------------------ */
 
-
 /* Emits op over the (already compiled) inputs in a; folds numbers. */
 rl_val rl_ck_apply_op(rl_ck *c, rl_op op, rl_opargs *a, rl_span sp) {
-    const rl_opsig *sig = &rl_opsigs[op];
+    const rl_op_sig *sig = rl_op_signature(op);
     const char *name = rl_op_table[op].name;
     bool all_num = true;
     for (int i = 0; i < a->n; i++) {
         if (a->v[i].kind == VK_ERR) return rl_ck_verr();
         if (a->v[i].kind != VK_NUM) all_num = false;
     }
-    if (all_num && sig->fold && a->n <= 3) {
-        double x[3] = {0, 0, 0}, out;
-        for (int i = 0; i < a->n; i++) x[i] = a->v[i].num;
-        if (fold(op, x, a->f, &out)) {
+    if (all_num && (rl_op_table[op].flags & OPF_FOLD)) {
+        double out;
+        if (fold(c, op, a, &out)) {
             if (op == RL_OP_STOP_GRADIENT)
                 rl_ck_warn(c, sp, "remove stop(): a number carries no gradient",
                         "stop() around a constant");
             return rl_ck_vnum(out);
         }
     }
-    /* dtypes: comparisons keep two i32 tensors i32; other float inputs convert */
-    bool cmp = (rl_op_table[op].flags & OPF_NOGRAD) && op != RL_OP_STOP_GRADIENT;
-    bool both_int = cmp && a->n == 2 && a->v[0].kind == VK_TENSOR && a->v[0].is_int &&
-                    a->v[1].kind == VK_TENSOR && a->v[1].is_int;
+    /* dtypes: f32 inputs convert i32 arguments; f32|i32 ones stay i32 when
+     * every one of them is an i32 tensor (comparisons of indices) */
+    bool all_int = true;
+    for (int i = 0; i < a->n; i++) {
+        char t = sig->variadic ? sig->in_type[0] : sig->in_type[i];
+        if (t == 'N' && !(a->v[i].kind == VK_TENSOR && a->v[i].is_int)) all_int = false;
+    }
     int slots[8];
     rl_span asp[8];
-    bool out_int = false;
     for (int i = 0; i < a->n; i++) {
-        char want = sig->variadic ? sig->inputs[0] : sig->inputs[i];
-        if (cmp) want = both_int ? 'A' : 'F';
+        char want = sig->variadic ? sig->in_type[0] : sig->in_type[i];
+        if (want == 'N') want = all_int ? 'A' : 'F';
         char what[96];
         if (a->n == 1) snprintf(what, sizeof what, "the argument of %s", name);
         else snprintf(what, sizeof what, "the %s argument of %s", rl_ck_ord(i), name);
@@ -300,15 +276,15 @@ rl_val rl_ck_apply_op(rl_ck *c, rl_op op, rl_opargs *a, rl_span sp) {
         if (slots[i] < 0) return rl_ck_verr();
         asp[i] = rl_ck_arg_span(c, a->e[i], &a->v[i]);
     }
-    /* movement ops (and stop) keep their input's dtype */
-    if (sig->inputs[0] == 'A' && !cmp && a->n >= 1) out_int = c->p->slots[slots[0]].is_int;
-    if (both_int) out_int = true;
-    if (op == RL_OP_CONCAT) {
+    /* the result is f32, or has the dtype of the input the signature names */
+    bool out_int = sig->result_like >= 0 && c->p->slots[slots[sig->result_like]].is_int;
+    if (sig->variadic && sig->in_type[0] == 'A') {
         for (int i = 1; i < a->n; i++)
-            if (c->p->slots[slots[i]].is_int != out_int) {
-                rl_ck_err(c, a->e[i]->sp, "concatenate tensors of one dtype",
-                       "dtype mismatch: the %s argument of concat is %s but the 1st is %s", rl_ck_ord(i),
-                       c->p->slots[slots[i]].is_int ? "i32" : "f32", out_int ? "i32" : "f32");
+            if (c->p->slots[slots[i]].is_int != c->p->slots[slots[0]].is_int) {
+                bool first_int = c->p->slots[slots[0]].is_int;
+                rl_ck_err(c, a->e[i]->sp, "pass tensors of one dtype",
+                       "dtype mismatch: the %s argument of %s is %s but the 1st is %s", rl_ck_ord(i), name,
+                       c->p->slots[slots[i]].is_int ? "i32" : "f32", first_int ? "i32" : "f32");
                 return rl_ck_verr();
             }
     }
@@ -316,8 +292,6 @@ rl_val rl_ck_apply_op(rl_ck *c, rl_op op, rl_opargs *a, rl_span sp) {
     rl_ir *in = rl_ck_emit(c, IR_OP, op, a->n, slots, asp, 1, &k, &out_int, sp);
     if (!in) return rl_ck_verr();
     in->at = a->at;
-    in->n_list = a->n_list;
-    memcpy(in->list, a->list, sizeof in->list);
     return rl_ck_slot_val(c, in->out);
 }
 
@@ -335,7 +309,9 @@ rl_val rl_ck_apply1(rl_ck *c, rl_op op, rl_val x, const rl_ast *ex, rl_span sp) 
     a.n = 1;
     a.v[0] = x;
     a.e[0] = ex;
-    if (op == RL_OP_SUM || op == RL_OP_MEAN || op == RL_OP_MAX) a.at.axis = RL_AXIS_ALL;
+    const rl_op_sig *sig = rl_op_signature(op);
+    for (int i = 0; sig && i < sig->n_attr; i++) /* the defaults: sum(x) is over all axes */
+        if (!sig->attr[i].required) rl_attrs_set(&a.at, sig->attr[i].field, sig->attr[i].def);
     return rl_ck_apply_op(c, op, &a, sp);
 }
 
@@ -394,7 +370,7 @@ static const char **callable_names(rl_ck *c, int *n) {
     static const char *const sp[] = {"stop", "float", "min", "max", "if"};
     for (int i = 0; i < 5; i++) v[k++] = sp[i];
     for (int i = 0; i < RL_OP_COUNT; i++)
-        if (rl_op_callable((rl_op)i)) v[k++] = rl_op_table[i].name;
+        if (rl_op_signature(i)) v[k++] = rl_op_table[i].name;
     for (int i = 0; i < rl_recipe_n_natives(); i++) v[k++] = rl_recipe_native_at(i)->name;
     for (int i = 0; i < c->p->fns.n_fns; i++) v[k++] = c->p->fns.fns[i].name;
     for (int i = 0; i < c->n_ufns; i++) v[k++] = c->ufns[i].name;
@@ -609,7 +585,6 @@ rl_val rl_ck_expr(rl_ck *c, const rl_ast *e) {
             o.v[0] = a;
             o.e[0] = e->a;
             o.at.f[0] = b.num;
-            o.f[0] = b.num;
             return rl_ck_apply_op(c, RL_OP_POW, &o, e->sp);
         }
         rl_op op;

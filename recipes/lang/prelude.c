@@ -18,7 +18,6 @@ static const char rl_prelude_text[] =
     "fn seq_masked_mean(x, m) = mean(seq_mean(x, m))                # per-sequence mean, then batch mean\n"
     "# Log-sigmoid helpers (logsig(x) = min(x, 0) - log1p(exp(-|x|)), never overflowing).\n"
     "fn logsig(x) = logsigmoid(x)\n"
-    "fn softplus(x) = -logsigmoid(-x)\n"
     "fn bt_loss(r_w, r_l) = mean(-logsigmoid(r_w - r_l))            # Bradley-Terry\n"
     "# KL estimators of d = lp - lref (Schulman's k1, k2, k3; k3 >= 0).\n"
     "fn k1(d) = d\n"

@@ -243,9 +243,7 @@ typedef struct rl_ir {
     int n_args;
     int *args;          /* slots */
     rl_span *arg_sp;    /* where each argument is written (the audit points at these) */
-    rl_attrs at;        /* IR_OP */
-    int n_list;
-    int64_t list[RL_MAX_DIMS]; /* IR_OP: reshape/broadcast_to shape, permute perm */
+    rl_attrs at;        /* IR_OP: the attributes (lists in at.ints, at.n_ints) */
     double num;         /* IR_CONST */
     bool is_int;        /* IR_CONST of dtype i32 */
     rl_recipe_value *consts; /* IR_FN: one per fn param; kind NONE where a slot is passed */
@@ -396,8 +394,6 @@ struct rl_recipe_program {
 
 /* check.c: statements -> instructions; declarations; static diagnostics. */
 void rl_check(rl_recipe_program *p);
-/* calls.c: whether an op can be called from a recipe (it has a signature). */
-bool rl_op_callable(rl_op op);
 /* audit.c */
 void rl_audit(rl_recipe_program *p);
 /* dryrun.c: the shape check (needs no errors so far). */
