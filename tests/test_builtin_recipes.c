@@ -20,13 +20,13 @@
 #include "rl_gpt2.h"
 #include "recipe_int.h"
 #include "rl_recipe.h"
+#include "rl_recipe_bind.h"
 #include "rl_recipe_gradcheck.h"
 
 /* ---- helpers -------------------------------------------------------------------------- */
 
 static rl_ctx *g_ctx;
 static rl_recipe_gpt2_env g_env;
-static rl_recipe_fns g_fns;
 
 static int setup(void **state) {
     (void)state;
@@ -63,10 +63,8 @@ static rl_recipe *load_builtin(const char *name) {
  * warns. */
 static rl_recipe_program *compile64(rl_recipe *r, uint64_t gen_seed) {
     rl_recipe_gpt2_env_init(&g_env, gen_seed);
-    g_fns = rl_recipe_gpt2_fns(&g_env);
-    rl_recipe_opts o = rl_recipe_opts_default();
+    rl_recipe_opts o = rl_recipe_opts_gpt2(&g_env);
     o.dtype = RL_F64;
-    o.fns = &g_fns;
     rl_recipe_program *p = rl_recipe_compile(r, g_ctx, &o);
     if (!p || rl_recipe_n_warnings(r)) {
         rl_recipe_print_diags(r, stderr);
@@ -219,7 +217,7 @@ static const char *const BUILTINS[] = {"sft", "bradley_terry", "cost_model", "pp
 static void compile_clean(const char *name, const char *const *sets, rl_dtype dt) {
     rl_recipe *r = load_builtin(name);
     for (int i = 0; sets && sets[i]; i++) assert_int_equal(rl_recipe_set_arg(r, sets[i]), RL_OK);
-    rl_recipe_opts o = rl_recipe_opts_default();
+    rl_recipe_opts o = rl_recipe_opts_gpt2(NULL);
     o.dtype = dt;
     rl_recipe_program *p = rl_recipe_compile(r, g_ctx, &o);
     if (!p || rl_recipe_n_errors(r) || rl_recipe_n_warnings(r)) {
@@ -1027,7 +1025,7 @@ static rl_recipe *parse(const char *src) { return rl_recipe_parse(src, strlen(sr
 
 static void expect_first_error(const char *src, int line, int col, const char *msg) {
     rl_recipe *r = parse(src);
-    rl_recipe_opts o = rl_recipe_opts_default();
+    rl_recipe_opts o = rl_recipe_opts_gpt2(NULL);
     rl_recipe_program *p = rl_recipe_compile(r, g_ctx, &o);
     if (p) fail_msg("expected '%s' but it compiled:\n%s", msg, src);
     const rl_recipe_diag *d = rl_recipe_first_error(r);

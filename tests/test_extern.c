@@ -33,6 +33,7 @@
 #include "rl_gpt2.h"
 #include "rl_foreign.h"
 #include "rl_recipe.h"
+#include "rl_recipe_bind.h"
 
 #ifndef RLHF_TEST_TMP
 #define RLHF_TEST_TMP "/tmp"
@@ -58,9 +59,8 @@ static int teardown(void **state) {
 static rl_recipe *parse(const char *src) { return rl_recipe_parse(src, strlen(src), "t.recipe"); }
 
 static rl_recipe_program *compile_ffi(rl_recipe *r, rl_dtype dt) {
-    rl_recipe_opts o = rl_recipe_opts_default();
+    rl_recipe_opts o = rl_recipe_opts_gpt2(NULL); /* GPT-2's model functions and the libffi bridge */
     o.dtype = dt;
-    o.extern_call = rl_recipe_ffi_call;
     return rl_recipe_compile(r, g_ctx, &o);
 }
 
@@ -489,7 +489,7 @@ static void test_opt_in(void **state) {
     rl_recipe_program *p = rl_recipe_compile(r, g_ctx, &o);
     assert_non_null(p);
     assert_int_equal(rl_recipe_run_loss(p, g_ctx, -1, -1), RL_ERR_STATE);
-    assert_non_null(strstr(rl_recipe_program_error(p), "compiled without the libffi bridge"));
+    assert_non_null(strstr(rl_recipe_program_error(p), "compiled without an extern bridge"));
     rl_ctx_clear_error(g_ctx);
     rl_ctx_reset(g_ctx);
     rl_recipe_program_free(p);

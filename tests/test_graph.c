@@ -23,6 +23,7 @@
 #include <unistd.h>
 
 #include "rl_recipe.h"
+#include "rl_recipe_bind.h"
 #include "rl_recipe_graph.h"
 
 /* the command itself, to test its arguments and messages in-process */
@@ -63,7 +64,8 @@ static void tmp_path(char *buf, size_t n, const char *tag, const char *ext) {
 }
 
 static rl_recipe_program *compile_src(rl_recipe *r) {
-    rl_recipe_opts o = rl_recipe_opts_default();
+    rl_recipe_opts o = rl_recipe_opts_gpt2(NULL);
+    o.externs = NULL; /* pictures load no plug-ins */
     rl_recipe_program *p = rl_recipe_compile(r, g_ctx, &o);
     if (!p) {
         rl_recipe_print_diags(r, stderr);

@@ -18,6 +18,7 @@
 #include "rl_ops.h"
 #include "recipe_int.h"
 #include "rl_recipe.h"
+#include "rl_recipe_bind.h"
 
 /* ---- helpers ------------------------------------------------------------------ */
 
@@ -38,7 +39,9 @@ static int teardown(void **state) {
 static rl_recipe *parse(const char *src) { return rl_recipe_parse(src, strlen(src), "t.recipe"); }
 
 static rl_recipe_program *compile_dtype(rl_recipe *r, rl_dtype dt) {
-    rl_recipe_opts o = rl_recipe_opts_default();
+    /* GPT-2's model functions, no extern bridge (test_extern.c has that) */
+    rl_recipe_opts o = rl_recipe_opts_gpt2(NULL);
+    o.externs = NULL;
     o.dtype = dt;
     return rl_recipe_compile(r, g_ctx, &o);
 }
@@ -996,8 +999,8 @@ static void test_externs(void **state) {
     assert_int_equal(rl_recipe_run_loss(p, g_ctx, -1, -1), RL_ERR_STATE);
     assert_non_null(strstr(rl_recipe_program_error(p),
                            "t.recipe:6:13: error: extern 'rule' cannot be called: the recipe was compiled "
-                           "without the libffi bridge that loads librules.so (opts.extern_call = "
-                           "rl_recipe_ffi_call)"));
+                           "without an extern bridge to load librules.so (opts.externs = "
+                           "rl_recipe_ffi_bridge())"));
     rl_ctx_reset(g_ctx);
     rl_recipe_program_free(p);
     rl_recipe_free(r);
@@ -1051,6 +1054,30 @@ static void test_every_op_callable(void **state) {
         }
         assert_true(found);
     }
+    rl_recipe_program_free(p);
+    rl_recipe_free(r);
+}
+
+/* The language alone (rl_recipe_opts_default) has no model functions: a
+ * recipe that calls one is told where they come from. */
+static void test_language_without_model_fns(void **state) {
+    (void)state;
+    rl_recipe *r = parse("recipe a : supervised\ninput c : tokens\nmodel policy : lm trainable\n"
+                         "loss = -masked_mean(token_logprobs(policy, c), c.mask)\n");
+    rl_recipe_opts o = rl_recipe_opts_default();
+    assert_null(rl_recipe_compile(r, g_ctx, &o));
+    const rl_recipe_diag *d = rl_recipe_first_error(r);
+    assert_non_null(d);
+    assert_string_equal(d->msg, "unknown function 'token_logprobs'");
+    assert_int_equal(d->line, 4);
+    assert_int_equal(d->col, 21);
+    assert_string_equal(d->hint, "this program was compiled without model functions: pass them in opts.fns "
+                                 "(rl_recipe_opts_gpt2 gives GPT-2's)");
+    rl_recipe_free(r);
+    /* with GPT-2's table it compiles */
+    r = parse("recipe a : supervised\ninput c : tokens\nmodel policy : lm trainable\n"
+              "loss = -masked_mean(token_logprobs(policy, c), c.mask)\n");
+    rl_recipe_program *p = must_compile(r, RL_F32);
     rl_recipe_program_free(p);
     rl_recipe_free(r);
 }
@@ -1214,7 +1241,8 @@ static void test_robust_to_garbage(void **state) {
     size_t n = strlen(src);
     for (size_t k = 0; k < n; k += 7) {
         rl_recipe *r = rl_recipe_parse(src, k, "prefix");
-        rl_recipe_opts o = rl_recipe_opts_default();
+        rl_recipe_opts o = rl_recipe_opts_gpt2(NULL);
+        o.externs = NULL;
         o.no_dry_run = 1;
         rl_recipe_program *p = rl_recipe_compile(r, g_ctx, &o);
         rl_recipe_program_free(p);
@@ -1259,6 +1287,7 @@ int main(void) {
         cmocka_unit_test(test_externs),
         cmocka_unit_test(test_every_op_callable),
         cmocka_unit_test(test_every_op_through_interpreter),
+        cmocka_unit_test(test_language_without_model_fns),
         cmocka_unit_test(test_values_by_hand),
         cmocka_unit_test(test_prelude_and_natives_tables),
         cmocka_unit_test(test_robust_to_garbage),

@@ -19,6 +19,7 @@
 
 #include "rl_gpt2.h"
 #include "rl_recipe.h"
+#include "rl_recipe_bind.h"
 #include "rl_ops.h"
 #include "rl_recipe_gradcheck.h"
 

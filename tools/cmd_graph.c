@@ -6,6 +6,7 @@
 #include "cli.h"
 
 #include "rl_recipe.h"
+#include "rl_recipe_bind.h"
 #include "rl_recipe_graph.h"
 
 #include <stdlib.h>
@@ -71,7 +72,8 @@ int rl_cmd_graph(int argc, char **argv) {
     rl_ctx *ctx = rl_ctx_new(NULL);
     rl_recipe_program *p = NULL;
     if (ctx && !bad) {
-        rl_recipe_opts o = rl_recipe_opts_default();
+        rl_recipe_opts o = rl_recipe_opts_gpt2(NULL);
+        o.externs = NULL; /* a picture loads no plug-ins */
         p = rl_recipe_compile(r, ctx, &o);
     }
     int rc = 0;

@@ -1,9 +1,9 @@
-/* recipes/ffi.c - the libffi bridge of `extern "lib.so" name(types) -> types
- * [backward name_bwd]`: loading plug-ins, checking them against their
+/* recipes/bind/ffi.c - the libffi bridge of `extern "lib.so" name(types) ->
+ * types [backward name_bwd]`: loading plug-ins, checking them against their
  * declarations, and calling them (docs/recipes.md, "Externs: the C ABI").
  *
- * When a program is compiled with opts.extern_call = rl_recipe_ffi_call,
- * rl_ffi_bind() (from rl_recipe_compile) dlopens each extern's library and
+ * A program compiled with opts.externs = rl_recipe_ffi_bridge() calls
+ * ffi_bind for each extern at compile time: it dlopens the library and
  * resolves its symbols, so that a missing library or function is a compile
  * error at the declaration, like any other recipe mistake, and not a failure
  * in the middle of training. Loading native code is opt-in: a program
@@ -18,7 +18,7 @@
  * (the others zero). By linearity the sum over results is the exact
  * vector-Jacobian product, with no Jacobian ever formed.
  */
-#include "recipe_int.h"
+#include "rl_recipe_bind.h"
 
 #include "rl_foreign.h"
 
@@ -40,7 +40,7 @@ typedef struct vjp_ctx {
 } vjp_ctx;
 
 struct ffi_ext {
-    const rl_extern_decl *x;
+    const rl_recipe_extern *x; /* the program's declaration (outlives the handle) */
     void *lib;
     bool f64;            /* the library's functions take double (NAME_f64) */
     bool convert;        /* the run is f64 but the functions take float */
@@ -150,9 +150,9 @@ static void *try_open(const char *path, char *why, size_t n, bool *found) {
  * $RLHF_PLUGIN_DIR, the running program's directory and its plugins/, the
  * build tree's plugin directory, and last the system's library path
  * (dlopen of the bare name: LD_LIBRARY_PATH, the ld.so cache). */
-static void *open_lib(const rl_recipe_program *p, const char *lib, char *where, size_t wn, char *why, size_t yn) {
+static void *open_lib(const char *file, const char *lib, char *where, size_t wn, char *why, size_t yn) {
     char dir[PATH_MAX], path[PATH_MAX * 2];
-    const char *file = p->r->src.name;
+    if (!file) file = "";
     const char *slash = strrchr(file, '/');
     if (slash) snprintf(dir, sizeof dir, "%.*s", (int)(slash - file), file);
     else snprintf(dir, sizeof dir, ".");
@@ -223,13 +223,6 @@ static void *open_lib(const rl_recipe_program *p, const char *lib, char *where, 
 
 /* ---- binding at compile time ---------------------------------------------------------------------- */
 
-static const rl_stmt *decl_stmt(const rl_recipe *r, const char *name) {
-    for (int i = 0; i < r->n_stmts; i++)
-        if (r->stmts[i]->kind == ST_EXTERN && r->stmts[i]->names[0] && strcmp(r->stmts[i]->names[0], name) == 0)
-            return r->stmts[i];
-    return NULL;
-}
-
 static void *sym(void *lib, const char *name, const char *suffix) {
     char buf[256];
     snprintf(buf, sizeof buf, "%s%s", name, suffix);
@@ -239,7 +232,7 @@ static void *sym(void *lib, const char *name, const char *suffix) {
 
 /* The libffi argument types of the forward (bwd = false) or backward call. */
 static int arg_types(const ffi_ext *e, bool bwd, ffi_type **at) {
-    const rl_recipe_extern *x = &e->x->info;
+    const rl_recipe_extern *x = e->x;
     ffi_type *fl = e->f64 ? &ffi_type_double : &ffi_type_float;
     int n = 0;
     for (int d = 0; d < e->n_dims; d++) at[n++] = &ffi_type_sint64;
@@ -259,46 +252,54 @@ static int arg_types(const ffi_ext *e, bool bwd, ffi_type **at) {
 static rl_status ffi_vjp(rl_ctx *ctx, void *user, int n_in, rl_tensor *const *in, const rl_tensor *dout,
                          rl_tensor **din);
 
-static void bind_one(rl_recipe_program *p, rl_extern_decl *x) {
-    rl_recipe *r = p->r;
-    const rl_recipe_extern *xi = &x->info;
-    const rl_stmt *st = decl_stmt(r, xi->name);
-    if (!st) return;
+static void ffi_release(void *handle) {
+    ffi_ext *e = handle;
+    if (!e) return;
+    if (e->lib) dlclose(e->lib);
+    free(e);
+}
+
+/* Fails a bind: err gets the message, its hint and where it points. */
+#define BIND_FAIL(part, hint_text, ...)                                      \
+    do {                                                                     \
+        err->at = (part);                                                    \
+        snprintf(err->hint, sizeof err->hint, "%s", (hint_text) ? (hint_text) : ""); \
+        snprintf(err->msg, sizeof err->msg, __VA_ARGS__);                    \
+        ffi_release(e);                                                      \
+        return NULL;                                                         \
+    } while (0)
+
+static void *ffi_bind(void *user, const rl_recipe_extern *xi, const char *recipe_file, rl_dtype dtype,
+                      rl_recipe_extern_error *err) {
+    (void)user;
+    ffi_ext *e = NULL;
     char where[PATH_MAX * 3], why[1024];
-    void *lib = open_lib(p, xi->lib, where, sizeof where, why, sizeof why);
+    void *lib = open_lib(recipe_file, xi->lib, where, sizeof where, why, sizeof why);
     if (!lib) {
         if (why[0])
-            rl_diag_add(r, &r->src, RL_DIAG_ERROR, st->libsp, "is it built for this machine, with its dependencies installed?",
-                        "cannot load '%s' for extern '%s': %s", xi->lib, xi->name, why);
-        else
-            rl_diag_add(r, &r->src, RL_DIAG_ERROR, st->libsp,
-                        "build the plug-in, or put its directory in RLHF_PLUGIN_DIR (a path relative to the "
-                        "recipe's directory also works)",
-                        "cannot find '%s' for extern '%s' (looked in: %s)", xi->lib, xi->name, where);
-        return;
+            BIND_FAIL(RL_EXTERN_AT_LIB, "is it built for this machine, with its dependencies installed?",
+                      "cannot load '%s' for extern '%s': %.1000s", xi->lib, xi->name, why);
+        BIND_FAIL(RL_EXTERN_AT_LIB,
+                  "build the plug-in, or put its directory in RLHF_PLUGIN_DIR (a path relative to the "
+                  "recipe's directory also works)",
+                  "cannot find '%s' for extern '%s' (looked in: %.3000s)", xi->lib, xi->name, where);
     }
-    ffi_ext *e = calloc(1, sizeof(ffi_ext));
+    e = calloc(1, sizeof(ffi_ext));
     if (!e) abort();
-    e->x = x;
+    e->x = xi;
     e->lib = lib;
-    e->run_dt = p->opts.dtype;
-    x->ffi = e;
+    e->run_dt = dtype;
     void *f32 = sym(lib, xi->name, ""), *f64 = sym(lib, xi->name, "_f64");
     void *b32 = xi->backward ? sym(lib, xi->backward, "") : NULL;
     void *b64 = xi->backward ? sym(lib, xi->backward, "_f64") : NULL;
-    if (!f32) {
-        rl_diag_add(r, &r->src, RL_DIAG_ERROR, st->nsp[0],
-                    f64 ? "the float variant NAME is required; NAME_f64 is only used in f64 runs (gradient checks)"
-                        : "export it under this exact name (extern \"C\", not static); nm -D lists a library's functions",
-                    "'%s' (%s) has no function '%s'", xi->lib, where, xi->name);
-        return;
-    }
-    if (xi->backward && !b32) {
-        rl_diag_add(r, &r->src, RL_DIAG_ERROR, st->bsp,
-                    "export it, or drop 'backward' (the extern then carries no gradient)",
-                    "'%s' has no function '%s' (the backward of extern '%s')", xi->lib, xi->backward, xi->name);
-        return;
-    }
+    if (!f32)
+        BIND_FAIL(RL_EXTERN_AT_NAME,
+                  f64 ? "the float variant NAME is required; NAME_f64 is only used in f64 runs (gradient checks)"
+                      : "export it under this exact name (extern \"C\", not static); nm -D lists a library's functions",
+                  "'%s' (%.3000s) has no function '%s'", xi->lib, where, xi->name);
+    if (xi->backward && !b32)
+        BIND_FAIL(RL_EXTERN_AT_BACKWARD, "export it, or drop 'backward' (the extern then carries no gradient)",
+                  "'%s' has no function '%s' (the backward of extern '%s')", xi->lib, xi->backward, xi->name);
     /* a plug-in may describe its own functions:
      * const char NAME_signature[] = "(f32[N], f32) -> f32[N]"; */
     const char *sig = sym(lib, xi->name, "_signature");
@@ -307,17 +308,14 @@ static void bind_one(rl_recipe_program *p, rl_extern_decl *x) {
         decl_text(xi, decl, sizeof decl);
         canon(decl, a, sizeof a);
         canon(sig, b, sizeof b);
-        if (strcmp(a, b) != 0) {
-            rl_diag_add(r, &r->src, RL_DIAG_ERROR, st->nsp[0],
-                        "make the declaration match the library's (dim names may differ)",
-                        "extern '%s' is declared %s, but '%s' says its function takes %s", xi->name, decl,
-                        xi->lib, sig);
-            return;
-        }
+        if (strcmp(a, b) != 0)
+            BIND_FAIL(RL_EXTERN_AT_NAME, "make the declaration match the library's (dim names may differ)",
+                      "extern '%s' is declared %s, but '%s' says its function takes %s", xi->name, decl,
+                      xi->lib, sig);
     }
     /* f64 runs use the NAME_f64 variants when the library has all of them */
-    e->f64 = p->opts.dtype == RL_F64 && f64 && (!xi->backward || b64);
-    e->convert = p->opts.dtype == RL_F64 && !e->f64;
+    e->f64 = dtype == RL_F64 && f64 && (!xi->backward || b64);
+    e->convert = dtype == RL_F64 && !e->f64;
     e->fwd = e->f64 ? f64 : f32;
     e->bwd = xi->backward ? (e->f64 ? b64 : b32) : NULL;
     /* the signature's dims, in order of first appearance among the arguments */
@@ -332,30 +330,15 @@ static void bind_one(rl_recipe_program *p, rl_extern_decl *x) {
     int na = arg_types(e, false, e->at_fwd);
     int nb = arg_types(e, true, e->at_bwd);
     if (ffi_prep_cif(&e->cif_fwd, FFI_DEFAULT_ABI, (unsigned)na, &ffi_type_sint32, e->at_fwd) != FFI_OK ||
-        (e->bwd && ffi_prep_cif(&e->cif_bwd, FFI_DEFAULT_ABI, (unsigned)nb, &ffi_type_sint32, e->at_bwd) != FFI_OK)) {
-        rl_diag_add(r, &r->src, RL_DIAG_ERROR, st->nsp[0], NULL, "libffi cannot describe a call of extern '%s'",
-                    xi->name);
-        return;
-    }
+        (e->bwd && ffi_prep_cif(&e->cif_bwd, FFI_DEFAULT_ABI, (unsigned)nb, &ffi_type_sint32, e->at_bwd) != FFI_OK))
+        BIND_FAIL(RL_EXTERN_AT_NAME, NULL, "libffi cannot describe a call of extern '%s'", xi->name);
     for (int j = 0; j < xi->n_results; j++) {
         e->vctx[j] = (vjp_ctx){e, j};
         e->vjp[j] = (rl_foreign_fn){xi->name, ffi_vjp, &e->vctx[j]};
     }
+    return e;
 }
-
-void rl_ffi_bind(rl_recipe_program *p) {
-    for (int i = 0; i < p->n_externs; i++) bind_one(p, p->externs[i]);
-}
-
-void rl_ffi_release(rl_recipe_program *p) {
-    for (int i = 0; i < p->n_externs; i++) {
-        ffi_ext *e = p->externs[i]->ffi;
-        if (!e) continue;
-        if (e->lib) dlclose(e->lib);
-        free(e);
-        p->externs[i]->ffi = NULL;
-    }
-}
+#undef BIND_FAIL
 
 /* ---- calling ------------------------------------------------------------------------------------- */
 
@@ -436,7 +419,7 @@ static rl_status write_host(rl_ctx *ctx, const ffi_ext *e, rl_tensor *t, void *b
 /* Binds the signature's dims from the arguments (they may differ from the
  * shape check's: this is real data) and checks every argument. */
 static rl_status bind_dims(rl_ctx *ctx, const ffi_ext *e, rl_tensor *const *args, int64_t *dims) {
-    const rl_recipe_extern *x = &e->x->info;
+    const rl_recipe_extern *x = e->x;
     int from[MAX_DIMS_SIG];
     for (int d = 0; d < e->n_dims; d++) dims[d] = -1, from[d] = -1;
     for (int i = 0; i < x->n_params; i++) {
@@ -471,7 +454,7 @@ static rl_status bind_dims(rl_ctx *ctx, const ffi_ext *e, rl_tensor *const *args
 }
 
 static void result_shape(const ffi_ext *e, int j, const int64_t *dims, int64_t *shape) {
-    const rl_recipe_type *ty = &e->x->info.results[j];
+    const rl_recipe_type *ty = &e->x->results[j];
     for (int k = 0; k < ty->ndim; k++) {
         shape[k] = ty->sizes[k];
         for (int d = 0; ty->dims[k] && d < e->n_dims; d++)
@@ -481,7 +464,7 @@ static void result_shape(const ffi_ext *e, int j, const int64_t *dims, int64_t *
 
 /* The arguments every call starts with: the dims, then the inputs. */
 static rl_status push_inputs(rl_ctx *ctx, const ffi_ext *e, frame *fr, rl_tensor *const *args) {
-    const rl_recipe_extern *x = &e->x->info;
+    const rl_recipe_extern *x = e->x;
     for (int d = 0; d < e->n_dims; d++) fr->argv[fr->argc++] = &fr->dims[d];
     for (int i = 0; i < x->n_params; i++) {
         const rl_tensor *t = args[i];
@@ -503,21 +486,15 @@ static rl_status push_inputs(rl_ctx *ctx, const ffi_ext *e, frame *fr, rl_tensor
 static rl_status check_rc(rl_ctx *ctx, const ffi_ext *e, ffi_arg rc, bool bwd) {
     int32_t v = (int32_t)rc;
     if (v == 0) return RL_OK;
-    const rl_recipe_extern *x = &e->x->info;
+    const rl_recipe_extern *x = e->x;
     return rl_ctx_fail(ctx, RL_ERR_STATE, "extern '%s': %s() in %s returned %d (0 means success)", x->name,
                        bwd ? x->backward : x->name, x->lib, (int)v);
 }
 
-rl_status rl_recipe_ffi_call(const rl_recipe_extern *ext, const rl_recipe_call *call, rl_recipe_value *out,
-                             void *user) {
-    (void)user;
+static rl_status ffi_call_extern(void *handle, const rl_recipe_extern *ext, const rl_recipe_call *call,
+                                 rl_recipe_value *out) {
     rl_ctx *ctx = call->ctx;
-    /* ext is the `info` member of its rl_extern_decl */
-    const rl_extern_decl *x = (const rl_extern_decl *)((const char *)ext - offsetof(rl_extern_decl, info));
-    ffi_ext *e = x->ffi;
-    if (!e || !e->fwd)
-        return rl_ctx_fail(ctx, RL_ERR_STATE, "extern '%s' was not loaded: compile the recipe with "
-                                              "opts.extern_call = rl_recipe_ffi_call", ext->name);
+    ffi_ext *e = handle;
     rl_tensor *args[RL_RECIPE_MAX_FN_PARAMS];
     for (int i = 0; i < ext->n_params; i++) args[i] = call->args[i].t;
     frame fr;
@@ -559,7 +536,7 @@ static rl_status ffi_vjp(rl_ctx *ctx, void *user, int n_in, rl_tensor *const *in
                          rl_tensor **din) {
     const vjp_ctx *v = user;
     ffi_ext *e = v->e;
-    const rl_recipe_extern *x = &e->x->info;
+    const rl_recipe_extern *x = e->x;
     (void)n_in;
     frame fr;
     memset(&fr, 0, sizeof fr);
@@ -590,4 +567,9 @@ static rl_status ffi_vjp(rl_ctx *ctx, void *user, int n_in, rl_tensor *const *in
         if (din[i] && dp[i]) st = write_host(ctx, e, din[i], dp[i]);
     frame_free(&fr);
     return st;
+}
+
+const rl_recipe_extern_bridge *rl_recipe_ffi_bridge(void) {
+    static const rl_recipe_extern_bridge bridge = {ffi_bind, ffi_call_extern, ffi_release, NULL};
+    return &bridge;
 }

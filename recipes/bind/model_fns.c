@@ -1,4 +1,4 @@
-/* recipes/model_fns.c - the GPT-2 model functions a recipe can call, as a
+/* recipes/bind/model_fns.c - the GPT-2 model functions a recipe can call, as a
  * function table for rl_recipe_compile (models/rl_gpt2.h does the work):
  *
  *   token_logprobs(model, tokens) -> f32[B, T]  log pi(ids[t] | ids[<t]); 0 at t = 0 and on padding
@@ -14,9 +14,10 @@
  * values, log-probabilities and masks line up for gae() and the losses.
  * Model handles are rl_gpt2 *.
  */
-#include "recipe_int.h"
+#include "rl_recipe_bind.h"
 
 #include "rl_gpt2.h"
+#include "rl_ops.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -211,4 +212,11 @@ rl_recipe_fns rl_recipe_gpt2_fns(rl_recipe_gpt2_env *env) {
         .user = env,
     };
     return f;
+}
+
+rl_recipe_opts rl_recipe_opts_gpt2(rl_recipe_gpt2_env *env) {
+    rl_recipe_opts o = rl_recipe_opts_default();
+    o.fns = rl_recipe_gpt2_fns(env);
+    o.externs = rl_recipe_ffi_bridge();
+    return o;
 }

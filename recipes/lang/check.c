@@ -488,7 +488,7 @@ static void decl_extern(rl_ck *c, const rl_stmt *st) {
     fn->n_results = st->n_rtypes;
     for (int i = 0; i < st->n_rtypes; i++) fn->results[i] = rt[i].is_int ? RL_RR_INT : RL_RR_FLOAT;
     fn->flags = st->backward ? 0 : RL_RFN_NOGRAD;
-    fn->call = NULL; /* the libffi bridge (opts.extern_call) */
+    fn->call = NULL; /* through the caller's extern bridge (opts.externs) */
     p->n_externs++;
     rl_grow(&p->fnv, &p->cap_fnv, p->n_fnv + 1, sizeof(*p->fnv));
     rl_grow(&p->fnv_user, &p->cap_fnv_user, p->n_fnv + 1, sizeof(void *));

@@ -207,11 +207,11 @@ static rl_status run_fn(rl_recipe_program *p, rl_ctx *ctx, rl_ir *in) {
     const rl_extern_decl *x = extern_of(p, fn);
     if (x) {
         if (p->dry) st = extern_dry(p, x, &call, out);
-        else if (p->opts.extern_call) st = p->opts.extern_call(&x->info, &call, out, p->opts.extern_user);
+        else if (x->handle) st = p->opts.externs->call(x->handle, &x->info, &call, out);
         else
             st = rl_ctx_fail(ctx, RL_ERR_STATE,
-                             "extern '%s' cannot be called: the recipe was compiled without the libffi bridge "
-                             "that loads %s (opts.extern_call = rl_recipe_ffi_call)",
+                             "extern '%s' cannot be called: the recipe was compiled without an extern bridge "
+                             "to load %s (opts.externs = rl_recipe_ffi_bridge())",
                              fn->name, x->info.lib);
     } else {
         st = fn->call(&call, out);

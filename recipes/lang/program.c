@@ -248,6 +248,31 @@ static void build_nodes(rl_recipe_program *p) {
     }
 }
 
+/* Binds every extern through the caller's bridge (opts.externs); what it
+ * cannot bind is an error at the part of the declaration it names. */
+static void bind_externs(rl_recipe_program *p) {
+    const rl_recipe_extern_bridge *b = p->opts.externs;
+    rl_recipe *r = p->r;
+    if (!b || !b->bind) return;
+    for (int i = 0; i < p->n_externs; i++) {
+        rl_extern_decl *x = p->externs[i];
+        const rl_stmt *st = NULL;
+        for (int k = 0; k < r->n_stmts && !st; k++)
+            if (r->stmts[k]->kind == ST_EXTERN && r->stmts[k]->names[0] &&
+                strcmp(r->stmts[k]->names[0], x->info.name) == 0)
+                st = r->stmts[k];
+        rl_recipe_extern_error err;
+        memset(&err, 0, sizeof err);
+        x->handle = b->bind(b->user, &x->info, r->src.name, p->opts.dtype, &err);
+        if (x->handle || !st) continue;
+        rl_span sp = err.at == RL_EXTERN_AT_LIB ? st->libsp : err.at == RL_EXTERN_AT_BACKWARD ? st->bsp : st->nsp[0];
+        if (err.msg[0])
+            rl_diag_add(r, &r->src, RL_DIAG_ERROR, sp, err.hint[0] ? err.hint : NULL, "%s", err.msg);
+        else
+            rl_diag_add(r, &r->src, RL_DIAG_ERROR, sp, NULL, "extern '%s' cannot be bound", x->info.name);
+    }
+}
+
 rl_recipe_program *rl_recipe_compile(rl_recipe *r, rl_ctx *ctx, const rl_recipe_opts *opts) {
     if (!r || !ctx) return NULL;
     int errors0 = r->n_errors;
@@ -257,12 +282,12 @@ rl_recipe_program *rl_recipe_compile(rl_recipe *r, rl_ctx *ctx, const rl_recipe_
     p->ctx = ctx;
     p->opts = opts ? *opts : rl_recipe_opts_default();
     if (p->opts.dtype != RL_F64) p->opts.dtype = RL_F32;
-    p->fns = p->opts.fns ? *p->opts.fns : rl_recipe_gpt2_fns(NULL);
+    p->fns = p->opts.fns;
     p->kind = r->kind;
     p->name = r->name ? r->name : "";
     rl_check(p);
-    /* plug-ins load only when the caller asked for the libffi bridge */
-    if (p->opts.extern_call == rl_recipe_ffi_call) rl_ffi_bind(p);
+    /* externs bind only through the caller's bridge */
+    bind_externs(p);
     /* the audit and the shape check need a complete program: no errors at all
      * (syntax errors included) */
     if (r->n_errors == 0) rl_audit(p);
@@ -299,7 +324,9 @@ static void free_kept(rl_recipe_program *p) {
 void rl_recipe_program_free(rl_recipe_program *p) {
     if (!p) return;
     free_kept(p);
-    rl_ffi_release(p);
+    const rl_recipe_extern_bridge *b = p->opts.externs;
+    for (int i = 0; i < p->n_externs; i++)
+        if (p->externs[i]->handle && b && b->release) b->release(p->externs[i]->handle);
     for (int i = 0; i < p->n_ir; i++)
         if (p->ir[i].state && p->ir[i].code == IR_FN && p->fnv[p->ir[i].op]->free_state)
             p->fnv[p->ir[i].op]->free_state(p->ir[i].state);

@@ -1,4 +1,4 @@
-/* recipes/recipe_int.h - what the recipe language's sources share and users
+/* recipes/lang/recipe_int.h - what the recipe language's sources share and users
  * do not: the bump pool, sources and spans, diagnostics, tokens, the syntax
  * tree, the compiled program (instructions over value slots) and the entry
  * points of each pass:
@@ -12,8 +12,9 @@
  *   eval.c    runs instructions on the engine (real runs and the shape check)
  *   dryrun.c  the shape check: symbolic dims bound to distinct primes
  *   program.c the public API (compile driver, binding, running, accessors)
- *   natives.c, model_fns.c, prelude.c: the functions every recipe can call
- *   ffi.c     externs: loading plug-ins and calling them through libffi
+ *   natives.c, prelude.c: the functions every recipe can call; the model
+ *             functions and the extern bridge come from the caller (rl_recipe_opts;
+ *             this product's are in recipes/bind/)
  */
 #ifndef RL_RECIPE_INT_H
 #define RL_RECIPE_INT_H
@@ -343,7 +344,7 @@ typedef struct rl_extern_decl {
     rl_recipe_extern info;
     rl_recipe_fn fn;           /* its table entry */
     rl_span sp;
-    void *ffi;                 /* the libffi bridge's loaded library and symbols (ffi.c), or NULL */
+    void *handle;              /* opts.externs->bind's handle, or NULL */
 } rl_extern_decl;
 
 struct rl_recipe_program {
@@ -411,12 +412,6 @@ rl_status rl_eval_phase(rl_recipe_program *p, rl_ctx *ctx, int phase, rl_eval_er
                         void *user, int *failed_ir, char *msg, size_t msg_n);
 /* "f32 [3, 5]" with the run dtype written f32. */
 void rl_eval_describe(const rl_recipe_program *p, const rl_tensor *t, char *buf, size_t n);
-
-/* ffi.c: loads the externs' libraries and resolves their symbols
- * (diagnostics at the declarations), when opts.extern_call is the libffi
- * bridge; and unloads them. */
-void rl_ffi_bind(rl_recipe_program *p);
-void rl_ffi_release(rl_recipe_program *p);
 
 /* The prelude's parsed functions (prelude.c). */
 rl_recipe *rl_prelude_parse(void);

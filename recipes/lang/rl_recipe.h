@@ -1,4 +1,4 @@
-/* recipes/rl_recipe.h - the recipe language, the product's face: parse a
+/* recipes/lang/rl_recipe.h - the recipe language, the product's face: parse a
  * .recipe file, override its hyperparameters (--set), check it before any data
  * is read (names, arity, dtypes, symbolic shapes, the stop-gradient audit) and
  * compile it to a program of op calls that runs on the engine's tape.
@@ -7,7 +7,8 @@
  * Model of use (the stage runner does this):
  *   rl_recipe *r = rl_recipe_load("recipes/dpo.recipe");
  *   rl_recipe_set(r, "beta", "0.05");                  // --set beta=0.05
- *   rl_recipe_opts o = rl_recipe_opts_default();       // f32, GPT-2 model functions
+ *   rl_recipe_opts o = rl_recipe_opts_gpt2(&env);      // f32, GPT-2 model functions and
+ *                                                      // the libffi bridge (rl_recipe_bind.h)
  *   rl_recipe_program *p = rl_recipe_compile(r, ctx, &o);
  *   if (!p) { rl_recipe_print_diags(r, stderr); ... }  // file:line:col: error: ...
  *   rl_recipe_bind_model(p, "policy", policy);          // an rl_gpt2 * for the GPT-2 table
@@ -231,19 +232,6 @@ typedef struct rl_recipe_fns {
     void *user; /* passed to every call and to dry.make/free */
 } rl_recipe_fns;
 
-/* The GPT-2 model functions (recipes/model_fns.c): token_logprobs, end_score,
- * values, logits, generate. Handles bound with rl_recipe_bind_model are
- * rl_gpt2 *. */
-typedef struct rl_recipe_gpt2_env {
-    uint64_t rng_state[4]; /* the sampling stream of generate (an rl_rng) */
-    int32_t eos_id;        /* -1: none */
-    int32_t pad_id;
-} rl_recipe_gpt2_env;
-void rl_recipe_gpt2_env_init(rl_recipe_gpt2_env *env, uint64_t seed);
-/* The table; env may be NULL (generate then samples from a stream seeded 0,
- * with no EOS and pad id 0). env must outlive every program compiled with it. */
-rl_recipe_fns rl_recipe_gpt2_fns(rl_recipe_gpt2_env *env);
-
 /* The functions every recipe has (at_end, gae, whiten, window_mean, kl). */
 int rl_recipe_n_natives(void);
 const rl_recipe_fn *rl_recipe_native_at(int i);
@@ -270,34 +258,44 @@ typedef struct rl_recipe_extern {
     int line, col;        /* of the declaration */
 } rl_recipe_extern;
 
-/* Runs an extern: computes out[0 .. ext->n_results) from call->args like a
- * function table entry. */
-typedef rl_status (*rl_recipe_extern_fn)(const rl_recipe_extern *ext, const rl_recipe_call *call,
-                                         rl_recipe_value *out, void *user);
+/* What a bridge says when it cannot bind an extern: the message, an optional
+ * hint, and the part of the declaration they point at. */
+typedef enum { RL_EXTERN_AT_LIB, RL_EXTERN_AT_NAME, RL_EXTERN_AT_BACKWARD } rl_recipe_extern_part;
+typedef struct rl_recipe_extern_error {
+    rl_recipe_extern_part at;
+    char msg[4096];
+    char hint[300];
+} rl_recipe_extern_error;
 
-/* The libffi bridge (recipes/ffi.c). Set opts.extern_call = rl_recipe_ffi_call
- * to run externs from shared libraries: rl_recipe_compile then loads each
- * extern's library (dlopen: the recipe's directory, $RLHF_PLUGIN_DIR, the
- * program's directory and its plugins/, the build's plugin directory, the
- * system's library path) and resolves its functions, and reports a missing
- * library, function or backward, or a signature that contradicts the
- * library's own NAME_signature string, as errors at the declaration.
- * Externs with a backward are differentiable (exact vector-Jacobian
- * products through the foreign op). The C ABI plug-ins implement is in
- * docs/recipes.md ("Externs: the C ABI"). Nothing is loaded without it. */
-rl_status rl_recipe_ffi_call(const rl_recipe_extern *ext, const rl_recipe_call *call, rl_recipe_value *out,
-                             void *user);
+/* How a program runs its externs; the language itself loads no code. The
+ * libffi bridge (recipes/bind/rl_recipe_bind.h) loads shared libraries. */
+typedef struct rl_recipe_extern_bridge {
+    /* At compile time, once per extern: finds and checks its code for runs
+     * in `dtype`; recipe_file locates plug-ins beside the recipe. Returns a
+     * handle, or NULL with err filled (an error at the declaration). */
+    void *(*bind)(void *user, const rl_recipe_extern *ext, const char *recipe_file, rl_dtype dtype,
+                  rl_recipe_extern_error *err);
+    /* Computes out[0 .. ext->n_results) from call->args, like a function
+     * table entry (joining the tape itself where it has a backward). */
+    rl_status (*call)(void *handle, const rl_recipe_extern *ext, const rl_recipe_call *call,
+                      rl_recipe_value *out);
+    /* When the program is freed. */
+    void (*release)(void *handle);
+    void *user;
+} rl_recipe_extern_bridge;
 
 /* ---- compiling ------------------------------------------------------------------------ */
 
 typedef struct rl_recipe_opts {
     rl_dtype dtype;           /* the run's float dtype: RL_F32, or RL_F64 for gradient checks */
-    const rl_recipe_fns *fns; /* model functions; NULL: GPT-2 with a NULL env */
+    rl_recipe_fns fns;        /* the model functions (token_logprobs, generate, ...); none by
+                                 default: rl_recipe_opts_gpt2 gives GPT-2's */
     int no_dry_run;           /* 1: skip the shape check (static checks only) */
-    rl_recipe_extern_fn extern_call; /* rl_recipe_ffi_call; NULL: calling an extern is a run-time error */
-    void *extern_user;
+    const rl_recipe_extern_bridge *externs; /* NULL: externs check, but calling one is a
+                                               run-time error */
 } rl_recipe_opts;
 
+/* f32, no model functions, no extern bridge: the language alone. */
 rl_recipe_opts rl_recipe_opts_default(void);
 
 /* Checks and compiles r (with the --set overrides given so far). Params are

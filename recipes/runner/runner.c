@@ -90,11 +90,9 @@ static rl_status rn_load_recipe(rn *r) {
 static rl_status rn_compile(rn *r) {
     rl_recipe_gpt2_env_init(&r->env, r->cfg->seed ^ 0x67656e6572617465ull); /* "generate" */
     r->env.eos_id = rl_tokenizer_eos_id(r->tok);
-    r->fns = rl_recipe_gpt2_fns(&r->env);
-    rl_recipe_opts o = rl_recipe_opts_default();
+    /* GPT-2's model functions; externs run from their shared libraries */
+    rl_recipe_opts o = rl_recipe_opts_gpt2(&r->env);
     o.dtype = RL_F32;
-    o.fns = &r->fns;
-    o.extern_call = rl_recipe_ffi_call; /* externs run from their shared libraries */
     r->p = rl_recipe_compile(r->recipe, r->ctx, &o);
     if (!r->p) return rn_recipe_errors(r);
     r->kind = rl_recipe_program_kind(r->p);

@@ -16,6 +16,7 @@
 #include "rl_tokenizer.h"
 #include "rl_data.h"
 #include "rl_recipe.h"
+#include "rl_recipe_bind.h"
 #include "rl_runner.h"
 
 #include <stdbool.h>
@@ -72,7 +73,6 @@ typedef struct rn {
     rl_recipe_kind kind;
     uint64_t recipe_hash;
     rl_recipe_gpt2_env env;  /* generate's sampling stream, EOS and pad ids */
-    rl_recipe_fns fns;
     rl_rng rng;              /* minibatch order */
 
     rl_tokenizer *tok;

@@ -11,6 +11,7 @@
 #include "rl_gradcheck.h"
 #include "rl_gpt2.h"
 #include "recipe_int.h"
+#include "rl_recipe_bind.h"
 
 #include <math.h>
 #include <stdarg.h>
@@ -287,11 +288,9 @@ rl_status rl_recipe_gradcheck(rl_recipe *r, const rl_recipe_gc_opts *opts, rl_re
     int nm = 0;
     rl_recipe_gpt2_env env;
     rl_recipe_gpt2_env_init(&env, o.seed);
-    rl_recipe_fns fns = rl_recipe_gpt2_fns(&env);
-    rl_recipe_opts ro = rl_recipe_opts_default();
+    /* GPT-2's model functions; user plug-ins are checked like any op */
+    rl_recipe_opts ro = rl_recipe_opts_gpt2(&env);
     ro.dtype = RL_F64;
-    ro.fns = &fns;
-    ro.extern_call = rl_recipe_ffi_call; /* user plug-ins are checked like any op */
     s.p = rl_recipe_compile(r, s.ctx, &ro);
     if (!s.p) {
         const rl_recipe_diag *d = rl_recipe_first_error(r);

@@ -1,0 +1,45 @@
+/* recipes/bind/rl_recipe_bind.h - what this product binds the recipe language
+ * to: the GPT-2 model functions (model_fns.c) and the libffi bridge that runs
+ * `extern` plug-ins from shared libraries (ffi.c). The language (lang/)
+ * knows neither; its callers pass them in rl_recipe_opts.
+ */
+#ifndef RL_RECIPE_BIND_H
+#define RL_RECIPE_BIND_H
+
+#include "rl_recipe.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* The GPT-2 model functions: token_logprobs, end_score, values, logits,
+ * generate. Handles bound with rl_recipe_bind_model are rl_gpt2 *. */
+typedef struct rl_recipe_gpt2_env {
+    uint64_t rng_state[4]; /* the sampling stream of generate (an rl_rng) */
+    int32_t eos_id;        /* -1: none */
+    int32_t pad_id;
+} rl_recipe_gpt2_env;
+void rl_recipe_gpt2_env_init(rl_recipe_gpt2_env *env, uint64_t seed);
+/* The table; env may be NULL (generate then samples from a stream seeded 0,
+ * with no EOS and pad id 0). env must outlive every program compiled with it. */
+rl_recipe_fns rl_recipe_gpt2_fns(rl_recipe_gpt2_env *env);
+
+/* The libffi bridge. rl_recipe_compile then loads each extern's library
+ * (dlopen: the recipe's directory, $RLHF_PLUGIN_DIR, the program's directory
+ * and its plugins/, the build's plugin directory, the system's library path)
+ * and resolves its functions, and reports a missing library, function or
+ * backward, or a signature that contradicts the library's own NAME_signature
+ * string, as errors at the declaration. Externs with a backward are
+ * differentiable (exact vector-Jacobian products through the foreign op).
+ * The C ABI plug-ins implement is in docs/recipes.md ("Externs: the C ABI"). */
+const rl_recipe_extern_bridge *rl_recipe_ffi_bridge(void);
+
+/* rl_recipe_opts_default() with GPT-2's model functions (env as for
+ * rl_recipe_gpt2_fns) and the libffi bridge: what the runner, `rlhf graph`
+ * and the gradient checks compile with. */
+rl_recipe_opts rl_recipe_opts_gpt2(rl_recipe_gpt2_env *env);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
