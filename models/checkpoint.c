@@ -2,6 +2,7 @@
  * names, alone or as a model directory with config.json (see
  * rl_checkpoint.h for what is accepted and refused).
  */
+#include "rl_file.h"
 #include "rl_checkpoint.h"
 
 #include "rl_safetensors.h"
@@ -14,18 +15,6 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
-
-static rl_status ck_fail(char *err, size_t n, rl_status st, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-static rl_status ck_fail(char *err, size_t n, rl_status st, const char *fmt, ...) {
-    if (err && n) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(err, n, fmt, ap);
-        va_end(ap);
-    }
-    return st;
-}
 
 static int ck_is_dir(const char *path) {
     struct stat s;
@@ -78,18 +67,18 @@ rl_status rl_gpt2_config_load_json(const char *path, rl_gpt2_config *cfg, char *
     json_error_t je;
     json_t *root = json_load_file(path, 0, &je);
     if (!root)
-        return ck_fail(err, errlen, RL_ERR_IO, "%s:%d:%d: %s", path, je.line, je.column, je.text);
+        return rl_errf(err, errlen, RL_ERR_IO, "%s:%d:%d: %s", path, je.line, je.column, je.text);
     rl_status st = RL_OK;
     memset(cfg, 0, sizeof *cfg);
     const char *keys[] = {"vocab_size", "n_positions", "n_layer", "n_head", "n_embd"};
     int64_t *dst[] = {&cfg->vocab, &cfg->n_ctx, &cfg->n_layer, &cfg->n_head, &cfg->n_embd};
     if (!json_is_object(root)) {
-        st = ck_fail(err, errlen, RL_ERR_IO, "%s: the config is not a JSON object", path);
+        st = rl_errf(err, errlen, RL_ERR_IO, "%s: the config is not a JSON object", path);
         goto done;
     }
     for (int i = 0; i < 5; i++)
         if (!ck_json_int(root, keys[i], dst[i])) {
-            st = ck_fail(err, errlen, RL_ERR_IO,
+            st = rl_errf(err, errlen, RL_ERR_IO,
                          "%s: '%s' is missing or not a positive integer (a GPT-2 config needs "
                          "vocab_size, n_positions, n_layer, n_head, n_embd)",
                          path, keys[i]);
@@ -99,12 +88,12 @@ rl_status rl_gpt2_config_load_json(const char *path, rl_gpt2_config *cfg, char *
     cfg->layer_norm_epsilon = json_is_number(eps) ? json_number_value(eps) : 1e-5;
     json_t *mt = json_object_get(root, "model_type");
     if (mt && (!json_is_string(mt) || strcmp(json_string_value(mt), "gpt2") != 0)) {
-        st = ck_fail(err, errlen, RL_ERR_IO, "%s: model_type is %s, not \"gpt2\"", path,
+        st = rl_errf(err, errlen, RL_ERR_IO, "%s: model_type is %s, not \"gpt2\"", path,
                      json_is_string(mt) ? json_string_value(mt) : "not a string");
         goto done;
     }
     if (cfg->n_embd % cfg->n_head)
-        st = ck_fail(err, errlen, RL_ERR_IO, "%s: n_embd %lld is not a multiple of n_head %lld", path,
+        st = rl_errf(err, errlen, RL_ERR_IO, "%s: n_embd %lld is not a multiple of n_head %lld", path,
                      (long long)cfg->n_embd, (long long)cfg->n_head);
 done:
     json_decref(root);
@@ -138,18 +127,19 @@ static json_t *ck_config_json(const rl_gpt2_config *cfg, rl_gpt2_kind kind) {
 rl_status rl_gpt2_config_save_json(const char *path, const rl_gpt2_config *cfg, rl_gpt2_kind kind,
                                    char *err, size_t errlen) {
     json_t *o = ck_config_json(cfg, kind);
-    size_t n = strlen(path) + 32;
-    char *tmp = malloc(n);
-    snprintf(tmp, n, "%s.tmp.%ld", path, (long)getpid());
-    int rc = json_dump_file(o, tmp, JSON_INDENT(2) | JSON_REAL_PRECISION(17));
-    json_decref(o);
-    rl_status st = RL_OK;
-    if (rc != 0 || rename(tmp, path) != 0) {
-        st = ck_fail(err, errlen, RL_ERR_IO, "%s: cannot write the config: %s", path, strerror(errno));
-        unlink(tmp);
+    rl_atomic_file a;
+    FILE *f = rl_atomic_open(&a, path, err, errlen);
+    if (!f) {
+        json_decref(o);
+        return RL_ERR_IO;
     }
-    free(tmp);
-    return st;
+    int rc = json_dumpf(o, f, JSON_INDENT(2) | JSON_REAL_PRECISION(17));
+    json_decref(o);
+    if (rc != 0) {
+        rl_atomic_abort(&a);
+        return rl_errf(err, errlen, RL_ERR_IO, "%s: cannot write the config: %s", path, strerror(errno));
+    }
+    return rl_atomic_commit(&a, err, errlen);
 }
 
 /* ---- loading -------------------------------------------------------------------- */
@@ -203,23 +193,23 @@ static rl_status ck_read_into(rl_ctx *ctx, rl_st_file *f, const rl_st_tensor *sr
         char a[96], b[96];
         ck_shape_str(src->ndim, src->shape, a, sizeof a);
         ck_shape_str(dst->ndim, dst->shape, b, sizeof b);
-        return ck_fail(err, errlen, RL_ERR_IO,
+        return rl_errf(err, errlen, RL_ERR_IO,
                        "%s: tensor '%s' has shape %s but the config needs %s", path, src->name, a, b);
     }
     if (src->dtype != RL_ST_F32 && src->dtype != RL_ST_F64 && src->dtype != RL_ST_F16 &&
         src->dtype != RL_ST_BF16)
-        return ck_fail(err, errlen, RL_ERR_IO,
+        return rl_errf(err, errlen, RL_ERR_IO,
                        "%s: tensor '%s' is %s; model weights must be F32, F64, F16 or BF16", path,
                        src->name, rl_st_dtype_name(src->dtype));
     size_t n = (size_t)dst->numel;
     size_t bytes = n * rl_dtype_size(dst->dtype);
     void *buf = malloc(bytes ? bytes : 8);
-    if (!buf) return ck_fail(err, errlen, RL_ERR_MEMORY, "%s: out of memory reading '%s'", path, src->name);
+    if (!buf) return rl_errf(err, errlen, RL_ERR_MEMORY, "%s: out of memory reading '%s'", path, src->name);
     rl_status st = dst->dtype == RL_F64 ? rl_st_read_f64(f, src->name, buf, n)
                                         : rl_st_read_f32(f, src->name, buf, n);
     if (st == RL_OK) st = rl_tensor_write(ctx, dst, buf, bytes);
     if (st != RL_OK)
-        ck_fail(err, errlen, st, "%s: tensor '%s': %s", path, src->name,
+        rl_errf(err, errlen, st, "%s: tensor '%s': %s", path, src->name,
                 rl_st_error(f) ? rl_st_error(f) : (rl_ctx_error(ctx) ? rl_ctx_error(ctx) : "read failed"));
     free(buf);
     return st;
@@ -230,7 +220,7 @@ static rl_status ck_check_tied(rl_st_file *f, const rl_st_tensor *head, const rl
                                char *err, size_t errlen) {
     const char *path = rl_st_path(f);
     if (!wte || !rl_shape_equal(head->ndim, head->shape, wte->ndim, wte->shape))
-        return ck_fail(err, errlen, RL_ERR_IO,
+        return rl_errf(err, errlen, RL_ERR_IO,
                        "%s: tensor '%s' does not match wte.weight; rlhf's GPT-2 ties the LM head "
                        "to the token embedding",
                        path, head->name);
@@ -238,11 +228,11 @@ static rl_status ck_check_tied(rl_st_file *f, const rl_st_tensor *head, const rl
     float *a = malloc(n * sizeof(float)), *b = malloc(n * sizeof(float));
     rl_status st = RL_OK;
     if (!a || !b) {
-        st = ck_fail(err, errlen, RL_ERR_MEMORY, "%s: out of memory", path);
+        st = rl_errf(err, errlen, RL_ERR_MEMORY, "%s: out of memory", path);
     } else if (rl_st_read_f32(f, head->name, a, n) != RL_OK || rl_st_read_f32(f, wte->name, b, n) != RL_OK) {
-        st = ck_fail(err, errlen, RL_ERR_IO, "%s: %s", path, rl_st_error(f));
+        st = rl_errf(err, errlen, RL_ERR_IO, "%s: %s", path, rl_st_error(f));
     } else if (memcmp(a, b, n * sizeof(float)) != 0) {
-        st = ck_fail(err, errlen, RL_ERR_IO,
+        st = rl_errf(err, errlen, RL_ERR_IO,
                      "%s: tensor '%s' differs from wte.weight; untied LM heads are not supported "
                      "(GPT-2 ties them)",
                      path, head->name);
@@ -260,7 +250,7 @@ rl_status rl_gpt2_load(rl_ctx *ctx, const char *path, rl_gpt2_kind kind, rl_dtyp
         st_path = ck_join(path, "model.safetensors");
         cfg_path = ck_join(path, "config.json");
         if (!ck_exists(st_path)) {
-            rl_status s = ck_fail(err, errlen, RL_ERR_IO,
+            rl_status s = rl_errf(err, errlen, RL_ERR_IO,
                                   "%s: no model.safetensors in this directory", path);
             free(st_path);
             free(cfg_path);
@@ -280,7 +270,7 @@ rl_status rl_gpt2_load(rl_ctx *ctx, const char *path, rl_gpt2_kind kind, rl_dtyp
     if (st != RL_OK) goto done;
     if (!ck_config_from_meta(f, &cfg)) {
         if (!cfg_path || !ck_exists(cfg_path)) {
-            st = ck_fail(err, errlen, RL_ERR_IO,
+            st = rl_errf(err, errlen, RL_ERR_IO,
                          "%s: the file records no GPT-2 config (n_embd, n_layer, n_head, ...) in its "
                          "metadata and there is no config.json beside it; load the model directory "
                          "instead",
@@ -292,7 +282,7 @@ rl_status rl_gpt2_load(rl_ctx *ctx, const char *path, rl_gpt2_kind kind, rl_dtyp
     }
     m = rl_gpt2_new(ctx, &cfg, kind, dtype, seed);
     if (!m) {
-        st = ck_fail(err, errlen, rl_ctx_status(ctx) ? rl_ctx_status(ctx) : RL_ERR_ARG, "%s: %s",
+        st = rl_errf(err, errlen, rl_ctx_status(ctx) ? rl_ctx_status(ctx) : RL_ERR_ARG, "%s: %s",
                      st_path, rl_ctx_error(ctx) ? rl_ctx_error(ctx) : "cannot build the model");
         goto done;
     }
@@ -312,13 +302,13 @@ rl_status rl_gpt2_load(rl_ctx *ctx, const char *path, rl_gpt2_kind kind, rl_dtyp
             if (strcmp(m->tensors[j]->name, name) == 0) k = j;
         if (k < 0) {
             if (ck_is_head_name(name)) continue; /* another kind's head: not ours to load */
-            st = ck_fail(err, errlen, RL_ERR_IO,
+            st = rl_errf(err, errlen, RL_ERR_IO,
                          "%s: tensor '%s' is not part of a GPT-2 model with this config (%lld layers)",
                          st_path, t->name, (long long)cfg.n_layer);
             goto done;
         }
         if (by_model[k]) {
-            st = ck_fail(err, errlen, RL_ERR_IO, "%s: tensors '%s' and '%s' both give '%s'", st_path,
+            st = rl_errf(err, errlen, RL_ERR_IO, "%s: tensors '%s' and '%s' both give '%s'", st_path,
                          by_model[k]->name, t->name, name);
             goto done;
         }
@@ -329,7 +319,7 @@ rl_status rl_gpt2_load(rl_ctx *ctx, const char *path, rl_gpt2_kind kind, rl_dtyp
         rl_tensor *dst = m->tensors[j];
         if (!by_model[j]) {
             if (ck_is_head_name(dst->name)) continue; /* fresh head (e.g. reward model from an LM) */
-            st = ck_fail(err, errlen, RL_ERR_IO,
+            st = rl_errf(err, errlen, RL_ERR_IO,
                          "%s: tensor '%s' is missing (a GPT-2 with %lld layers needs it)", st_path,
                          dst->name, (long long)cfg.n_layer);
             goto done;
@@ -365,7 +355,7 @@ rl_status rl_gpt2_save(rl_ctx *ctx, const rl_gpt2 *m, const char *path, char *er
         st_path = strdup(path);
     } else {
         if (!ck_is_dir(path) && mkdir(path, 0777) != 0)
-            return ck_fail(err, errlen, RL_ERR_IO, "%s: cannot create the directory: %s", path,
+            return rl_errf(err, errlen, RL_ERR_IO, "%s: cannot create the directory: %s", path,
                            strerror(errno));
         st_path = ck_join(path, "model.safetensors");
         cfg_path = ck_join(path, "config.json");
@@ -382,13 +372,13 @@ rl_status rl_gpt2_save(rl_ctx *ctx, const rl_gpt2 *m, const char *path, char *er
         size_t bytes = (size_t)t->numel * rl_dtype_size(t->dtype);
         bufs[j] = malloc(bytes ? bytes : 8);
         if (!bufs[j] || rl_tensor_read(ctx, t, bufs[j], bytes) != RL_OK) {
-            st = ck_fail(err, errlen, RL_ERR_MEMORY, "%s: cannot read tensor '%s'", st_path, t->name);
+            st = rl_errf(err, errlen, RL_ERR_MEMORY, "%s: cannot read tensor '%s'", st_path, t->name);
             break;
         }
         char name[96];
         snprintf(name, sizeof name, "%s%s", ck_is_head_name(t->name) ? "" : prefix, t->name);
         st = rl_st_writer_add(w, name, sd, t->ndim, t->shape, bufs[j], bytes);
-        if (st != RL_OK) ck_fail(err, errlen, st, "%s: %s", st_path, rl_st_writer_error(w));
+        if (st != RL_OK) rl_errf(err, errlen, st, "%s: %s", st_path, rl_st_writer_error(w));
     }
     if (st == RL_OK) {
         char v[64];
@@ -405,7 +395,7 @@ rl_status rl_gpt2_save(rl_ctx *ctx, const rl_gpt2 *m, const char *path, char *er
         snprintf(v, sizeof v, "%.17g", c->layer_norm_epsilon);
         rl_st_writer_set_meta(w, "layer_norm_epsilon", v);
         st = rl_st_writer_write(w, st_path);
-        if (st != RL_OK) ck_fail(err, errlen, st, "%s", rl_st_writer_error(w));
+        if (st != RL_OK) rl_errf(err, errlen, st, "%s", rl_st_writer_error(w));
     }
     if (st == RL_OK && cfg_path) st = rl_gpt2_config_save_json(cfg_path, &m->cfg, m->kind, err, errlen);
     for (int j = 0; j < m->n_tensors; j++) free(bufs[j]);

@@ -4,6 +4,7 @@
  * The header JSON is parsed and written with jansson. See rl_safetensors.h.
  */
 #include "rl_safetensors.h"
+#include "rl_file.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -875,37 +876,8 @@ static char *st_header_json(rl_st_writer *w, st_wtensor **order) {
     return s;
 }
 
-/* Writes all of buf; -1 with errno. */
-static int st_write_all(int fd, const void *buf, size_t n) {
-    const uint8_t *p = buf;
-    while (n) {
-        size_t chunk = n < ((size_t)1 << 30) ? n : ((size_t)1 << 30);
-        ssize_t r = write(fd, p, chunk);
-        if (r < 0 && errno == EINTR) continue;
-        if (r < 0) return -1;
-        if (r == 0) {
-            errno = EIO;
-            return -1;
-        }
-        p += r;
-        n -= (size_t)r;
-    }
-    return 0;
-}
-
-/* Makes the rename durable; best effort (some file systems cannot fsync a
- * directory, and the new file is complete either way). */
-static void st_sync_dir(const char *path) {
-    const char *slash = strrchr(path, '/');
-    char *dir = slash ? strndup(path, slash == path ? 1 : (size_t)(slash - path)) : strdup(".");
-    if (!dir) return;
-    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd >= 0) {
-        (void)fsync(fd);
-        close(fd);
-    }
-    free(dir);
-}
+/* Writes all of buf; -1 on error. */
+static int st_write_all(FILE *f, const void *buf, size_t n) { return n && fwrite(buf, 1, n, f) != n ? -1 : 0; }
 
 rl_status rl_st_writer_write(rl_st_writer *w, const char *path) {
     if (!w) return RL_ERR_ARG;
@@ -914,8 +886,7 @@ rl_status rl_st_writer_write(rl_st_writer *w, const char *path) {
 
     rl_status st = RL_OK;
     st_wtensor **order = malloc((w->n + 1) * sizeof *order);
-    char *json = NULL, *tmp = NULL;
-    int fd = -1, created = 0;
+    char *json = NULL;
     if (!order) return st_wfail(w, RL_ERR_MEMORY, "%s: out of memory", path);
     for (size_t i = 0; i < w->n; i++) order[i] = &w->t[i];
     qsort(order, w->n, sizeof *order, st_cmp_wname);
@@ -936,44 +907,23 @@ rl_status rl_st_writer_write(rl_st_writer *w, const char *path) {
     uint8_t lenb[8];
     for (int i = 0; i < 8; i++) lenb[i] = (uint8_t)(hlen >> (8 * i));
 
-    size_t tlen = strlen(path) + 32;
-    tmp = malloc(tlen);
-    if (!tmp) {
-        st = st_wfail(w, RL_ERR_MEMORY, "%s: out of memory", path);
+    /* whole or not at all: a temporary next to path, fsync, rename */
+    char aerr[600];
+    rl_atomic_file af;
+    FILE *f = rl_atomic_open(&af, path, aerr, sizeof aerr);
+    if (!f) {
+        st = st_wfail(w, RL_ERR_IO, "%s", aerr);
         goto out;
     }
-    snprintf(tmp, tlen, "%s.tmp.%ld", path, (long)getpid());
-    fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0666);
-    if (fd < 0) {
-        st = st_wfail(w, RL_ERR_IO, "%s: cannot create the temporary file '%s': %s", path, tmp, strerror(errno));
-        goto out;
-    }
-    created = 1;
-    int bad = st_write_all(fd, lenb, 8) || st_write_all(fd, json, jlen) || st_write_all(fd, "        ", pad);
-    for (size_t i = 0; !bad && i < w->n; i++) bad = st_write_all(fd, order[i]->data, order[i]->nbytes);
+    int bad = st_write_all(f, lenb, 8) || st_write_all(f, json, jlen) || st_write_all(f, "        ", pad);
+    for (size_t i = 0; !bad && i < w->n; i++) bad = st_write_all(f, order[i]->data, order[i]->nbytes);
     if (bad) {
-        st = st_wfail(w, RL_ERR_IO, "%s: writing '%s' failed: %s", path, tmp, strerror(errno));
+        st = st_wfail(w, RL_ERR_IO, "%s: writing '%s' failed: %s", path, af.tmp, strerror(errno));
+        rl_atomic_abort(&af);
         goto out;
     }
-    if (fsync(fd) != 0) {
-        st = st_wfail(w, RL_ERR_IO, "%s: fsync of '%s' failed: %s", path, tmp, strerror(errno));
-        goto out;
-    }
-    int rc = close(fd);
-    fd = -1;
-    if (rc != 0) {
-        st = st_wfail(w, RL_ERR_IO, "%s: closing '%s' failed: %s", path, tmp, strerror(errno));
-        goto out;
-    }
-    if (rename(tmp, path) != 0) {
-        st = st_wfail(w, RL_ERR_IO, "%s: cannot rename '%s' onto it: %s", path, tmp, strerror(errno));
-        goto out;
-    }
-    st_sync_dir(path);
+    if (rl_atomic_commit(&af, aerr, sizeof aerr) != RL_OK) st = st_wfail(w, RL_ERR_IO, "%s", aerr);
 out:
-    if (fd >= 0) close(fd);
-    if (st != RL_OK && created) unlink(tmp); /* only a file this call created */
-    free(tmp);
     free(json);
     free(order);
     return st;

@@ -13,6 +13,7 @@
  * plain loop of encoder.py is kept as a reference mode the tests compare
  * against (bpe_merge_reference).
  */
+#include "rl_file.h"
 #include "rl_tokenizer.h"
 
 #include <errno.h>
@@ -24,16 +25,6 @@
 #include <utf8proc.h>
 
 /* ---- small helpers ----------------------------------------------------- */
-
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static void set_err(char *err, size_t errlen, const char *fmt, ...) {
-    if (!err || errlen == 0) return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
 
 /* A fast, non-cryptographic hash of a byte string (hash maps only). */
 static uint64_t hash_bytes(const void *p, size_t n) {
@@ -414,7 +405,7 @@ static void merge_insert(rl_tokenizer *tok, int32_t a, int32_t b, int32_t rank, 
 static char *read_file(const char *path, size_t *len, char *err, size_t errlen) {
     FILE *f = fopen(path, "rb");
     if (!f) {
-        set_err(err, errlen, "%s: cannot open: %s", path, strerror(errno));
+        rl_errf(err, errlen, RL_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
         return NULL;
     }
     size_t cap = 1 << 16, n = 0;
@@ -430,11 +421,11 @@ static char *read_file(const char *path, size_t *len, char *err, size_t errlen) 
     }
     if (!buf) {
         fclose(f);
-        set_err(err, errlen, "%s: out of memory reading the file", path);
+        rl_errf(err, errlen, RL_ERR_MEMORY, "%s: out of memory reading the file", path);
         return NULL;
     }
     if (ferror(f)) {
-        set_err(err, errlen, "%s: read error: %s", path, strerror(errno));
+        rl_errf(err, errlen, RL_ERR_ARG, "%s: read error: %s", path, strerror(errno));
         fclose(f);
         free(buf);
         return NULL;
@@ -449,32 +440,32 @@ static int load_vocab(rl_tokenizer *tok, const char *path, const int16_t cp_to_b
                       const uint32_t byte_to_cp[256], char *err, size_t errlen) {
     FILE *probe = fopen(path, "rb");
     if (!probe) {
-        set_err(err, errlen, "%s: cannot open: %s", path, strerror(errno));
+        rl_errf(err, errlen, RL_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
         return -1;
     }
     fclose(probe);
     json_error_t jerr;
     json_t *root = json_load_file(path, JSON_REJECT_DUPLICATES, &jerr);
     if (!root) {
-        set_err(err, errlen, "%s: not valid JSON: %s (line %d, column %d)", path, jerr.text,
+        rl_errf(err, errlen, RL_ERR_ARG, "%s: not valid JSON: %s (line %d, column %d)", path, jerr.text,
                 jerr.line, jerr.column);
         return -1;
     }
     int rc = -1;
     char buf[200];
     if (!json_is_object(root)) {
-        set_err(err, errlen, "%s: not a JSON object (expected {\"token\": id, ...})", path);
+        rl_errf(err, errlen, RL_ERR_ARG, "%s: not a JSON object (expected {\"token\": id, ...})", path);
         goto out;
     }
     size_t n = json_object_size(root);
     if (n == 0 || n > (1u << 24)) {
-        set_err(err, errlen, "%s: has %zu tokens; expected 1 to 16777216", path, n);
+        rl_errf(err, errlen, RL_ERR_ARG, "%s: has %zu tokens; expected 1 to 16777216", path, n);
         goto out;
     }
     tok->vocab_size = (int32_t)n;
     uint32_t *lens = calloc(n, sizeof *lens);
     tok->off = calloc(n + 1, sizeof *tok->off);
-    if (!lens || !tok->off) { free(lens); set_err(err, errlen, "%s: out of memory", path); goto out; }
+    if (!lens || !tok->off) { free(lens); rl_errf(err, errlen, RL_ERR_MEMORY, "%s: out of memory", path); goto out; }
     /* Pass 1: ids dense and unique, lengths. */
     size_t total = 0;
     const char *key;
@@ -482,26 +473,26 @@ static int load_vocab(rl_tokenizer *tok, const char *path, const int16_t cp_to_b
     json_object_foreach(root, key, val) {
         size_t klen = strlen(key); /* keys with NUL bytes cannot be alphabet strings anyway */
         if (!json_is_integer(val)) {
-            set_err(err, errlen, "%s: the id of token \"%s\" is not an integer", path,
+            rl_errf(err, errlen, RL_ERR_ARG, "%s: the id of token \"%s\" is not an integer", path,
                     show(key, klen, buf, sizeof buf));
             free(lens);
             goto out;
         }
         json_int_t id = json_integer_value(val);
         if (id < 0 || (size_t)id >= n) {
-            set_err(err, errlen, "%s: token \"%s\" has id %lld, outside [0, %zu) (ids must be 0..N-1 for N tokens)",
+            rl_errf(err, errlen, RL_ERR_ARG, "%s: token \"%s\" has id %lld, outside [0, %zu) (ids must be 0..N-1 for N tokens)",
                     path, show(key, klen, buf, sizeof buf), (long long)id, n);
             free(lens);
             goto out;
         }
         if (lens[id]) {
-            set_err(err, errlen, "%s: id %lld is given to two tokens (one is \"%s\")", path,
+            rl_errf(err, errlen, RL_ERR_ARG, "%s: id %lld is given to two tokens (one is \"%s\")", path,
                     (long long)id, show(key, klen, buf, sizeof buf));
             free(lens);
             goto out;
         }
         if (klen == 0) {
-            set_err(err, errlen, "%s: the empty string is not a token (id %lld)", path, (long long)id);
+            rl_errf(err, errlen, RL_ERR_ARG, "%s: the empty string is not a token (id %lld)", path, (long long)id);
             free(lens);
             goto out;
         }
@@ -510,10 +501,10 @@ static int load_vocab(rl_tokenizer *tok, const char *path, const int16_t cp_to_b
     }
     free(lens);
     tok->pool = malloc(total + 1);
-    if (!tok->pool) { set_err(err, errlen, "%s: out of memory", path); goto out; }
+    if (!tok->pool) { rl_errf(err, errlen, RL_ERR_MEMORY, "%s: out of memory", path); goto out; }
     /* Pass 2: the raw bytes of each token, laid out in id order. */
     const char **src = calloc(n, sizeof *src);
-    if (!src) { set_err(err, errlen, "%s: out of memory", path); goto out; }
+    if (!src) { rl_errf(err, errlen, RL_ERR_MEMORY, "%s: out of memory", path); goto out; }
     json_object_foreach(root, key, val) src[json_integer_value(val)] = key;
     uint32_t o = 0;
     for (size_t i = 0; i < n; i++) {
@@ -521,10 +512,10 @@ static int load_vocab(rl_tokenizer *tok, const char *path, const int16_t cp_to_b
         long r = alphabet_to_bytes(cp_to_byte, src[i], strlen(src[i]), (uint8_t *)tok->pool + o, &bad);
         if (r < 0) {
             if (bad < 0)
-                set_err(err, errlen, "%s: token \"%s\" (id %zu) is not valid UTF-8", path,
+                rl_errf(err, errlen, RL_ERR_ARG, "%s: token \"%s\" (id %zu) is not valid UTF-8", path,
                         show(src[i], strlen(src[i]), buf, sizeof buf), i);
             else
-                set_err(err, errlen, "%s: token \"%s\" (id %zu) has the character U+%04lX, which is "
+                rl_errf(err, errlen, RL_ERR_ARG, "%s: token \"%s\" (id %zu) has the character U+%04lX, which is "
                         "not in GPT-2's byte-to-unicode alphabet", path,
                         show(src[i], strlen(src[i]), buf, sizeof buf), i, (unsigned long)bad);
             free(src);
@@ -539,7 +530,7 @@ static int load_vocab(rl_tokenizer *tok, const char *path, const int16_t cp_to_b
      * distinct bytes. */
     tok->tok_cap = pow2_at_least(2 * n);
     tok->tok_map = malloc(tok->tok_cap * sizeof *tok->tok_map);
-    if (!tok->tok_map) { set_err(err, errlen, "%s: out of memory", path); goto out; }
+    if (!tok->tok_map) { rl_errf(err, errlen, RL_ERR_MEMORY, "%s: out of memory", path); goto out; }
     memset(tok->tok_map, 0xff, tok->tok_cap * sizeof *tok->tok_map);
     for (size_t i = 0; i < n; i++) tok_insert(tok, (int32_t)i);
     /* Byte-level BPE can encode anything only if every byte is a token. */
@@ -550,14 +541,14 @@ static int load_vocab(rl_tokenizer *tok, const char *path, const int16_t cp_to_b
             utf8proc_uint8_t u[8];
             utf8proc_ssize_t ul = utf8proc_encode_char((utf8proc_int32_t)byte_to_cp[b], u);
             u[ul] = 0;
-            set_err(err, errlen, "%s: has no token for byte 0x%02X (\"%s\" in GPT-2's byte-to-unicode "
+            rl_errf(err, errlen, RL_ERR_ARG, "%s: has no token for byte 0x%02X (\"%s\" in GPT-2's byte-to-unicode "
                     "alphabet); a byte-level BPE vocabulary needs all 256 bytes", path, b, (char *)u);
             goto out;
         }
     }
     tok->eos_id = tok_lookup(tok, "<|endoftext|>", 13);
     if (tok->eos_id < 0) {
-        set_err(err, errlen, "%s: has no \"<|endoftext|>\" token (needed as end of sequence and padding)", path);
+        rl_errf(err, errlen, RL_ERR_ARG, "%s: has no \"<|endoftext|>\" token (needed as end of sequence and padding)", path);
         goto out;
     }
     rc = 0;
@@ -579,7 +570,7 @@ static int load_merges(rl_tokenizer *tok, const char *path, const int16_t cp_to_
     tok->merge_cap = pow2_at_least(2 * lines);
     tok->merges = malloc(tok->merge_cap * sizeof *tok->merges);
     uint8_t *raw = malloc(len + 1);
-    if (!tok->merges || !raw) { set_err(err, errlen, "%s: out of memory", path); goto out; }
+    if (!tok->merges || !raw) { rl_errf(err, errlen, RL_ERR_MEMORY, "%s: out of memory", path); goto out; }
     memset(tok->merges, 0xff, tok->merge_cap * sizeof *tok->merges);
     int32_t rank = 0;
     size_t pos = 0;
@@ -597,7 +588,7 @@ static int load_merges(rl_tokenizer *tok, const char *path, const int16_t cp_to_
         size_t l1 = sp ? (size_t)(sp - line) : ll;
         size_t l2 = sp ? ll - l1 - 1 : 0;
         if (!sp || l1 == 0 || l2 == 0 || memchr(sp + 1, ' ', l2) || memchr(line, '\t', ll)) {
-            set_err(err, errlen, "%s line %ld: malformed merge \"%s\" (expected two tokens separated by one space)",
+            rl_errf(err, errlen, RL_ERR_ARG, "%s line %ld: malformed merge \"%s\" (expected two tokens separated by one space)",
                     path, lineno, show(line, ll, b1, sizeof b1));
             goto out;
         }
@@ -610,10 +601,10 @@ static int load_merges(rl_tokenizer *tok, const char *path, const int16_t cp_to_
             long r = alphabet_to_bytes(cp_to_byte, part[k], plen[k], raw + (k ? rl[0] : 0), &bad);
             if (r < 0) {
                 if (bad < 0)
-                    set_err(err, errlen, "%s line %ld: \"%s\" is not valid UTF-8", path, lineno,
+                    rl_errf(err, errlen, RL_ERR_ARG, "%s line %ld: \"%s\" is not valid UTF-8", path, lineno,
                             show(part[k], plen[k], b1, sizeof b1));
                 else
-                    set_err(err, errlen, "%s line %ld: \"%s\" has the character U+%04lX, which is not in "
+                    rl_errf(err, errlen, RL_ERR_ARG, "%s line %ld: \"%s\" has the character U+%04lX, which is not in "
                             "GPT-2's byte-to-unicode alphabet", path, lineno,
                             show(part[k], plen[k], b1, sizeof b1), (unsigned long)bad);
                 goto out;
@@ -621,14 +612,14 @@ static int load_merges(rl_tokenizer *tok, const char *path, const int16_t cp_to_
             rl[k] = (size_t)r;
             ids[k] = tok_lookup(tok, raw + (k ? rl[0] : 0), rl[k]);
             if (ids[k] < 0) {
-                set_err(err, errlen, "%s line %ld: \"%s\" is not in the vocabulary", path, lineno,
+                rl_errf(err, errlen, RL_ERR_ARG, "%s line %ld: \"%s\" is not in the vocabulary", path, lineno,
                         show(part[k], plen[k], b1, sizeof b1));
                 goto out;
             }
         }
         ids[2] = tok_lookup(tok, raw, rl[0] + rl[1]);
         if (ids[2] < 0) {
-            set_err(err, errlen, "%s line %ld: the merge of \"%s\" and \"%s\" is not in the vocabulary",
+            rl_errf(err, errlen, RL_ERR_ARG, "%s line %ld: the merge of \"%s\" and \"%s\" is not in the vocabulary",
                     path, lineno, show(part[0], plen[0], b1, sizeof b1), show(part[1], plen[1], b2, sizeof b2));
             goto out;
         }
@@ -643,16 +634,16 @@ out:
 
 rl_tokenizer *rl_tokenizer_bpe_load(const char *vocab_json, const char *merges_txt, char *err,
                                     size_t errlen) {
-    set_err(err, errlen, "%s", "");
+    rl_errf(err, errlen, RL_ERR_ARG, "%s", "");
     if (!vocab_json || !merges_txt) {
-        set_err(err, errlen, "rl_tokenizer_bpe_load: a file name is NULL");
+        rl_errf(err, errlen, RL_ERR_ARG, "rl_tokenizer_bpe_load: a file name is NULL");
         return NULL;
     }
     uint32_t byte_to_cp[256];
     int16_t cp_to_byte[324];
     byte_alphabet(byte_to_cp, cp_to_byte);
     rl_tokenizer *tok = calloc(1, sizeof *tok);
-    if (!tok) { set_err(err, errlen, "out of memory"); return NULL; }
+    if (!tok) { rl_errf(err, errlen, RL_ERR_MEMORY, "out of memory"); return NULL; }
     tok->kind = RL_TOKENIZER_BPE;
     if (load_vocab(tok, vocab_json, cp_to_byte, byte_to_cp, err, errlen) != 0 ||
         load_merges(tok, merges_txt, cp_to_byte, err, errlen) != 0) {
@@ -660,7 +651,7 @@ rl_tokenizer *rl_tokenizer_bpe_load(const char *vocab_json, const char *merges_t
         return NULL;
     }
     if (collect_specials(tok) != 0) {
-        set_err(err, errlen, "out of memory");
+        rl_errf(err, errlen, RL_ERR_MEMORY, "out of memory");
         rl_tokenizer_free(tok);
         return NULL;
     }
@@ -668,7 +659,7 @@ rl_tokenizer *rl_tokenizer_bpe_load(const char *vocab_json, const char *merges_t
 }
 
 rl_tokenizer *rl_tokenizer_bpe_load_dir(const char *dir, char *err, size_t errlen) {
-    if (!dir) { set_err(err, errlen, "rl_tokenizer_bpe_load_dir: dir is NULL"); return NULL; }
+    if (!dir) { rl_errf(err, errlen, RL_ERR_ARG, "rl_tokenizer_bpe_load_dir: dir is NULL"); return NULL; }
     size_t n = strlen(dir) + 16;
     char *v = malloc(n), *m = malloc(n);
     rl_tokenizer *tok = NULL;
@@ -677,7 +668,7 @@ rl_tokenizer *rl_tokenizer_bpe_load_dir(const char *dir, char *err, size_t errle
         snprintf(m, n, "%s/merges.txt", dir);
         tok = rl_tokenizer_bpe_load(v, m, err, errlen);
     } else {
-        set_err(err, errlen, "out of memory");
+        rl_errf(err, errlen, RL_ERR_MEMORY, "out of memory");
     }
     free(v);
     free(m);
@@ -687,7 +678,7 @@ rl_tokenizer *rl_tokenizer_bpe_load_dir(const char *dir, char *err, size_t errle
 rl_tokenizer *rl_tokenizer_open(const char *spec, char *err, size_t errlen) {
     if (spec && strcmp(spec, "bytes") == 0) {
         rl_tokenizer *t = rl_tokenizer_bytes_new();
-        if (!t) set_err(err, errlen, "out of memory");
+        if (!t) rl_errf(err, errlen, RL_ERR_MEMORY, "out of memory");
         return t;
     }
     return rl_tokenizer_bpe_load_dir(spec, err, errlen);

@@ -7,6 +7,7 @@
  * thousands of nodes).
  */
 #include "rl_dot.h"
+#include "rl_file.h"
 
 #include "rl_ops.h"
 
@@ -280,36 +281,16 @@ rl_status rl_dot_write(rl_ctx *ctx, FILE *f, const rl_dot_opts *opts) {
 rl_status rl_dot_write_file(rl_ctx *ctx, const char *path, const rl_dot_opts *opts) {
     if (!ctx) return RL_ERR_ARG;
     if (!path || !path[0]) return rl_ctx_fail(ctx, RL_ERR_ARG, "rl_dot_write_file: the path is empty");
-    size_t len = strlen(path);
-    char *tmp = malloc(len + sizeof ".tmp.XXXXXX");
-    if (!tmp) return rl_ctx_fail(ctx, RL_ERR_MEMORY, "rl_dot_write_file: out of memory");
-    memcpy(tmp, path, len);
-    memcpy(tmp + len, ".tmp.XXXXXX", sizeof ".tmp.XXXXXX");
-    /* the temporary file sits next to path so that rename() stays on one file system */
-    int fd = mkstemp(tmp);
-    if (fd < 0) {
-        rl_status s = rl_ctx_fail(ctx, RL_ERR_IO,
-                                  "rl_dot_write_file: cannot create a temporary file next to '%s': %s",
-                                  path, strerror(errno));
-        free(tmp);
+    char err[600];
+    rl_atomic_file a;
+    FILE *f = rl_atomic_open(&a, path, err, sizeof err);
+    if (!f) return rl_ctx_fail(ctx, RL_ERR_IO, "rl_dot_write_file: %s", err);
+    rl_status s = rl_dot_write(ctx, f, opts);
+    if (s != RL_OK) {
+        rl_atomic_abort(&a);
         return s;
     }
-    fchmod(fd, 0644); /* mkstemp makes it 0600; a picture is not a secret */
-    FILE *f = fdopen(fd, "w");
-    rl_status s;
-    if (!f) {
-        s = rl_ctx_fail(ctx, RL_ERR_IO, "rl_dot_write_file: cannot open '%s': %s", tmp, strerror(errno));
-        close(fd);
-    } else {
-        s = rl_dot_write(ctx, f, opts);
-        if (fclose(f) != 0 && s == RL_OK)
-            s = rl_ctx_fail(ctx, RL_ERR_IO, "rl_dot_write_file: writing '%s' failed: %s", tmp,
-                            strerror(errno));
-    }
-    if (s == RL_OK && rename(tmp, path) != 0)
-        s = rl_ctx_fail(ctx, RL_ERR_IO, "rl_dot_write_file: cannot rename '%s' to '%s': %s", tmp, path,
-                        strerror(errno));
-    if (s != RL_OK) unlink(tmp);
-    free(tmp);
-    return s;
+    if (rl_atomic_commit(&a, err, sizeof err) != RL_OK)
+        return rl_ctx_fail(ctx, RL_ERR_IO, "rl_dot_write_file: %s", err);
+    return RL_OK;
 }

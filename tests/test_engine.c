@@ -5,10 +5,13 @@
  */
 #include "rl_test.h"
 
+#include <errno.h>
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "rl_file.h"
 #include "rl_internal.h"
 #include "rl_ops.h"
 #include "cpu.h"
@@ -301,6 +304,49 @@ static void test_softplus_is_stable(void **state) {
     assert_near(rl_tensor_get(ctx, yf, 0), 200.0, 1e-4);
 }
 
+static void read_back(const char *path, char *buf, size_t n) {
+    FILE *f = fopen(path, "r");
+    assert_non_null(f);
+    size_t k = fread(buf, 1, n - 1, f);
+    buf[k] = 0;
+    fclose(f);
+}
+
+/* A file is replaced whole on commit, untouched on abort, and a missing
+ * directory is an error that names the path. */
+static void test_atomic_file(void **state) {
+    (void)state;
+    char path[700], dir[512], buf[64], err[900];
+    snprintf(dir, sizeof dir, "%s/atomic_test/a/b", RLHF_TEST_TMP);
+    assert_true(rl_path_mkdirs(dir));
+    assert_true(rl_path_mkdirs(dir)); /* existing: fine */
+    snprintf(path, sizeof path, "%s/x.json", dir);
+    rl_atomic_file a;
+    FILE *f = rl_atomic_open(&a, path, err, sizeof err);
+    assert_non_null(f);
+    fputs("first", f);
+    assert_int_equal(rl_atomic_commit(&a, err, sizeof err), RL_OK);
+    read_back(path, buf, sizeof buf);
+    assert_string_equal(buf, "first");
+    f = rl_atomic_open(&a, path, err, sizeof err);
+    assert_non_null(f);
+    fputs("second, unfinished", f);
+    char tmp[sizeof a.tmp];
+    memcpy(tmp, a.tmp, sizeof tmp);
+    rl_atomic_abort(&a);
+    read_back(path, buf, sizeof buf);
+    assert_string_equal(buf, "first");
+    errno = 0;
+    assert_null(fopen(tmp, "r")); /* the temporary is gone */
+    snprintf(path, sizeof path, "%s/atomic_test/missing/x.json", RLHF_TEST_TMP);
+    assert_null(rl_atomic_open(&a, path, err, sizeof err));
+    assert_non_null(strstr(err, path));
+    assert_non_null(strstr(err, "cannot create the temporary file"));
+    assert_int_equal(rl_errf(err, sizeof err, RL_ERR_IO, "%s %d", "n", 3), RL_ERR_IO);
+    assert_string_equal(err, "n 3");
+    assert_int_equal(rl_errf(NULL, 0, RL_ERR_ARG, "ignored"), RL_ERR_ARG);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_tensor_basics, setup, teardown),
@@ -321,6 +367,7 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_tensor_copy, setup, teardown),
         cmocka_unit_test_setup_teardown(test_logsigmoid_is_stable, setup, teardown),
         cmocka_unit_test_setup_teardown(test_softplus_is_stable, setup, teardown),
+        cmocka_unit_test(test_atomic_file),
     };
     return cmocka_run_group_tests_name("engine", tests, NULL, NULL);
 }

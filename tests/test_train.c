@@ -16,7 +16,9 @@
 #include "rl_safetensors.h"
 #include "rl_runner.h"
 
+#include <dirent.h>
 #include <jansson.h>
+#include <string.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/stat.h>
@@ -28,6 +30,15 @@ static char g_dir[1024];
 
 /* g_dir/name, in one of a few rotating buffers. */
 static const char *P(const char *name) { return rl_test_path_in(g_dir, name); }
+
+/* Every writer goes through a temporary renamed onto its file: none is left. */
+static void assert_no_temporaries(const char *dir) {
+    DIR *d = opendir(dir);
+    assert_non_null(d);
+    for (struct dirent *e; (e = readdir(d));)
+        if (strstr(e->d_name, ".tmp")) fail_msg("%s/%s: a temporary file was left behind", dir, e->d_name);
+    closedir(d);
+}
 
 static int exists(const char *path) {
     struct stat sb;
@@ -307,6 +318,8 @@ static void test_supervised(void **state) {
         assert_true(exists(P("sft/metrics.png")));
         assert_true(exists(P("sft/metrics.svg")));
         assert_true(exists(P("sft/plot/metrics.gp")));
+        assert_no_temporaries(P("sft"));
+        assert_no_temporaries(P("sft/plot"));
     } else {
         fprintf(stderr, "test_train: gnuplot is not installed; the plot is not checked\n");
     }

@@ -4,6 +4,7 @@
  * contract (bad lines, blank lines, the HH split, truncation) is in
  * recipes/rl_data.h.
  */
+#include "rl_file.h"
 #include "rl_data.h"
 
 #include <errno.h>
@@ -19,15 +20,6 @@
 #include "rl_rng.h"
 
 /* ---- small helpers ------------------------------------------------------------- */
-
-static void rl_data_msg(char *buf, size_t n, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static void rl_data_msg(char *buf, size_t n, const char *fmt, ...) {
-    if (!buf || n == 0) return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(buf, n, fmt, ap);
-    va_end(ap);
-}
 
 static char *rl_data_strndup(const char *s, size_t n) {
     char *d = malloc(n + 1);
@@ -72,26 +64,26 @@ static const char *rl_json_kind(const json_t *v) {
 static int rl_json_get_str(const json_t *o, const char *key, char **out, char *msg, size_t n) {
     const json_t *v = json_object_get(o, key);
     if (!v) {
-        rl_data_msg(msg, n, "missing field \"%s\"", key);
+        rl_errf(msg, n, RL_ERR_ARG, "missing field \"%s\"", key);
         return 0;
     }
     if (!json_is_string(v)) {
-        rl_data_msg(msg, n, "field \"%s\" must be a string, not %s", key, rl_json_kind(v));
+        rl_errf(msg, n, RL_ERR_ARG, "field \"%s\" must be a string, not %s", key, rl_json_kind(v));
         return 0;
     }
     *out = rl_data_strndup(json_string_value(v), json_string_length(v));
-    if (!*out) rl_data_msg(msg, n, "out of memory");
+    if (!*out) rl_errf(msg, n, RL_ERR_MEMORY, "out of memory");
     return *out != NULL;
 }
 
 static int rl_json_get_bool(const json_t *o, const char *key, int *out, char *msg, size_t n) {
     const json_t *v = json_object_get(o, key);
     if (!v) {
-        rl_data_msg(msg, n, "missing field \"%s\"", key);
+        rl_errf(msg, n, RL_ERR_ARG, "missing field \"%s\"", key);
         return 0;
     }
     if (!json_is_boolean(v)) {
-        rl_data_msg(msg, n, "field \"%s\" must be true or false, not %s", key, rl_json_kind(v));
+        rl_errf(msg, n, RL_ERR_ARG, "field \"%s\" must be true or false, not %s", key, rl_json_kind(v));
         return 0;
     }
     *out = json_is_true(v);
@@ -101,16 +93,16 @@ static int rl_json_get_bool(const json_t *o, const char *key, int *out, char *ms
 static int rl_json_get_id(const json_t *o, const char *key, int *out, char *msg, size_t n) {
     const json_t *v = json_object_get(o, key);
     if (!v) {
-        rl_data_msg(msg, n, "missing field \"%s\"", key);
+        rl_errf(msg, n, RL_ERR_ARG, "missing field \"%s\"", key);
         return 0;
     }
     if (!json_is_integer(v)) {
-        rl_data_msg(msg, n, "field \"%s\" must be 0 or 1, not %s", key, rl_json_kind(v));
+        rl_errf(msg, n, RL_ERR_ARG, "field \"%s\" must be 0 or 1, not %s", key, rl_json_kind(v));
         return 0;
     }
     json_int_t x = json_integer_value(v);
     if (x != 0 && x != 1) {
-        rl_data_msg(msg, n, "field \"%s\" must be 0 or 1, not %" JSON_INTEGER_FORMAT, key, x);
+        rl_errf(msg, n, RL_ERR_ARG, "field \"%s\" must be 0 or 1, not %" JSON_INTEGER_FORMAT, key, x);
         return 0;
     }
     *out = (int)x;
@@ -124,10 +116,10 @@ static int rl_json_get_level(const json_t *o, const char *key, int *out, char *m
     if (!v || json_is_null(v)) return 1;
     if (!json_is_integer(v) || json_integer_value(v) < 0 || json_integer_value(v) > INT32_MAX) {
         if (json_is_integer(v))
-            rl_data_msg(msg, n, "field \"%s\" must be a non-negative integer, not %" JSON_INTEGER_FORMAT,
+            rl_errf(msg, n, RL_ERR_ARG, "field \"%s\" must be a non-negative integer, not %" JSON_INTEGER_FORMAT,
                         key, json_integer_value(v));
         else
-            rl_data_msg(msg, n, "field \"%s\" must be a non-negative integer, not %s", key, rl_json_kind(v));
+            rl_errf(msg, n, RL_ERR_ARG, "field \"%s\" must be a non-negative integer, not %s", key, rl_json_kind(v));
         return 0;
     }
     *out = (int)json_integer_value(v);
@@ -171,7 +163,7 @@ static rl_status rl_record_from_json(const json_t *o, rl_data_format fmt, rl_rec
             size_t lc = strlen(ch), lr = strlen(rj);
             int64_t p = rl_hh_prompt_len(ch, lc, rj, lr);
             if (p < 0) {
-                rl_data_msg(msg, n, "chosen and rejected have no \"\\n\\nAssistant:\" in their common prefix");
+                rl_errf(msg, n, RL_ERR_ARG, "chosen and rejected have no \"\\n\\nAssistant:\" in their common prefix");
                 ok = 0;
             } else {
                 r.prompt = rl_data_strndup(ch, (size_t)p);
@@ -179,7 +171,7 @@ static rl_status rl_record_from_json(const json_t *o, rl_data_format fmt, rl_rec
                 r.response[1] = rl_data_strndup(rj + p, lr - (size_t)p);
                 r.better_id = 0;
                 ok = r.prompt && r.response[0] && r.response[1];
-                if (!ok) rl_data_msg(msg, n, "out of memory");
+                if (!ok) rl_errf(msg, n, RL_ERR_MEMORY, "out of memory");
             }
         }
         free(ch);
@@ -197,13 +189,13 @@ static rl_status rl_record_from_json(const json_t *o, rl_data_format fmt, rl_rec
              rl_json_get_level(o, "response_0_severity_level", &r.severity[0], msg, n) &&
              rl_json_get_level(o, "response_1_severity_level", &r.severity[1], msg, n);
         if (ok && !r.is_safe[r.safer_id] && r.is_safe[1 - r.safer_id]) {
-            rl_data_msg(msg, n, "safer_response_id is %d but response_%d is labelled unsafe and response_%d safe",
+            rl_errf(msg, n, RL_ERR_ARG, "safer_response_id is %d but response_%d is labelled unsafe and response_%d safe",
                         r.safer_id, r.safer_id, 1 - r.safer_id);
             ok = 0;
         }
         break;
     default:
-        rl_data_msg(msg, n, "no format given");
+        rl_errf(msg, n, RL_ERR_ARG, "no format given");
         break;
     }
     if (!ok) {
@@ -229,16 +221,16 @@ static rl_status rl_record_parse_fmt(const char *text, size_t len, rl_data_forma
     json_error_t jerr;
     json_t *o = json_loadb(text, len, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &jerr);
     if (!o) {
-        rl_data_msg(msg, n, "invalid JSON at column %d: %s", jerr.column, jerr.text);
+        rl_errf(msg, n, RL_ERR_ARG, "invalid JSON at column %d: %s", jerr.column, jerr.text);
         return RL_ERR_ARG;
     }
     rl_status s = RL_ERR_ARG;
     if (!json_is_object(o)) {
-        rl_data_msg(msg, n, "expected a JSON object, not %s", rl_json_kind(o));
+        rl_errf(msg, n, RL_ERR_ARG, "expected a JSON object, not %s", rl_json_kind(o));
     } else {
         if (*fmt == RL_DATA_AUTO) *fmt = rl_data_detect(o);
         if (*fmt == RL_DATA_AUTO)
-            rl_data_msg(msg, n, "cannot tell the format: expected the fields of demos (prompt, response), "
+            rl_errf(msg, n, RL_ERR_ARG, "cannot tell the format: expected the fields of demos (prompt, response), "
                                 "hh (chosen, rejected), pku (prompt, response_0, ...) or prompts (prompt)");
         else
             s = rl_record_from_json(o, *fmt, out, msg, n);
@@ -250,7 +242,7 @@ static rl_status rl_record_parse_fmt(const char *text, size_t len, rl_data_forma
 rl_status rl_record_parse(const char *text, size_t len, rl_data_format fmt, rl_record *out, char *msg,
                           size_t msglen) {
     if (fmt == RL_DATA_AUTO) {
-        rl_data_msg(msg, msglen, "rl_record_parse needs a format, not auto");
+        rl_errf(msg, msglen, RL_ERR_ARG, "rl_record_parse needs a format, not auto");
         return RL_ERR_ARG;
     }
     return rl_record_parse_fmt(text, len, &fmt, out, msg, msglen);
@@ -334,7 +326,7 @@ void rl_dataset_free(rl_dataset *ds) {
 }
 
 char *rl_dataset_describe(const rl_dataset *ds, char *buf, size_t n) {
-    rl_data_msg(buf, n, "%s: %s, %" PRId64 " records (%" PRId64 " lines: %" PRId64 " blank, %" PRId64
+    rl_errf(buf, n, RL_ERR_ARG, "%s: %s, %" PRId64 " records (%" PRId64 " lines: %" PRId64 " blank, %" PRId64
                         " bad skipped)",
                 ds->path, rl_data_format_name(ds->format), ds->n, ds->report.lines, ds->report.blank,
                 ds->report.bad);
@@ -349,13 +341,13 @@ rl_status rl_dataset_load(const char *path, rl_data_format format, int skip_bad_
     if (!r || !ds || !(ds->path = strdup(path))) {
         free(r);
         free(ds);
-        rl_data_msg(err, errlen, "%s: out of memory", path);
+        rl_errf(err, errlen, RL_ERR_MEMORY, "%s: out of memory", path);
         return RL_ERR_MEMORY;
     }
     errno = 0;
     r->f = gzopen(path, "rb");
     if (!r->f) {
-        rl_data_msg(err, errlen, "%s: cannot open: %s", path, errno ? strerror(errno) : "out of memory");
+        rl_errf(err, errlen, RL_ERR_IO, "%s: cannot open: %s", path, errno ? strerror(errno) : "out of memory");
         free(r);
         rl_dataset_free(ds);
         return RL_ERR_IO;
@@ -370,7 +362,7 @@ rl_status rl_dataset_load(const char *path, rl_data_format format, int skip_bad_
         if (k < 0) {
             int zerr = 0;
             const char *zm = gzerror(r->f, &zerr);
-            rl_data_msg(err, errlen, "%s: read error after line %" PRId64 ": %s", path, ds->report.lines,
+            rl_errf(err, errlen, RL_ERR_ARG, "%s: read error after line %" PRId64 ": %s", path, ds->report.lines,
                         k == -2 ? "out of memory" : zm);
             st = k == -2 ? RL_ERR_MEMORY : RL_ERR_IO;
             break;
@@ -387,12 +379,12 @@ rl_status rl_dataset_load(const char *path, rl_data_format format, int skip_bad_
         rl_record rec;
         if (rl_record_parse_fmt(text, len, &ds->format, &rec, msg, sizeof msg) != RL_OK) {
             if (!skip_bad_lines) {
-                rl_data_msg(err, errlen, "%s:%" PRId64 ": %s", path, lineno, msg);
+                rl_errf(err, errlen, RL_ERR_ARG, "%s:%" PRId64 ": %s", path, lineno, msg);
                 st = RL_ERR_ARG;
                 break;
             }
             if (ds->report.bad++ == 0)
-                rl_data_msg(ds->report.first_bad, sizeof ds->report.first_bad, "%s:%" PRId64 ": %s", path,
+                rl_errf(ds->report.first_bad, sizeof ds->report.first_bad, RL_ERR_ARG, "%s:%" PRId64 ": %s", path,
                             lineno, msg);
             continue;
         }
@@ -402,7 +394,7 @@ rl_status rl_dataset_load(const char *path, rl_data_format format, int skip_bad_
             rl_record *p = realloc(ds->rec, sizeof *p * (size_t)nc);
             if (!p) {
                 rl_record_clear(&rec);
-                rl_data_msg(err, errlen, "%s: out of memory at line %" PRId64, path, lineno);
+                rl_errf(err, errlen, RL_ERR_MEMORY, "%s: out of memory at line %" PRId64, path, lineno);
                 st = RL_ERR_MEMORY;
                 break;
             }
@@ -536,23 +528,23 @@ void rl_tokdata_free(rl_tokdata *td) {
 rl_tokdata *rl_tokdata_new(const rl_dataset *ds, rl_tokenizer *tok, rl_rows_kind kind,
                            const rl_tok_opts *opts, char *err, size_t errlen) {
     if (!ds || !tok || !opts) {
-        rl_data_msg(err, errlen, "rl_tokdata_new: dataset, tokenizer and options are required");
+        rl_errf(err, errlen, RL_ERR_ARG, "rl_tokdata_new: dataset, tokenizer and options are required");
         return NULL;
     }
     if (opts->T < 2) {
-        rl_data_msg(err, errlen, "%s: context length T = %" PRId64 " is too small (need >= 2)", ds->path,
+        rl_errf(err, errlen, RL_ERR_ARG, "%s: context length T = %" PRId64 " is too small (need >= 2)", ds->path,
                     opts->T);
         return NULL;
     }
     if (opts->max_prompt < 0 || opts->max_prompt > opts->T) {
-        rl_data_msg(err, errlen, "%s: max_prompt %" PRId64 " must be in [0, T = %" PRId64 "]", ds->path,
+        rl_errf(err, errlen, RL_ERR_ARG, "%s: max_prompt %" PRId64 " must be in [0, T = %" PRId64 "]", ds->path,
                     opts->max_prompt, opts->T);
         return NULL;
     }
     int pairs_ok = ds->format == RL_DATA_HH || ds->format == RL_DATA_PKU;
     if ((kind == RL_ROWS_PAIRS && !pairs_ok) || (kind == RL_ROWS_SFT && ds->format == RL_DATA_PROMPTS) ||
         (unsigned)kind > RL_ROWS_PROMPTS) {
-        rl_data_msg(err, errlen, "%s: a %s file has no %s", ds->path, rl_data_format_name(ds->format),
+        rl_errf(err, errlen, RL_ERR_ARG, "%s: a %s file has no %s", ds->path, rl_data_format_name(ds->format),
                     kind == RL_ROWS_PAIRS ? "response pairs (use an hh or pku file)"
                                           : "responses (use a demos, hh or pku file)");
         return NULL;
@@ -560,7 +552,7 @@ rl_tokdata *rl_tokdata_new(const rl_dataset *ds, rl_tokenizer *tok, rl_rows_kind
     const char *tmpl = opts->tmpl ? opts->tmpl
                                   : ds->format == RL_DATA_HH ? RL_DATA_TEMPLATE_NONE : RL_DATA_TEMPLATE;
     if (!strstr(tmpl, "{prompt}")) {
-        rl_data_msg(err, errlen, "prompt template \"%s\" has no {prompt}", tmpl);
+        rl_errf(err, errlen, RL_ERR_ARG, "prompt template \"%s\" has no {prompt}", tmpl);
         return NULL;
     }
     rl_tokdata *td = calloc(1, sizeof *td);
@@ -587,7 +579,7 @@ rl_tokdata *rl_tokdata_new(const rl_dataset *ds, rl_tokenizer *tok, rl_rows_kind
         rl_status s = rl_tokenizer_encode(tok, text, strlen(text), &pids, &P);
         free(text);
         if (s != RL_OK) {
-            rl_data_msg(err, errlen, "%s:%" PRId64 ": prompt: %s", ds->path, rec->line, rl_tokenizer_error(tok));
+            rl_errf(err, errlen, RL_ERR_ARG, "%s:%" PRId64 ": prompt: %s", ds->path, rec->line, rl_tokenizer_error(tok));
             free(pids);
             rl_tokdata_free(td);
             return NULL;
@@ -608,7 +600,7 @@ rl_tokdata *rl_tokdata_new(const rl_dataset *ds, rl_tokenizer *tok, rl_rows_kind
             if (kind != RL_ROWS_PROMPTS) {
                 const char *resp = rec->response[which];
                 if (rl_tokenizer_encode(tok, resp, strlen(resp), &rids, &R) != RL_OK) {
-                    rl_data_msg(err, errlen, "%s:%" PRId64 ": response: %s", ds->path, rec->line,
+                    rl_errf(err, errlen, RL_ERR_ARG, "%s:%" PRId64 ": response: %s", ds->path, rec->line,
                                 rl_tokenizer_error(tok));
                     free(pids);
                     free(rids);
@@ -628,7 +620,7 @@ rl_tokdata *rl_tokdata_new(const rl_dataset *ds, rl_tokenizer *tok, rl_rows_kind
     }
     return td;
 oom:
-    rl_data_msg(err, errlen, "%s: out of memory while tokenizing", ds->path);
+    rl_errf(err, errlen, RL_ERR_MEMORY, "%s: out of memory while tokenizing", ds->path);
     rl_tokdata_free(td);
     return NULL;
 }
@@ -926,7 +918,7 @@ rl_status rl_batcher_seek(rl_batcher *it, rl_data_cursor c) {
 }
 
 char *rl_data_cursor_format(const rl_data_cursor *c, char *buf, size_t n) {
-    rl_data_msg(buf, n, "seed=%" PRIu64 " epoch=%" PRId64 " pos=%" PRId64, c->seed, c->epoch, c->pos);
+    rl_errf(buf, n, RL_ERR_ARG, "seed=%" PRIu64 " epoch=%" PRId64 " pos=%" PRId64, c->seed, c->epoch, c->pos);
     return buf;
 }
 
@@ -944,14 +936,3 @@ rl_status rl_data_cursor_parse(const char *s, rl_data_cursor *c) {
 }
 
 /* mkdir -p: every missing component of path, 0777 before the umask */
-int rl_path_mkdirs(const char *path) {
-    char buf[4096];
-    if (snprintf(buf, sizeof buf, "%s", path) >= (int)sizeof buf) return 0;
-    for (char *s = buf + 1; *s; s++) {
-        if (*s != '/') continue;
-        *s = 0;
-        if (mkdir(buf, 0777) != 0 && errno != EEXIST) return 0;
-        *s = '/';
-    }
-    return mkdir(buf, 0777) == 0 || errno == EEXIST;
-}

@@ -69,6 +69,7 @@
 #include <stdint.h>
 
 #include "rl_engine.h"
+#include "rl_file.h" /* rl_path_mkdirs, rl_atomic_* */
 #include "rl_tokenizer.h"
 
 #ifdef __cplusplus
@@ -268,8 +269,6 @@ void rl_data_epoch_order(uint64_t seed, int64_t epoch, int shuffle, int64_t n, i
 char *rl_data_cursor_format(const rl_data_cursor *c, char *buf, size_t n);
 rl_status rl_data_cursor_parse(const char *s, rl_data_cursor *c);
 
-/* Creates path and its missing parents (mkdir -p); 1 on success, errno set otherwise. */
-int rl_path_mkdirs(const char *path);
 
 #ifdef __cplusplus
 }

@@ -2,6 +2,7 @@
  * defaults, argument parsing and the usage text. Kept in the library so that
  * tests drive the runner with the very argument vectors a user types.
  */
+#include "rl_file.h"
 #include "rl_runner.h"
 
 #include <errno.h>
@@ -41,11 +42,6 @@ void rl_runner_usage(FILE *f) {
             "--preset tiny, --tokenizer bytes, --out runs/<recipe name>.\n");
 }
 
-static rl_status arg_fail(char *err, size_t n, const char *fmt, const char *a, const char *b) {
-    snprintf(err, n, fmt, a, b);
-    return RL_ERR_ARG;
-}
-
 /* A whole-string integer >= lo. */
 static int parse_i64(const char *s, int64_t lo, int64_t *out) {
     char *end;
@@ -61,7 +57,7 @@ rl_status rl_runner_parse_args(rl_runner_cfg *c, int argc, char **argv, char *er
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (a[0] != '-' || a[1] == 0) {
-            if (c->recipe) return arg_fail(err, errlen, "unexpected argument '%s' (the recipe is '%s')", a, c->recipe);
+            if (c->recipe) return rl_errf(err, errlen, RL_ERR_ARG, "unexpected argument '%s' (the recipe is '%s')", a, c->recipe);
             c->recipe = a;
             continue;
         }
@@ -89,8 +85,8 @@ rl_status rl_runner_parse_args(rl_runner_cfg *c, int argc, char **argv, char *er
             "--sample-every", "--samples",   "--log-every",  "--ptx-data",   "--group-by-length"};
         int known = 0;
         for (size_t k = 0; k < sizeof with_value / sizeof with_value[0]; k++) known |= !strcmp(a, with_value[k]);
-        if (!known) return arg_fail(err, errlen, "unknown option '%s'%s (rlhf train --help lists them)", a, "");
-        if (i + 1 >= argc) return arg_fail(err, errlen, "%s needs a value%s", a, "");
+        if (!known) return rl_errf(err, errlen, RL_ERR_ARG, "unknown option '%s' (rlhf train --help lists them)", a);
+        if (i + 1 >= argc) return rl_errf(err, errlen, RL_ERR_ARG, "%s needs a value", a);
         const char *v = argv[++i];
         int64_t n = 0;
         if (!strcmp(a, "--data"))
@@ -99,13 +95,13 @@ rl_status rl_runner_parse_args(rl_runner_cfg *c, int argc, char **argv, char *er
             c->ptx_data = v;
         else if (!strcmp(a, "--data-kind")) {
             if (rl_data_format_parse(v, &c->data_kind) != RL_OK)
-                return arg_fail(err, errlen, "--data-kind: '%s' is not one of %s", v, "auto, demos, hh, pku, prompts");
+                return rl_errf(err, errlen, RL_ERR_ARG, "--data-kind: '%s' is not one of %s", v, "auto, demos, hh, pku, prompts");
         } else if (!strcmp(a, "--init") || !strcmp(a, "--set")) {
             const char *eq = strchr(v, '=');
-            if (!eq || eq == v || !eq[1]) return arg_fail(err, errlen, "%s: '%s' is not NAME=VALUE", a, v);
+            if (!eq || eq == v || !eq[1]) return rl_errf(err, errlen, RL_ERR_ARG, "%s: '%s' is not NAME=VALUE", a, v);
             int *cnt = a[2] == 'i' ? &c->n_init : &c->n_set;
             const char **arr = a[2] == 'i' ? c->init : c->set;
-            if (*cnt >= RL_RUNNER_MAX_ARGS) return arg_fail(err, errlen, "too many %s options%s", a, "");
+            if (*cnt >= RL_RUNNER_MAX_ARGS) return rl_errf(err, errlen, RL_ERR_ARG, "too many %s options", a);
             arr[(*cnt)++] = v;
         } else if (!strcmp(a, "--out"))
             c->out = v;
@@ -113,7 +109,7 @@ rl_status rl_runner_parse_args(rl_runner_cfg *c, int argc, char **argv, char *er
             char *end;
             double e = strtod(v, &end);
             if (end == v || *end || !(e > 0) || e > 1e9)
-                return arg_fail(err, errlen, "--epochs: '%s' is not a positive number%s", v, "");
+                return rl_errf(err, errlen, RL_ERR_ARG, "--epochs: '%s' is not a positive number", v);
             c->epochs = e;
         } else if (!strcmp(a, "--lr-schedule"))
             c->lr_schedule = v;
@@ -132,8 +128,8 @@ rl_status rl_runner_parse_args(rl_runner_cfg *c, int argc, char **argv, char *er
                              ? 0
                              : 1;
             if (!parse_i64(v, lo, &n))
-                return arg_fail(err, errlen,
-                                lo ? "%s: '%s' is not a positive integer" : "%s: '%s' is not an integer >= 0", a, v);
+                return rl_errf(err, errlen, RL_ERR_ARG, "%s: '%s' is not %s", a, v,
+                               lo ? "a positive integer" : "an integer >= 0");
             if (!strcmp(a, "--steps"))
                 c->steps = n;
             else if (!strcmp(a, "--batch"))
@@ -160,7 +156,7 @@ rl_status rl_runner_parse_args(rl_runner_cfg *c, int argc, char **argv, char *er
                 c->group_by_length = n > 4096 ? 4096 : n;
         }
     }
-    if (!c->help && !c->recipe) return arg_fail(err, errlen, "no recipe given (rlhf train RECIPE ...)%s%s", "", "");
-    if (c->steps && c->epochs) return arg_fail(err, errlen, "give --steps or --epochs, not both%s%s", "", "");
+    if (!c->help && !c->recipe) return rl_errf(err, errlen, RL_ERR_ARG, "no recipe given (rlhf train RECIPE ...)");
+    if (c->steps && c->epochs) return rl_errf(err, errlen, RL_ERR_ARG, "give --steps or --epochs, not both");
     return RL_OK;
 }

@@ -405,10 +405,8 @@ rl_status rn_export(rn *r) {
         }
         json_object_set_new(o, pi->name, a);
     }
-    char tmp[RN_PATH + 16];
     rn_path(r, "params.json", path);
-    snprintf(tmp, sizeof tmp, "%s.tmp", path);
-    int bad = json_dump_file(o, tmp, JSON_INDENT(2) | JSON_SORT_KEYS) != 0 || rename(tmp, path) != 0;
+    rl_status st = rn_json_write(r, o, path, JSON_INDENT(2) | JSON_SORT_KEYS);
     json_decref(o);
-    return bad ? rn_fail(r, RL_ERR_IO, "%s: cannot write", path) : RL_OK;
+    return st;
 }

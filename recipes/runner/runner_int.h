@@ -22,6 +22,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <jansson.h>
 
 #define RN_PATH 4096
 
@@ -117,6 +118,8 @@ typedef struct rn {
 rl_status rn_fail(rn *r, rl_status st, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 /* "OUT/name" into buf. */
 const char *rn_path(const rn *r, const char *name, char *buf);
+/* Writes o to path whole or not at all (rl_atomic_*), json_dumpf flags. */
+rl_status rn_json_write(rn *r, json_t *o, const char *path, size_t flags);
 
 /* runner_ckpt.c */
 uint64_t rn_hash(const void *data, size_t n);

@@ -27,15 +27,27 @@ static json_t *rn_text(rn *r, const int32_t *ids, int64_t n) {
 
 /* ---- files --------------------------------------------------------------------------- */
 
+rl_status rn_json_write(rn *r, json_t *o, const char *path, size_t flags) {
+    char err[600];
+    rl_atomic_file a;
+    FILE *f = rl_atomic_open(&a, path, err, sizeof err);
+    if (!f) return rn_fail(r, RL_ERR_IO, "%s", err);
+    if (json_dumpf(o, f, flags) != 0) {
+        rl_atomic_abort(&a);
+        return rn_fail(r, RL_ERR_IO, "%s: cannot write", path);
+    }
+    return rl_atomic_commit(&a, err, sizeof err) == RL_OK ? RL_OK : rn_fail(r, RL_ERR_IO, "%s", err);
+}
+
 rl_status rn_jsonl_truncate(rn *r, const char *path, int64_t step) {
     FILE *in = fopen(path, "r");
     if (!in) return RL_OK; /* nothing written yet */
-    char tmp[RN_PATH + 16];
-    snprintf(tmp, sizeof tmp, "%s.tmp", path);
-    FILE *out = fopen(tmp, "w");
+    char err[600];
+    rl_atomic_file a;
+    FILE *out = rl_atomic_open(&a, path, err, sizeof err);
     if (!out) {
         fclose(in);
-        return rn_fail(r, RL_ERR_IO, "%s: cannot write", tmp);
+        return rn_fail(r, RL_ERR_IO, "%s", err);
     }
     char *line = NULL;
     size_t cap = 0;
@@ -50,8 +62,7 @@ rl_status rn_jsonl_truncate(rn *r, const char *path, int64_t step) {
     }
     free(line);
     fclose(in);
-    int bad = fclose(out) != 0 || rename(tmp, path) != 0;
-    return bad ? rn_fail(r, RL_ERR_IO, "%s: cannot rewrite", path) : RL_OK;
+    return rl_atomic_commit(&a, err, sizeof err) == RL_OK ? RL_OK : rn_fail(r, RL_ERR_IO, "%s", err);
 }
 
 rl_status rn_log_open(rn *r) {
@@ -119,12 +130,11 @@ rl_status rn_write_run_json(rn *r) {
     a = json_array();
     for (int m = 0; m < r->n_metrics; m++) json_array_append_new(a, json_string(rl_recipe_metric_name(r->p, m)));
     json_object_set_new(o, "metrics", a);
-    char path[RN_PATH], tmp[RN_PATH + 16];
+    char path[RN_PATH];
     rn_path(r, "run.json", path);
-    snprintf(tmp, sizeof tmp, "%s.tmp", path);
-    int bad = json_dump_file(o, tmp, JSON_INDENT(2)) != 0 || rename(tmp, path) != 0;
+    rl_status st = rn_json_write(r, o, path, JSON_INDENT(2));
     json_decref(o);
-    return bad ? rn_fail(r, RL_ERR_IO, "%s: cannot write", path) : RL_OK;
+    return st;
 }
 
 /* ---- a step ----------------------------------------------------------------------------- */

@@ -5,6 +5,7 @@
  * draw RUN_DIR/metrics.png and RUN_DIR/metrics.svg. The data and script stay,
  * so a figure can be restyled by editing the script and running gnuplot.
  */
+#include "rl_file.h"
 #include "rl_runner.h"
 
 #include <errno.h>
@@ -48,11 +49,6 @@ static void rp_clean(char *s) {
         if (*s == '"' || *s == '\\' || (unsigned char)*s < 32) *s = '\'';
 }
 
-static rl_status rp_fail(char *err, size_t n, rl_status st, const char *fmt, const char *a, const char *b) {
-    snprintf(err, n, fmt, a, b);
-    return st;
-}
-
 static int rp_has_prefix(const rp_cols *c, const char *pre) {
     for (int i = 0; i < c->n; i++)
         if (!strncmp(c->name[i], pre, strlen(pre))) return 1;
@@ -63,7 +59,7 @@ rl_status rl_runner_plot(const char *run_dir, char *err, size_t errlen) {
     char path[RP_PATH], dat[RP_PATH], gp[RP_PATH];
     snprintf(path, sizeof path, "%s/metrics.jsonl", run_dir);
     FILE *in = fopen(path, "r");
-    if (!in) return rp_fail(err, errlen, RL_ERR_IO, "%s: cannot read: %s", path, strerror(errno));
+    if (!in) return rl_errf(err, errlen, RL_ERR_IO, "%s: cannot read: %s", path, strerror(errno));
     /* pass 1: the columns, in the order they first appear */
     rp_cols cols = {0};
     json_t **rows = NULL;
@@ -83,7 +79,7 @@ rl_status rl_runner_plot(const char *run_dir, char *err, size_t errlen) {
             json_t **nr = realloc(rows, sizeof(json_t *) * cap);
             if (!nr) {
                 json_decref(o);
-                st = rp_fail(err, errlen, RL_ERR_MEMORY, "%s: out of memory%s", path, "");
+                st = rl_errf(err, errlen, RL_ERR_MEMORY, "%s: out of memory", path);
                 break;
             }
             rows = nr;
@@ -102,7 +98,7 @@ rl_status rl_runner_plot(const char *run_dir, char *err, size_t errlen) {
     }
     free(line);
     fclose(in);
-    if (!st && n_rows == 0) st = rp_fail(err, errlen, RL_ERR_ARG, "%s: no steps to plot%s", path, "");
+    if (!st && n_rows == 0) st = rl_errf(err, errlen, RL_ERR_ARG, "%s: no steps to plot", path);
     /* lr and grad_norm repeat lr_NAME and grad_norm_NAME of the first trainable */
     int drop_lr = rp_has_prefix(&cols, "lr_"), drop_gn = rp_has_prefix(&cols, "grad_norm_");
     /* the recipe's losses and metrics first, then the optimizer's and speed */
@@ -115,14 +111,15 @@ rl_status rl_runner_plot(const char *run_dir, char *err, size_t errlen) {
             if ((drop_lr && !strcmp(k, "lr")) || (drop_gn && !strcmp(k, "grad_norm"))) continue;
             shown[n_shown++] = c;
         }
-    if (!st && n_shown == 0) st = rp_fail(err, errlen, RL_ERR_ARG, "%s: no numeric fields to plot%s", path, "");
+    if (!st && n_shown == 0) st = rl_errf(err, errlen, RL_ERR_ARG, "%s: no numeric fields to plot", path);
     snprintf(path, sizeof path, "%s/plot", run_dir);
     if (!st && mkdir(path, 0777) != 0 && errno != EEXIST)
-        st = rp_fail(err, errlen, RL_ERR_IO, "%s: cannot create: %s", path, strerror(errno));
+        st = rl_errf(err, errlen, RL_ERR_IO, "%s: cannot create: %s", path, strerror(errno));
     /* the data: step, then one column per field; '?' where a step lacks it */
     snprintf(dat, sizeof dat, "%s/plot/metrics.dat", run_dir);
-    FILE *f = st ? NULL : fopen(dat, "w");
-    if (!st && !f) st = rp_fail(err, errlen, RL_ERR_IO, "%s: cannot write: %s", dat, strerror(errno));
+    rl_atomic_file af;
+    FILE *f = st ? NULL : rl_atomic_open(&af, dat, err, errlen);
+    if (!st && !f) st = RL_ERR_IO;
     if (f) {
         fprintf(f, "# step");
         for (int s = 0; s < n_shown; s++) fprintf(f, " %s", cols.name[shown[s]]);
@@ -139,7 +136,7 @@ rl_status rl_runner_plot(const char *run_dir, char *err, size_t errlen) {
             }
             fprintf(f, "\n");
         }
-        if (fclose(f) != 0) st = rp_fail(err, errlen, RL_ERR_IO, "%s: cannot write: %s", dat, strerror(errno));
+        st = rl_atomic_commit(&af, err, errlen);
     }
     /* the title: the recipe and kind from run.json, and the directory */
     char title[1024];
@@ -153,8 +150,8 @@ rl_status rl_runner_plot(const char *run_dir, char *err, size_t errlen) {
     rp_clean(title);
     /* the script: one multiplot per output, drawn from the run directory */
     snprintf(gp, sizeof gp, "%s/plot/metrics.gp", run_dir);
-    f = st ? NULL : fopen(gp, "w");
-    if (!st && !f) st = rp_fail(err, errlen, RL_ERR_IO, "%s: cannot write: %s", gp, strerror(errno));
+    f = st ? NULL : rl_atomic_open(&af, gp, err, errlen);
+    if (!st && !f) st = RL_ERR_IO;
     if (f) {
         int ncol = 1;
         while (ncol * ncol < n_shown) ncol++;
@@ -162,10 +159,13 @@ rl_status rl_runner_plot(const char *run_dir, char *err, size_t errlen) {
         fprintf(f, "# %s/plot/metrics.gp - written by `rlhf plot`; run from %s: gnuplot plot/metrics.gp\n", run_dir,
                 run_dir);
         fprintf(f, "set datafile missing \"?\"\nset grid\nunset key\nset xlabel \"step\"\nset format y \"%%g\"\n");
-        static const char *const terms[2][2] = {{"pngcairo noenhanced font \"sans,9\"", "metrics.png"},
-                                                {"svg noenhanced font \"sans,9\"", "metrics.svg"}};
+        /* rlhf plot passes temporary output names (-e), renamed when gnuplot succeeds */
+        fprintf(f, "if (!exists(\"out_png\")) out_png = \"metrics.png\"\n"
+                   "if (!exists(\"out_svg\")) out_svg = \"metrics.svg\"\n");
+        static const char *const terms[2][2] = {{"pngcairo noenhanced font \"sans,9\"", "out_png"},
+                                                {"svg noenhanced font \"sans,9\"", "out_svg"}};
         for (int t = 0; t < 2; t++) {
-            fprintf(f, "set terminal %s size %d,%d\nset output \"%s\"\n", terms[t][0], 420 * ncol, 300 * nrow + 40,
+            fprintf(f, "set terminal %s size %d,%d\nset output %s\n", terms[t][0], 420 * ncol, 300 * nrow + 40,
                     terms[t][1]);
             fprintf(f, "set multiplot layout %d,%d title \"%s\" font \"sans,12\"\n", nrow, ncol, title);
             for (int s = 0; s < n_shown; s++) {
@@ -184,29 +184,48 @@ rl_status rl_runner_plot(const char *run_dir, char *err, size_t errlen) {
             }
             fprintf(f, "unset multiplot\nset output\n");
         }
-        if (fclose(f) != 0) st = rp_fail(err, errlen, RL_ERR_IO, "%s: cannot write: %s", gp, strerror(errno));
+        st = rl_atomic_commit(&af, err, errlen);
     }
     for (size_t i = 0; i < n_rows; i++) json_decref(rows[i]);
     free(rows);
     for (int c = 0; c < cols.n; c++) free(cols.name[c]);
     if (st) return st;
+    /* the pictures go to temporaries next to their paths, renamed onto them
+     * when gnuplot has drawn both */
+    rl_atomic_file img[2];
+    const char *const img_name[2] = {"metrics.png", "metrics.svg"};
+    char setv[2][600];
+    for (int t = 0; t < 2; t++) {
+        snprintf(path, sizeof path, "%s/%s", run_dir, img_name[t]);
+        if (!rl_atomic_open(&img[t], path, err, errlen)) {
+            if (t) rl_atomic_abort(&img[0]);
+            return RL_ERR_IO;
+        }
+        rl_atomic_close(&img[t]);
+        /* gnuplot runs in run_dir: the temporary by its base name */
+        const char *base = strrchr(img[t].tmp, '/');
+        snprintf(setv[t], sizeof setv[t], "out_%s=\"%s\"", t ? "svg" : "png", base ? base + 1 : img[t].tmp);
+    }
     /* gnuplot, in the run directory so that the script's paths are relative */
     fflush(NULL);
     pid_t pid = fork();
-    if (pid < 0) return rp_fail(err, errlen, RL_ERR_IO, "cannot start gnuplot: %s%s", strerror(errno), "");
+    if (pid < 0) st = rl_errf(err, errlen, RL_ERR_IO, "cannot start gnuplot: %s", strerror(errno));
     if (pid == 0) {
         if (chdir(run_dir) != 0) _exit(126);
-        execlp("gnuplot", "gnuplot", "plot/metrics.gp", (char *)NULL);
+        execlp("gnuplot", "gnuplot", "-e", setv[0], "-e", setv[1], "plot/metrics.gp", (char *)NULL);
         _exit(127);
     }
     int ws = 0;
-    while (waitpid(pid, &ws, 0) < 0 && errno == EINTR) {}
-    if (WIFEXITED(ws) && WEXITSTATUS(ws) == 127)
-        return rp_fail(err, errlen, RL_ERR_IO,
-                       "gnuplot was not found: install it (apt-get install gnuplot-nox); the data and script are in "
-                       "%s/plot/%s",
-                       run_dir, "");
-    if (!WIFEXITED(ws) || WEXITSTATUS(ws) != 0)
-        return rp_fail(err, errlen, RL_ERR_IO, "gnuplot failed on %s (see its messages above)%s", gp, "");
-    return RL_OK;
+    while (pid > 0 && waitpid(pid, &ws, 0) < 0 && errno == EINTR) {}
+    if (!st && WIFEXITED(ws) && WEXITSTATUS(ws) == 127)
+        st = rl_errf(err, errlen, RL_ERR_IO,
+                     "gnuplot was not found: install it (apt-get install gnuplot-nox); the data and script are in "
+                     "%s/plot/", run_dir);
+    else if (!st && (!WIFEXITED(ws) || WEXITSTATUS(ws) != 0))
+        st = rl_errf(err, errlen, RL_ERR_IO, "gnuplot failed on %s (see its messages above)", gp);
+    for (int t = 0; t < 2; t++) {
+        if (st) rl_atomic_abort(&img[t]);
+        else st = rl_atomic_commit(&img[t], err, errlen);
+    }
+    return st;
 }

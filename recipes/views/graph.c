@@ -16,6 +16,7 @@
  * op labels), so the picture shows what a call really computes rather than a
  * hand-drawn schematic that could drift from models/gpt2.c.
  */
+#include "rl_file.h"
 #include "rl_recipe_graph.h"
 
 #include "recipe_int.h"
@@ -1121,29 +1122,18 @@ rl_status rl_recipe_graph_write(const rl_recipe_program *p, FILE *f, const rl_re
 
 /* ---- files and Graphviz ------------------------------------------------------------------------ */
 
-static rl_status fail(char *err, size_t n, rl_status st, const char *fmt, ...) __attribute__((format(printf, 4, 5)));
-static rl_status fail(char *err, size_t n, rl_status st, const char *fmt, ...) {
-    if (err && n) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(err, n, fmt, ap);
-        va_end(ap);
-    }
-    return st;
-}
-
 /* Runs `dot -T<fmt> -o out in`; stderr is collected for the message. */
 static rl_status run_dot(const char *fmt, const char *in, const char *out, char *err, size_t n) {
     const char *dot = getenv("RLHF_DOT");
     if (!dot || !dot[0]) dot = "dot";
     int pfd[2];
-    if (pipe(pfd) != 0) return fail(err, n, RL_ERR_IO, "cannot run Graphviz: pipe: %s", strerror(errno));
+    if (pipe(pfd) != 0) return rl_errf(err, n, RL_ERR_IO, "cannot run Graphviz: pipe: %s", strerror(errno));
     char tflag[16];
     snprintf(tflag, sizeof tflag, "-T%s", fmt);
     pid_t pid = fork();
     if (pid < 0) {
         close(pfd[0]), close(pfd[1]);
-        return fail(err, n, RL_ERR_IO, "cannot run Graphviz: fork: %s", strerror(errno));
+        return rl_errf(err, n, RL_ERR_IO, "cannot run Graphviz: fork: %s", strerror(errno));
     }
     if (pid == 0) {
         dup2(pfd[1], 2);
@@ -1168,15 +1158,15 @@ static rl_status run_dot(const char *fmt, const char *in, const char *out, char 
     if (strncmp(msg, "\001exec:", 6) == 0) {
         int e = atoi(msg + 6);
         if (e == ENOENT)
-            return fail(err, n, RL_ERR_IO,
+            return rl_errf(err, n, RL_ERR_IO,
                         "Graphviz's `dot` was not found (%s%s): install the graphviz package (apt-get install "
                         "graphviz, dnf install graphviz, brew install graphviz), or write a .dot file instead",
                         strcmp(dot, "dot") == 0 ? "looked for `dot` on PATH" : "RLHF_DOT=", strcmp(dot, "dot") == 0 ? "" : dot);
-        return fail(err, n, RL_ERR_IO, "cannot run Graphviz's `%s`: %s", dot, strerror(e));
+        return rl_errf(err, n, RL_ERR_IO, "cannot run Graphviz's `%s`: %s", dot, strerror(e));
     }
     if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
         while (k > 0 && (msg[k - 1] == '\n' || msg[k - 1] == ' ')) msg[--k] = 0;
-        return fail(err, n, RL_ERR_IO, "Graphviz's `%s %s` failed%s%s", dot, tflag, k ? ": " : "", msg);
+        return rl_errf(err, n, RL_ERR_IO, "Graphviz's `%s %s` failed%s%s", dot, tflag, k ? ": " : "", msg);
     }
     return RL_OK;
 }
@@ -1191,7 +1181,7 @@ static int make_temp(const char *path, const char *suffix, char *buf, size_t cap
 
 rl_status rl_recipe_graph_save(const rl_recipe_program *p, const char *path, const rl_recipe_graph_opts *o,
                                char *err, size_t n) {
-    if (!p || !path || !path[0]) return fail(err, n, RL_ERR_ARG, "no output file was given");
+    if (!p || !path || !path[0]) return rl_errf(err, n, RL_ERR_ARG, "no output file was given");
     const char *dotp = strrchr(path, '.');
     const char *slash = strrchr(path, '/');
     const char *ext = dotp && (!slash || dotp > slash) ? dotp + 1 : "";
@@ -1199,50 +1189,46 @@ rl_status rl_recipe_graph_save(const rl_recipe_program *p, const char *path, con
     if (strcmp(ext, "svg") == 0) fmt = "svg";
     else if (strcmp(ext, "png") == 0) fmt = "png";
     else if (strcmp(ext, "dot") != 0 && strcmp(ext, "gv") != 0)
-        return fail(err, n, RL_ERR_ARG, "cannot tell the format of '%s' from its extension '%s%s': write FILE.svg, "
+        return rl_errf(err, n, RL_ERR_ARG, "cannot tell the format of '%s' from its extension '%s%s': write FILE.svg, "
                                         "FILE.png or FILE.dot", path, ext[0] ? "." : "", ext);
-    size_t cap = strlen(path) + 32;
-    char *tdot = malloc(cap), *tout = malloc(cap);
-    if (!tdot || !tout) {
-        free(tdot), free(tout);
-        return fail(err, n, RL_ERR_MEMORY, "out of memory");
+    /* the picture (or the DOT file) is written whole or not at all */
+    rl_atomic_file out;
+    FILE *f = rl_atomic_open(&out, path, err, n);
+    if (!f) return RL_ERR_IO;
+    if (!fmt) {
+        rl_status st = rl_recipe_graph_write(p, f, o, err, n);
+        if (st != RL_OK) {
+            rl_atomic_abort(&out);
+            return st;
+        }
+        return rl_atomic_commit(&out, err, n);
+    }
+    /* Graphviz reads the DOT source from a scratch file and writes the
+     * picture into the temporary, which is then renamed onto path */
+    rl_atomic_close(&out);
+    char *tdot = malloc(strlen(path) + 32);
+    if (!tdot) {
+        rl_atomic_abort(&out);
+        return rl_errf(err, n, RL_ERR_MEMORY, "out of memory");
     }
     rl_status st = RL_OK;
-    int fd = make_temp(path, ".dot", tdot, cap);
-    if (fd < 0) {
-        st = fail(err, n, RL_ERR_IO, "cannot write next to '%s': %s", path, strerror(errno));
-        goto done;
+    int fd = make_temp(path, ".dot", tdot, strlen(path) + 32);
+    FILE *src = fd >= 0 ? fdopen(fd, "w") : NULL;
+    if (!src) {
+        st = rl_errf(err, n, RL_ERR_IO, "cannot write next to '%s': %s", path, strerror(errno));
+        if (fd >= 0) close(fd), unlink(tdot);
+        rl_atomic_abort(&out);
+        free(tdot);
+        return st;
     }
-    FILE *f = fdopen(fd, "w");
-    if (!f) {
-        close(fd);
-        unlink(tdot);
-        st = fail(err, n, RL_ERR_IO, "cannot write '%s': %s", tdot, strerror(errno));
-        goto done;
-    }
-    st = rl_recipe_graph_write(p, f, o, err, n);
-    if (fclose(f) != 0 && st == RL_OK) st = fail(err, n, RL_ERR_IO, "writing '%s' failed: %s", tdot, strerror(errno));
-    if (st == RL_OK && fmt) {
-        int fd2 = make_temp(path, fmt[0] == 's' ? ".svg" : ".png", tout, cap);
-        if (fd2 < 0) st = fail(err, n, RL_ERR_IO, "cannot write next to '%s': %s", path, strerror(errno));
-        else {
-            close(fd2);
-            st = run_dot(fmt, tdot, tout, err, n);
-            if (st == RL_OK && rename(tout, path) != 0)
-                st = fail(err, n, RL_ERR_IO, "cannot rename '%s' to '%s': %s", tout, path, strerror(errno));
-            if (st != RL_OK) unlink(tout);
-        }
-        unlink(tdot);
-    } else if (st == RL_OK) {
-        if (rename(tdot, path) != 0) {
-            st = fail(err, n, RL_ERR_IO, "cannot rename '%s' to '%s': %s", tdot, path, strerror(errno));
-            unlink(tdot);
-        }
-    } else {
-        unlink(tdot);
-    }
-done:
+    st = rl_recipe_graph_write(p, src, o, err, n);
+    if (fclose(src) != 0 && st == RL_OK) st = rl_errf(err, n, RL_ERR_IO, "writing '%s' failed: %s", tdot, strerror(errno));
+    if (st == RL_OK) st = run_dot(fmt, tdot, out.tmp, err, n);
+    unlink(tdot);
     free(tdot);
-    free(tout);
-    return st;
+    if (st != RL_OK) {
+        rl_atomic_abort(&out);
+        return st;
+    }
+    return rl_atomic_commit(&out, err, n);
 }

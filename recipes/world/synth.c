@@ -293,17 +293,13 @@ static void rl_note_row(rl_world *w, const char *prompt, const char *resp) {
 
 /* ---- files ---------------------------------------------------------------------------- */
 
-typedef struct rl_out {
-    FILE *f;
-    char path[1024], tmp[1040];
-} rl_out;
+/* Each file of the world is written whole or not at all (rl_atomic_*). */
+typedef rl_atomic_file rl_out;
 
 static int rl_out_open(rl_out *o, const char *dir, const char *name, char *err, size_t n) {
-    snprintf(o->path, sizeof o->path, "%s/%s", dir, name);
-    snprintf(o->tmp, sizeof o->tmp, "%s.tmp", o->path);
-    o->f = fopen(o->tmp, "wb");
-    if (!o->f) snprintf(err, n, "%s: cannot write: %s", o->tmp, strerror(errno));
-    return o->f != NULL;
+    char path[4096];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    return rl_atomic_open(o, path, err, n) != NULL;
 }
 
 /* Writes obj as one compact line and releases it. */
@@ -318,12 +314,11 @@ static int rl_out_line(rl_out *o, json_t *obj) {
 
 static int rl_out_close(rl_out *o, int ok, char *err, size_t n) {
     if (!o->f) return 0;
-    int closed = fclose(o->f) == 0;
-    o->f = NULL;
-    if (ok && closed && rename(o->tmp, o->path) == 0) return 1;
-    if (ok) snprintf(err, n, "%s: write failed: %s", o->path, strerror(errno));
-    remove(o->tmp);
-    return 0;
+    if (!ok) {
+        rl_atomic_abort(o);
+        return 0;
+    }
+    return rl_atomic_commit(o, err, n) == RL_OK;
 }
 
 static json_t *rl_family_counts(const int64_t *c) {
