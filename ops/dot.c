@@ -1,4 +1,4 @@
-/* engine/dot.c - the tape as a Graphviz (DOT) picture; what is drawn and how
+/* ops/dot.c - the tape as a Graphviz (DOT) picture; what is drawn and how
  * is described in engine/rl_dot.h.
  *
  * Leaves are found by pointer: an input that is not the output of a drawn

@@ -1,4 +1,4 @@
-/* engine/gradcheck.c - gradient checking in float64 against central
+/* ops/gradcheck.c - gradient checking in float64 against central
  * differences, and the f32-vs-f64 comparison of every op (forward and
  * backward). See rl_gradcheck.h for the method.
  */

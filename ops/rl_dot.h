@@ -1,4 +1,4 @@
-/* engine/rl_dot.h - writes the tape as a Graphviz picture (DOT language), to
+/* ops/rl_dot.h - writes the tape as a Graphviz picture (DOT language), to
  * see what a step computed: `dot -Tsvg step.dot -o step.svg`.
  *
  * One box per recorded op: "name | dtype [shape] | symbol", where name is the

@@ -1,4 +1,4 @@
-/* tests/test_data.c - the data loaders and batcher of recipes/rl_data.h:
+/* tests/test_data.c - the data loaders and batcher of recipes/data/rl_data.h:
  *  - each format on good files (BOM, CRLF, blank lines, a last line without
  *    newline, unknown extra fields, PKU's optional severity levels);
  *  - malformed lines, each with its exact "FILE:LINE: message"; skipping and

@@ -1,4 +1,4 @@
-/* tests/test_extern.c - recipe externs through libffi (recipes/ffi.c) and
+/* tests/test_extern.c - recipe externs through libffi (recipes/bind/ffi.c) and
  * the foreign op (ops/rl_foreign.h), with the example plug-in
  * recipes/plugins/length_bonus.c (built as <build>/plugins/liblength_bonus.so):
  *   - recipes/examples/length_bonus.recipe end to end, against the same

@@ -1,4 +1,4 @@
-/* tests/test_graph.c - `rlhf graph` (recipes/graph.c, tools/cmd_graph.c):
+/* tests/test_graph.c - `rlhf graph` (recipes/views/graph.c, tools/cmd_graph.c):
  * recipes are drawn, rendered by the real `dot -Tsvg`, and the SVG is read
  * back: boxes counted by their class (one per expression, model call, input,
  * param), clusters (rollout, loss, models), dashed stop() edges, the loss

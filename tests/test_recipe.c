@@ -1,4 +1,4 @@
-/* tests/test_recipe.c - the recipe language (recipes/rl_recipe.h): malformed
+/* tests/test_recipe.c - the recipe language (recipes/lang/rl_recipe.h): malformed
  * recipes with their exact messages and positions, the stop-gradient audit,
  * --set overrides, and well-formed recipes evaluated against values computed
  * here independently (by hand, from closed forms, or directly with the GPT-2

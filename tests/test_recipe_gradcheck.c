@@ -1,5 +1,5 @@
 /* tests/test_recipe_gradcheck.c - `rlhf gradcheck RECIPE` for every built-in
- * recipe (recipes/gradcheck.c): each loss's gradient w.r.t. every tensor of
+ * recipe (recipes/views/gradcheck.c): each loss's gradient w.r.t. every tensor of
  * every trainable it trains, every param and every float input it reaches,
  * against float64 central differences, with tiny models. One test per
  * built-in recipe, one per switch that changes the graph (margin, ptx,

@@ -1,5 +1,5 @@
 /* tests/test_synth.c - the synthetic helpful-and-harmless world of
- * recipes/rl_synth.h:
+ * recipes/world/rl_synth.h:
  *  - the oracle on hand-written cases of each family, including sloppy model
  *    text (case, spacing, curly apostrophes, trailing lines, plurals, words
  *    inside other words) and transcripts;
@@ -9,7 +9,7 @@
  *    shares exact; held-out eval prompts absent from every training file;
  *    SFT imperfection rates; PKU labels consistent with the oracle; the
  *    Bradley-Terry label noise at the configured rate (binomial tolerance).
- * Files are read back through the loaders of recipes/rl_data.h.
+ * Files are read back through the loaders of recipes/data/rl_data.h.
  */
 #include <setjmp.h>
 #include <stdarg.h>

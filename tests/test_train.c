@@ -1,4 +1,4 @@
-/* tests/test_train.c - the stage runner (recipes/rl_runner.h) end to end on
+/* tests/test_train.c - the stage runner (recipes/runner/rl_runner.h) end to end on
  * the tiny preset: a short run of each recipe kind (supervised, pairwise,
  * fullbatch, online) on small data written here, checking that the loss falls
  * and that every output appears and parses (metrics.jsonl fields, samples,

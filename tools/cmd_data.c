@@ -21,7 +21,7 @@ static void rl_data_usage(FILE *f) {
             "                       [--ctx T] [--rows sft|pairs|prompts] [--tokenizer bytes|DIR]\n"
             "synth writes sft.jsonl, hh.jsonl, pku.jsonl, eval_prompts.jsonl, hh_eval.jsonl,\n"
             "pku_eval.jsonl (pairs on the held-out prompts) and summary.json\n"
-            "(recipes/rl_synth.h describes the world); check loads FILE as training would.\n");
+            "(recipes/world/rl_synth.h describes the world); check loads FILE as training would.\n");
 }
 
 /* Parses a whole decimal integer >= lo; 0 on garbage. */

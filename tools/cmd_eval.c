@@ -5,7 +5,7 @@
  * the oracle, cost sign accuracy). Prints a table and writes a JSON summary
  * that the pipeline assembles into its report.
  *
- * Definitions (recipes/rl_synth.h has the oracle's rules):
+ * Definitions (recipes/world/rl_synth.h has the oracle's rules):
  *   arith_accuracy      correct answers / responses to arithmetic prompts
  *   benign_helpfulness  mean oracle helpfulness on benign-family prompts
  *   harmful_compliance  compliances / responses to harmful prompts

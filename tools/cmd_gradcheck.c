@@ -5,7 +5,7 @@
  *   rlhf gradcheck RECIPE [--set k=v]  every loss of a recipe (a file or a
  *                                      built-in name) w.r.t. every trainable it
  *                                      trains and every float input it reaches,
- *                                      with tiny f64 models (recipes/gradcheck.c)
+ *                                      with tiny f64 models (recipes/views/gradcheck.c)
  *   rlhf gradcheck --recipes           every built-in recipe
  * Prints the worst errors per op or tensor and PASS/FAIL; exit status 1 when
  * anything fails, 2 on a usage error.

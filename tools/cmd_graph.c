@@ -1,7 +1,7 @@
 /* tools/cmd_graph.c - `rlhf graph RECIPE -o FILE.(svg|png|dot) [--expand]
  * [--backward] [--set k=v]...`: checks a recipe (the shape check included,
  * so that boxes carry symbolic shapes) and draws its dataflow with
- * recipes/graph.c. Nothing is trained and no data is read.
+ * recipes/views/graph.c. Nothing is trained and no data is read.
  */
 #include "cli.h"
 

@@ -1,6 +1,6 @@
 /* tools/cmd_plot.c - `rlhf plot RUN_DIR`: draws a training run's
  * metrics.jsonl with gnuplot into RUN_DIR/metrics.png and metrics.svg, one
- * panel per metric (recipes/runner_plot.c does the work).
+ * panel per metric (recipes/runner/runner_plot.c does the work).
  */
 #include "cli.h"
 

@@ -1,5 +1,5 @@
 /* tools/cmd_train.c - `rlhf train RECIPE ...`: runs a recipe's training
- * stage with the stage runner (recipes/rl_runner.h documents the kinds, the
+ * stage with the stage runner (recipes/runner/rl_runner.h documents the kinds, the
  * update order, the files and the checkpoint layout). Exit status: 0 done,
  * 1 the run failed, 2 bad arguments.
  */

@@ -1,8 +1,8 @@
-/* recipes/data.c - JSONL readers for demonstrations, HH-RLHF, PKU-SafeRLHF
+/* recipes/data/data.c - JSONL readers for demonstrations, HH-RLHF, PKU-SafeRLHF
  * and prompt lists (plain or gzip), their tokenization into right-padded
  * rows with response masks, and seeded resumable batch iteration. The
  * contract (bad lines, blank lines, the HH split, truncation) is in
- * recipes/rl_data.h.
+ * recipes/data/rl_data.h.
  */
 #include "rl_file.h"
 #include "rl_data.h"

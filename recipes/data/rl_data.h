@@ -1,4 +1,4 @@
-/* recipes/rl_data.h - the training data: JSONL readers for the public
+/* recipes/data/rl_data.h - the training data: JSONL readers for the public
  * schemas (demonstrations, HH-RLHF, PKU-SafeRLHF, prompt lists), their
  * tokenization into fixed-layout rows, and seeded, resumable batch iteration.
  *

@@ -1,4 +1,4 @@
-/* recipes/audit.c - the stop-gradient audit: for every value of the loss
+/* recipes/lang/audit.c - the stop-gradient audit: for every value of the loss
  * phase, the set of trainables (trainable models and params) that its
  * gradient reaches along dataflow paths that cross no stop(). Rollout
  * values, inputs, constants and frozen models carry no gradient by

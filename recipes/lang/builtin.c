@@ -1,4 +1,4 @@
-/* recipes/builtin.c - the recipes shipped as recipes/NAME.recipe, found by name,
+/* recipes/lang/builtin.c - the recipes shipped as recipes/NAME.recipe, found by name,
  * so that command lines take either a recipe file or a built-in name
  * (`rlhf gradcheck ppo_kl`, `rlhf gradcheck my.recipe`). The files are read
  * at run time from $RLHF_RECIPE_DIR when it is set, else from the source

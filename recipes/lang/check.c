@@ -1,4 +1,4 @@
-/* recipes/check.c - the checker and compiler, statement by statement: the
+/* recipes/lang/check.c - the checker and compiler, statement by statement: the
  * declarations (inputs, models and their optimizers, hypers with their --set
  * overrides, params, externs, fn functions), assignments, tuples, losses
  * and metrics, phases (rollout / loss), the recipe-level rules (a loss is

@@ -1,4 +1,4 @@
-/* recipes/check_int.h - what the checker's three files share (check.c:
+/* recipes/lang/check_int.h - what the checker's three files share (check.c:
  * declarations and statements; expr.c: values, instructions, operators and
  * names; calls.c: calls of ops, natives, model functions, externs and `fn`
  * functions): the checker's state and its helpers. Internal to the checker.

@@ -1,4 +1,4 @@
-/* recipes/diag.c - the recipe language's plumbing: the bump pool its passes
+/* recipes/lang/diag.c - the recipe language's plumbing: the bump pool its passes
  * allocate from, diagnostics (collection, ordering, the
  * file:line:col / source line / caret / hint format) and "did you mean"
  * suggestions.

@@ -1,4 +1,4 @@
-/* recipes/dryrun.c - the shape check, run before any data is read: every
+/* recipes/lang/dryrun.c - the shape check, run before any data is read: every
  * symbolic dim (B, T, V, the fresh length of generated batches) is bound to
  * a distinct small prime, the inputs are made up at those sizes, every
  * model becomes a tiny float64 model from the function table's dry-run

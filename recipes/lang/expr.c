@@ -1,4 +1,4 @@
-/* recipes/expr.c - the checker's expressions: the helpers every check uses
+/* recipes/lang/expr.c - the checker's expressions: the helpers every check uses
  * (diagnostics that follow inlining back to the call site, instruction and
  * slot emission, making a value a tensor of the wanted dtype), constant
  * folding, applying an op (dtype rules: numbers become 0-d constants of the

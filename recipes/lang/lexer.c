@@ -1,4 +1,4 @@
-/* recipes/lexer.c - the recipe language's tokens: names, numbers (1, 0.5,
+/* recipes/lang/lexer.c - the recipe language's tokens: names, numbers (1, 0.5,
  * 1e-5), "strings", punctuation and operators; '#' starts a comment that
  * runs to the end of the line. Newlines are not tokens: a statement ends
  * where its expression cannot continue, so a long expression continues on

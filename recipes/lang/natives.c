@@ -1,4 +1,4 @@
-/* recipes/natives.c - the built-in functions that are not single ops and
+/* recipes/lang/natives.c - the built-in functions that are not single ops and
  * cannot be written in the recipe language itself (they need host loops,
  * state, or a string choice), available to every recipe:
  *

@@ -1,4 +1,4 @@
-/* recipes/parser.c - recursive-descent parser: tokens -> the header, the
+/* recipes/lang/parser.c - recursive-descent parser: tokens -> the header, the
  * declarations and the statements of a recipe (grammar in docs/recipes.md).
  *
  * Statements are not separated by newlines or ';': an expression ends where

@@ -1,4 +1,4 @@
-/* recipes/prelude.c - the prelude: functions written in the recipe language
+/* recipes/lang/prelude.c - the prelude: functions written in the recipe language
  * itself that every recipe can call (they are inlined like a recipe's own
  * `fn` declarations). Kept as a C string so that the engine needs no file
  * at run time; docs/recipes.md lists them. A recipe cannot redefine them.

@@ -1,4 +1,4 @@
-/* recipes/program.c - the public API of the recipe language (rl_recipe.h):
+/* recipes/lang/program.c - the public API of the recipe language (rl_recipe.h):
  * parsing entry points, --set overrides, the compile driver (check, audit,
  * shape check), binding inputs and models, running the rollout and loss
  * phases, and read-only views of what a program declares. This file checks

@@ -435,7 +435,7 @@ const rl_recipe_node *rl_recipe_node_at(const rl_recipe_program *p, int i);
  * can call (masked_mean, k3, ...). */
 const char *rl_recipe_prelude_source(void);
 
-/* ---- the built-in recipes (recipes/builtin.c) -------------------------------------------- */
+/* ---- the built-in recipes (recipes/lang/builtin.c) -------------------------------------------- */
 
 /* The recipes shipped in recipes/: sft, bradley_terry, cost_model, ppo_kl,
  * safe_rlhf, dpo, ipo (i in [0, rl_recipe_n_builtins); NULL outside). */

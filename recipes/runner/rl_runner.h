@@ -1,4 +1,4 @@
-/* recipes/rl_runner.h - the stage runner: trains any recipe from a data file
+/* recipes/runner/rl_runner.h - the stage runner: trains any recipe from a data file
  * (or none), writing metrics, samples, resumable checkpoints and the final
  * models. `rlhf train` (tools/cmd_train.c) is a thin shell around it, and the
  * tests call it directly with the same argument vectors. RECIPE is a file or

@@ -1,4 +1,4 @@
-/* recipes/runner.c - the stage runner's core: sets up a run (recipe, models,
+/* recipes/runner/runner.c - the stage runner's core: sets up a run (recipe, models,
  * data, one optimizer per trainable), then runs its steps - supervised and
  * pairwise batches, online rollouts with PPO-style minibatch epochs, and
  * full-batch updates - with the update order rl_runner.h documents.

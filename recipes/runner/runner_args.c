@@ -1,4 +1,4 @@
-/* recipes/runner_args.c - the command line of the stage runner (`rlhf train`):
+/* recipes/runner/runner_args.c - the command line of the stage runner (`rlhf train`):
  * defaults, argument parsing and the usage text. Kept in the library so that
  * tests drive the runner with the very argument vectors a user types.
  */

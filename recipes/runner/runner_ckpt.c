@@ -1,4 +1,4 @@
-/* recipes/runner_ckpt.c - the training checkpoint: the complete state of a
+/* recipes/runner/runner_ckpt.c - the training checkpoint: the complete state of a
  * run (trainable models, recipe params, optimizer moments and step counts,
  * random streams, stateful natives, the data cursor) in one safetensors
  * file, written atomically, and read back by --resume so that a resumed run

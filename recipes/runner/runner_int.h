@@ -1,4 +1,4 @@
-/* recipes/runner_int.h - what the stage runner's sources share: the state of
+/* recipes/runner/runner_int.h - what the stage runner's sources share: the state of
  * a run (models, trainables and their optimizers, data, streams, output
  * files) and the entry points of each part:
  *

@@ -1,4 +1,4 @@
-/* recipes/runner_log.c - what a user of the stage runner sees: the progress
+/* recipes/runner/runner_log.c - what a user of the stage runner sees: the progress
  * line (redrawn in place on a terminal, plain lines every N steps
  * otherwise), OUT/metrics.jsonl (one JSON object per step), OUT/run.json
  * (the configuration) and OUT/samples.jsonl (decoded generations).

@@ -1,4 +1,4 @@
-/* recipes/runner_plot.c - `rlhf plot RUN_DIR`: the curves of a training run.
+/* recipes/runner/runner_plot.c - `rlhf plot RUN_DIR`: the curves of a training run.
  * Reads RUN_DIR/metrics.jsonl, writes its numeric fields as columns of
  * RUN_DIR/plot/metrics.dat and a gnuplot script RUN_DIR/plot/metrics.gp (one
  * panel per field, step on x, the recipe in the title), and runs gnuplot to

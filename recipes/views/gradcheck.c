@@ -1,4 +1,4 @@
-/* recipes/gradcheck.c - the gradient check of a whole recipe (see
+/* recipes/views/gradcheck.c - the gradient check of a whole recipe (see
  * rl_recipe_gradcheck.h for what is checked and why the setting avoids the
  * kinks of PPO's clipping): compile in f64, bind tiny GPT-2 models and random
  * data of the declared shapes, run the rollout once, then compare every

@@ -1,5 +1,5 @@
-/* recipes/graph.c - `rlhf graph`: a compiled recipe as a Graphviz picture
- * (what is drawn: recipes/rl_recipe_graph.h; docs/recipes.md).
+/* recipes/views/graph.c - `rlhf graph`: a compiled recipe as a Graphviz picture
+ * (what is drawn: recipes/views/rl_recipe_graph.h; docs/recipes.md).
  *
  * The compiled program is a flat list of instructions (one per op, after
  * inlining); a picture of that is unreadable. So instructions are grouped

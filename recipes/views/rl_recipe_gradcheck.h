@@ -1,4 +1,4 @@
-/* recipes/rl_recipe_gradcheck.h - the gradient check of a whole recipe
+/* recipes/views/rl_recipe_gradcheck.h - the gradient check of a whole recipe
  * (`rlhf gradcheck RECIPE`, tests/test_recipe_gradcheck.c): every loss's
  * gradient, as the recipe compiles it onto the tape, against central
  * differences in float64, with tiny GPT-2 models and random data.

@@ -1,5 +1,5 @@
-/* recipes/rl_recipe_graph.h - `rlhf graph`: a compiled recipe drawn as a
- * Graphviz picture of its dataflow (recipes/graph.c).
+/* recipes/views/rl_recipe_graph.h - `rlhf graph`: a compiled recipe drawn as a
+ * Graphviz picture of its dataflow (recipes/views/graph.c).
  *
  * What the picture shows (docs/recipes.md, "Pictures of recipes"):
  *   - one box per expression: each assignment, loss and logged metric, and

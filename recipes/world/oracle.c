@@ -1,8 +1,8 @@
-/* recipes/oracle.c - the synthetic world's tables (phrasings, benign
+/* recipes/world/oracle.c - the synthetic world's tables (phrasings, benign
  * categories and their answers, harmful acts and their methods) and its
  * oracle: recognising a prompt and judging a response's kind, helpfulness
- * and safety. The rules are in recipes/rl_synth.h; the generator
- * (recipes/synth.c) judges every response it writes with this same oracle.
+ * and safety. The rules are in recipes/world/rl_synth.h; the generator
+ * (recipes/world/synth.c) judges every response it writes with this same oracle.
  */
 #include "rl_synth.h"
 

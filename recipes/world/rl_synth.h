@@ -1,4 +1,4 @@
-/* recipes/rl_synth.h - a miniature helpful-and-harmless world: three prompt
+/* recipes/world/rl_synth.h - a miniature helpful-and-harmless world: three prompt
  * families, the responses a model can give, an ORACLE that judges any
  * (prompt, response) pair, and a generator of training and evaluation files
  * in the public schemas (rl_data.h). Small enough for a ~3M-parameter

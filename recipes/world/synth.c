@@ -1,7 +1,7 @@
-/* recipes/synth.c - the generator of the synthetic helpful-and-harmless
+/* recipes/world/synth.c - the generator of the synthetic helpful-and-harmless
  * world's files (sft.jsonl, hh.jsonl, pku.jsonl, eval_prompts.jsonl,
- * summary.json). What it writes and why is in recipes/rl_synth.h; every
- * response it writes is judged by the oracle (recipes/oracle.c), and a
+ * summary.json). What it writes and why is in recipes/world/rl_synth.h; every
+ * response it writes is judged by the oracle (recipes/world/oracle.c), and a
  * response the oracle would not classify as intended is an internal error,
  * so the files and the oracle cannot drift apart.
  */
