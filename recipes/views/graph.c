@@ -1206,26 +1206,21 @@ rl_status rl_recipe_graph_save(const rl_recipe_program *p, const char *path, con
     /* Graphviz reads the DOT source from a scratch file and writes the
      * picture into the temporary, which is then renamed onto path */
     rl_atomic_close(&out);
-    char *tdot = malloc(strlen(path) + 32);
-    if (!tdot) {
-        rl_atomic_abort(&out);
-        return rl_errf(err, n, RL_ERR_MEMORY, "out of memory");
-    }
+    /* on the stack: a child that fails to exec Graphviz exits holding no heap block */
+    char tdot[sizeof out.path + 32];
     rl_status st = RL_OK;
-    int fd = make_temp(path, ".dot", tdot, strlen(path) + 32);
+    int fd = make_temp(path, ".dot", tdot, sizeof tdot);
     FILE *src = fd >= 0 ? fdopen(fd, "w") : NULL;
     if (!src) {
         st = rl_errf(err, n, RL_ERR_IO, "cannot write next to '%s': %s", path, strerror(errno));
         if (fd >= 0) close(fd), unlink(tdot);
         rl_atomic_abort(&out);
-        free(tdot);
         return st;
     }
     st = rl_recipe_graph_write(p, src, o, err, n);
     if (fclose(src) != 0 && st == RL_OK) st = rl_errf(err, n, RL_ERR_IO, "writing '%s' failed: %s", tdot, strerror(errno));
     if (st == RL_OK) st = run_dot(fmt, tdot, out.tmp, err, n);
     unlink(tdot);
-    free(tdot);
     if (st != RL_OK) {
         rl_atomic_abort(&out);
         return st;
