@@ -1155,7 +1155,7 @@ static void test_every_op_through_interpreter(void **state) {
                 fail_msg("%s, case '%s': the recipe does not compile:\n%s", rl_op_table[op].name, c->label, src);
             }
             for (int i = 0; i < c->n_in; i++) {
-                char name[8];
+                char name[16];
                 snprintf(name, sizeof name, "x%d", i);
                 assert_int_equal(rl_recipe_bind_tensor(p, name, in[i]), RL_OK);
             }

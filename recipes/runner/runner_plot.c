@@ -194,7 +194,7 @@ rl_status rl_runner_plot(const char *run_dir, char *err, size_t errlen) {
      * when gnuplot has drawn both */
     rl_atomic_file img[2];
     const char *const img_name[2] = {"metrics.png", "metrics.svg"};
-    char setv[2][600];
+    char setv[2][sizeof img[0].tmp + 16];
     for (int t = 0; t < 2; t++) {
         snprintf(path, sizeof path, "%s/%s", run_dir, img_name[t]);
         if (!rl_atomic_open(&img[t], path, err, errlen)) {
