@@ -1,4 +1,4 @@
-/* engine/file.c - error buffers and files written whole or not at all
+/* engine/file.c - error buffers, the clock and files written whole or not at all
  * (rl_file.h). */
 #include "rl_file.h"
 
@@ -7,6 +7,7 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -18,6 +19,12 @@ rl_status rl_errf(char *err, size_t n, rl_status st, const char *fmt, ...) {
         va_end(ap);
     }
     return st;
+}
+
+double rl_now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
 int rl_path_mkdirs(const char *path) {
@@ -41,6 +48,17 @@ static void dir_of(const char *path, char *dir, size_t n) {
     if (!slash) snprintf(dir, n, ".");
     else if (slash == path) snprintf(dir, n, "/");
     else snprintf(dir, n, "%.*s", (int)(slash - path), path);
+}
+
+rl_status rl_path_make_parent(const char *path, char *err, size_t n) {
+    char dir[4096];
+    if (snprintf(dir, sizeof dir, "%s", path) >= (int)sizeof dir)
+        return rl_errf(err, n, RL_ERR_ARG, "%.200s...: the path is longer than %zu bytes", path, sizeof dir - 1);
+    char *slash = strrchr(dir, '/');
+    if (!slash || slash == dir) return RL_OK;
+    *slash = 0;
+    if (!rl_path_mkdirs(dir)) return rl_errf(err, n, RL_ERR_IO, "cannot create the directory %s: %s", dir, strerror(errno));
+    return RL_OK;
 }
 
 FILE *rl_atomic_open(rl_atomic_file *a, const char *path, char *err, size_t n) {

@@ -1,5 +1,5 @@
-/* engine/rl_file.h - the two helpers every writer of messages and files
- * uses: rl_errf fills a caller's error buffer, and rl_atomic_* write a file
+/* engine/rl_file.h - the helpers every writer of messages and files uses:
+ * rl_errf fills a caller's error buffer, rl_now times work, and rl_atomic_* write a file
  * whole or not at all (a temporary file next to it, fsync, rename, fsync of
  * the directory), so that a crash or a full disk never leaves half a
  * checkpoint, JSON summary, table or picture behind.
@@ -27,9 +27,16 @@ extern "C" {
  * in one line. */
 rl_status rl_errf(char *err, size_t n, rl_status st, const char *fmt, ...) __attribute__((format(printf, 4, 5)));
 
+/* Seconds on the monotonic clock (for durations only). */
+double rl_now(void);
+
 /* mkdir -p: makes path and its missing parents; 1 on success (errno set
  * otherwise). */
 int rl_path_mkdirs(const char *path);
+
+/* Makes the directory that the file at path goes in (nothing when path has
+ * no directory part); RL_ERR_IO with the directory's name in err. */
+rl_status rl_path_make_parent(const char *path, char *err, size_t n);
 
 typedef struct rl_atomic_file {
     FILE *f;            /* the temporary file, open for writing; NULL once closed */

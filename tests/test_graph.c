@@ -27,7 +27,7 @@
 #include "rl_recipe_graph.h"
 
 /* the command itself, to test its arguments and messages in-process */
-#include "../tools/cmd_graph.c"
+#include "cli.h"
 
 #ifndef RLHF_DOT
 #define RLHF_DOT ""

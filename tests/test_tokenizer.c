@@ -15,6 +15,7 @@
  * With RLHF_TOK_BENCH=1 in the environment it also prints encode throughput.
  */
 #include "rl_test.h"
+#include "rl_file.h"
 
 #include <jansson.h>
 #include <stdio.h>
@@ -583,17 +584,11 @@ static void test_vocab_errors(void **state) {
 
 /* ---- throughput (RLHF_TOK_BENCH=1) ----------------------------------------------- */
 
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
 /* Encodes text either in one call or line by line (as a data set loader
  * would); prints MB/s. */
 static void bench_one(rl_tokenizer *tok, const char *name, const char *text, size_t len, int per_line) {
     int64_t total = 0;
-    double t0 = now_s();
+    double t0 = rl_now();
     for (size_t p = 0; p < len;) {
         size_t e = len;
         if (per_line) {
@@ -607,7 +602,7 @@ static void bench_one(rl_tokenizer *tok, const char *name, const char *text, siz
         total += n;
         p = e;
     }
-    double dt = now_s() - t0;
+    double dt = rl_now() - t0;
     printf("  %-46s %7.1f MB/s  (%zu bytes -> %lld ids, %.3f s)\n", name, (double)len / dt / 1e6, len,
            (long long)total, dt);
 }

@@ -14,6 +14,7 @@
  */
 #define _XOPEN_SOURCE 700 /* nftw */
 #include "rl_test.h"
+#include "rl_file.h"
 #include "rl_test_dir.h"
 
 #include "rl_safetensors.h"
@@ -42,12 +43,6 @@ static void write_text(const char *path, const char *text) {
     assert_non_null(f);
     fputs(text, f);
     fclose(f);
-}
-
-static double now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
 /* ---- fixtures -------------------------------------------------------------------------------- */
@@ -153,10 +148,10 @@ static int reap(pid_t pid) {
 
 /* Runs a child to the end; returns its wall time. */
 static double run_ok(const char *const *args) {
-    double t0 = now();
+    double t0 = rl_now();
     int rc = reap(spawn(args, 0));
     if (rc) fail_msg("the training child failed (%d)", rc);
-    return now() - t0;
+    return rl_now() - t0;
 }
 
 /* ---- comparisons -------------------------------------------------------------------------------- */
@@ -283,8 +278,8 @@ static void kill_and_resume(const char *name, const char **args, int steps, cons
         rl_test_rm_rf(k);
         pid_t pid = spawn(args, 0);
         struct stat sb;
-        double t0 = now();
-        while (stat(ck, &sb) != 0 && now() - t0 < 60) usleep(200);
+        double t0 = rl_now();
+        while (stat(ck, &sb) != 0 && rl_now() - t0 < 60) usleep(200);
         /* a random moment in the first half of what remains (shorter on each retry) */
         double delay = (double)rand() / RAND_MAX * 0.5 * t_u / (1 << attempt);
         usleep((useconds_t)(delay * 1e6));

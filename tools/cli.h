@@ -5,6 +5,7 @@
 #define RL_CLI_H
 
 #include "rl_ops.h"
+#include "rl_file.h"
 
 #include <stdio.h>
 
@@ -26,7 +27,5 @@ int rl_blas_threads(void);
 /* Prints a warning with the fix when OpenBLAS runs kernels older than the
  * CPU (generic/SSE3 on AVX2, or AVX2 on AVX-512); returns 1 when it warned. */
 int rl_blas_warn_generic_core(FILE *f);
-/* Monotonic clock in seconds. */
-double rl_now(void);
 
 #endif

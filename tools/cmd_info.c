@@ -17,12 +17,6 @@ const char *rl_blas_corename(void) {
 
 int rl_blas_threads(void) { return openblas_get_num_threads(); }
 
-double rl_now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
 static int rl_core_in(const char *core, const char *const *list) {
     for (; *list; list++)
         if (strcasecmp(core, *list) == 0) return 1;

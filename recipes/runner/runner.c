@@ -36,12 +36,6 @@ const char *rn_path(const rn *r, const char *name, char *buf) {
     return buf;
 }
 
-static double rn_now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
 /* ---- the recipe ------------------------------------------------------------------------ */
 
 /* Copies the recipe's errors (the first few) into err. */
@@ -827,7 +821,7 @@ rl_status rl_runner_run(const rl_runner_cfg *c, rl_runner_result *res, char *err
     r->res = res;
     r->log = c->log ? c->log : stdout;
     r->tty = !c->quiet && isatty(fileno(r->log));
-    r->t_start = r->t_step = rn_now();
+    r->t_start = r->t_step = rl_now();
     rl_status st = rn_setup(r);
     char path[RN_PATH];
     if (!st) {
@@ -853,7 +847,7 @@ rl_status rl_runner_run(const rl_runner_cfg *c, rl_runner_result *res, char *err
     }
     while (!st && r->step < r->total_steps) {
         r->step++;
-        double t0 = rn_now();
+        double t0 = rl_now();
         memset(r->acc, 0, sizeof(double) * (size_t)(r->n_losses + r->n_metrics));
         r->acc_n = 0;
         for (int t = 0; t < r->n_train; t++) r->train[t].norm_sum = 0, r->train[t].n_norm = 0;
@@ -872,7 +866,7 @@ rl_status rl_runner_run(const rl_runner_cfg *c, rl_runner_result *res, char *err
         res->last_loss = r->step_loss;
         res->steps = r->step;
         if (r->kind != RL_RECIPE_ONLINE && c->sample_every > 0 && r->step % c->sample_every == 0) rn_sample_greedy(r);
-        r->t_step = rn_now();
+        r->t_step = rl_now();
         rn_log_step(r, r->t_step - t0);
         if (c->ckpt_every > 0 && r->step % c->ckpt_every == 0 && r->step < r->total_steps) st = rn_ckpt_save(r);
     }

@@ -12,6 +12,7 @@
 
 #include "rl_optim.h"
 #include "rl_rng.h"
+#include "rl_file.h"
 #include "rl_gpt2.h"
 #include "rl_tokenizer.h"
 #include "rl_data.h"

@@ -8,6 +8,8 @@
  */
 #include "rl_recipe_gradcheck.h"
 
+#include "rl_file.h"
+
 #include "rl_gradcheck.h"
 #include "rl_gpt2.h"
 #include "recipe_int.h"
@@ -33,12 +35,6 @@ void rl_recipe_gc_opts_default(rl_recipe_gc_opts *o) {
     o->h = go.h;
     o->atol = go.atol;
     o->rtol = go.rtol;
-}
-
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
 static void set_msg(rl_recipe_gc_result *res, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -276,7 +272,7 @@ rl_status rl_recipe_gradcheck(rl_recipe *r, const rl_recipe_gc_opts *opts, rl_re
                 (long long)o.batch, (long long)o.len, (long long)o.gen_len, o.model_elems, o.h);
         return RL_ERR_ARG;
     }
-    double t0 = now_s();
+    double t0 = rl_now();
     gc_state s;
     memset(&s, 0, sizeof s);
     s.ctx = rl_ctx_new(NULL);
@@ -408,7 +404,7 @@ rl_status rl_recipe_gradcheck(rl_recipe *r, const rl_recipe_gc_opts *opts, rl_re
         }
     }
     if (res->n_tensors == 0) set_msg(res, "nothing to check: no loss reaches a trainable or a float input");
-    res->seconds = now_s() - t0;
+    res->seconds = rl_now() - t0;
     if (o.out)
         fprintf(o.out, "%s: %d tensors, %d failed, %d elements; max abs err %.2e, max rel err %.2e; %.2f s: %s\n",
                 rl_recipe_program_name(p), res->n_tensors, res->n_failed, res->n_elems, res->max_abs, res->max_rel,
@@ -423,6 +419,6 @@ done:
     free(s.owned);
     free(s.only);
     rl_ctx_free(s.ctx);
-    res->seconds = now_s() - t0;
+    res->seconds = rl_now() - t0;
     return st;
 }
