@@ -86,11 +86,7 @@ static size_t rl_utf8_len(const unsigned char *s, size_t n) {
     return len;
 }
 
-/* Writes s (at most n bytes) inside a double-quoted DOT string. In a record
- * label the field syntax characters { } | < > are escaped with a backslash;
- * everywhere " and \ are escaped, & is written as the entity &amp; (Graphviz
- * reads entities in labels), control characters and invalid UTF-8 become '?'. */
-static void rl_dot_put(FILE *f, const char *str, size_t n, bool record) {
+void rl_dot_put_text(FILE *f, const char *str, size_t n, rl_dot_text kind) {
     const unsigned char *s = (const unsigned char *)str;
     size_t i = 0;
     while (i < n && s[i]) {
@@ -107,12 +103,19 @@ static void rl_dot_put(FILE *f, const char *str, size_t n, bool record) {
             continue;
         }
         if (c < 0x20 || c == 0x7f) fputc('?', f);
-        else if (c == '"' || c == '\\') fputc('\\', f), fputc((int)c, f);
         else if (c == '&') fputs("&amp;", f);
-        else if (record && strchr("{}|<>", (int)c)) fputc('\\', f), fputc((int)c, f);
+        else if (kind == RL_DOT_TEXT_HTML && c == '<') fputs("&lt;", f);
+        else if (kind == RL_DOT_TEXT_HTML && c == '>') fputs("&gt;", f);
+        else if (kind == RL_DOT_TEXT_HTML && c == '"') fputs("&quot;", f);
+        else if (kind != RL_DOT_TEXT_HTML && (c == '"' || c == '\\')) fputc('\\', f), fputc((int)c, f);
+        else if (kind == RL_DOT_TEXT_RECORD && strchr("{}|<>", (int)c)) fputc('\\', f), fputc((int)c, f);
         else fputc((int)c, f);
         i++;
     }
+}
+
+static void rl_dot_put(FILE *f, const char *str, size_t n, bool record) {
+    rl_dot_put_text(f, str, n, record ? RL_DOT_TEXT_RECORD : RL_DOT_TEXT_QUOTED);
 }
 
 static void rl_dot_puts(FILE *f, const char *s, bool record) { rl_dot_put(f, s, strlen(s), record); }

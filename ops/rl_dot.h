@@ -15,6 +15,7 @@
 #ifndef RL_DOT_H
 #define RL_DOT_H
 
+#include <stddef.h>
 #include <stdio.h>
 
 #include "rl_engine.h"
@@ -36,6 +37,21 @@ typedef struct rl_dot_opts {
     const char *title;  /* graph label; NULL or "" for none */
     int skip_backward;  /* leave out ops recorded during backward (and leaves only they read) */
 } rl_dot_opts;
+
+/* Where a piece of text goes in a DOT file, which decides its escaping. */
+typedef enum {
+    RL_DOT_TEXT_QUOTED = 0, /* inside "...": \" and \\ escaped */
+    RL_DOT_TEXT_RECORD,     /* a record label's field: also \{ \} \| \< \> */
+    RL_DOT_TEXT_HTML,       /* inside an HTML-like label <...>: &lt; &gt; &quot; */
+} rl_dot_text;
+
+/* Writes at most n bytes of s (up to a NUL) as DOT text of the given kind.
+ * In every kind & becomes &amp; (Graphviz reads entities in labels), and
+ * control characters and invalid UTF-8 (which Graphviz rejects or garbles;
+ * names may be cut mid-character) become '?'. The one escaper of the
+ * project: the tape pictures here and the recipe pictures of
+ * recipes/views/graph.c both use it. */
+void rl_dot_put_text(FILE *f, const char *s, size_t n, rl_dot_text kind);
 
 /* Writes the current tape (since the last rl_ctx_reset) to f. opts may be
  * NULL (no title, backward ops included). Returns RL_OK, or an error (also

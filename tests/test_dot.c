@@ -321,6 +321,49 @@ static void test_escaping(void **state) {
     rl_ctx_free(ctx);
 }
 
+/* The one DOT escaper, byte by byte, in each of its three kinds. */
+static char *escaped(const char *s, size_t n, rl_dot_text kind) {
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&buf, &len);
+    assert_non_null(f);
+    rl_dot_put_text(f, s, n, kind);
+    assert_int_equal(fclose(f), 0);
+    return buf;
+}
+
+static void test_text_escaper(void **state) {
+    (void)state;
+    static const struct {
+        rl_dot_text kind;
+        const char *in, *out;
+    } cases[] = {
+        {RL_DOT_TEXT_QUOTED, "a\"b\\c", "a\\\"b\\\\c"},
+        {RL_DOT_TEXT_QUOTED, "x|<y>{z}", "x|<y>{z}"},
+        {RL_DOT_TEXT_QUOTED, "&amp;", "&amp;amp;"},
+        {RL_DOT_TEXT_RECORD, "x|<y>{z}", "x\\|\\<y\\>\\{z\\}"},
+        {RL_DOT_TEXT_RECORD, "\"&", "\\\"&amp;"},
+        {RL_DOT_TEXT_HTML, "a<b>&\"c\\", "a&lt;b&gt;&amp;&quot;c\\"},
+        {RL_DOT_TEXT_HTML, "{|}", "{|}"},
+        /* control bytes, DEL, a lone continuation byte, an overlong, a surrogate, a cut sequence */
+        {RL_DOT_TEXT_QUOTED, "t\tn\n\x7f", "t?n??"},
+        {RL_DOT_TEXT_HTML, "\x80\xc0\xaf\xed\xa0\x80\xe2\x82", "????????"},
+        /* valid UTF-8 of each length passes unchanged */
+        {RL_DOT_TEXT_RECORD, "\xc3\xa9\xe2\x82\xac\xf0\x9f\x99\x82", "\xc3\xa9\xe2\x82\xac\xf0\x9f\x99\x82"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char *got = escaped(cases[i].in, strlen(cases[i].in), cases[i].kind);
+        if (strcmp(got, cases[i].out) != 0)
+            fail_msg("case %zu (kind %d): '%s' escaped to '%s', expected '%s'", i, (int)cases[i].kind, cases[i].in, got,
+                     cases[i].out);
+        free(got);
+    }
+    /* n bounds the input, and a character cut by the bound becomes '?' */
+    char *got = escaped("ab\xc3\xa9" "cd", 3, RL_DOT_TEXT_QUOTED);
+    assert_string_equal(got, "ab?");
+    free(got);
+}
+
 static void test_empty_tape(void **state) {
     (void)state;
     rl_ctx *ctx = rl_ctx_new(NULL);
@@ -370,6 +413,7 @@ int main(void) {
         cmocka_unit_test(test_backward_picture),
         cmocka_unit_test(test_matmul_mean_picture),
         cmocka_unit_test(test_escaping),
+        cmocka_unit_test(test_text_escaper),
         cmocka_unit_test(test_empty_tape),
         cmocka_unit_test(test_write_file),
     };

@@ -19,6 +19,8 @@
 #include "rl_file.h"
 #include "rl_recipe_graph.h"
 
+#include "rl_dot.h"
+
 #include "recipe_int.h"
 
 #include <errno.h>
@@ -371,42 +373,9 @@ static void span_text(const rl_recipe_program *p, rl_span sp, char *buf, size_t 
     if (e > s) flat_text(buf, cap, src->text + s, e - s);
 }
 
-/* Writes s (n bytes) as HTML-label text: entities for & < > ", '?' for
- * control bytes and invalid UTF-8 (Graphviz rejects both). */
-static void put_html(FILE *f, const char *str, size_t n) {
-    const unsigned char *s = (const unsigned char *)str;
-    for (size_t i = 0; i < n && s[i];) {
-        unsigned c = s[i];
-        if (c >= 0x80) {
-            size_t len = c >= 0xF0 && c <= 0xF4 ? 4 : c >= 0xE0 ? 3 : c >= 0xC2 && c < 0xE0 ? 2 : 0;
-            bool ok = len > 0 && i + len <= n;
-            for (size_t j = 1; ok && j < len; j++) ok = s[i + j] >= 0x80 && s[i + j] <= 0xBF;
-            if (ok && c == 0xE0) ok = s[i + 1] >= 0xA0;
-            if (ok && c == 0xED) ok = s[i + 1] <= 0x9F;
-            if (ok && c == 0xF0) ok = s[i + 1] >= 0x90;
-            if (ok && c == 0xF4) ok = s[i + 1] <= 0x8F;
-            if (ok) fwrite(s + i, 1, len, f), i += len;
-            else fputc('?', f), i++;
-            continue;
-        }
-        if (c < 0x20 || c == 0x7f) fputc('?', f);
-        else if (c == '&') fputs("&amp;", f);
-        else if (c == '<') fputs("&lt;", f);
-        else if (c == '>') fputs("&gt;", f);
-        else if (c == '"') fputs("&quot;", f);
-        else fputc((int)c, f);
-        i++;
-    }
-}
-
-/* Plain text inside a DOT double-quoted string. */
-static void put_quoted(FILE *f, const char *s) {
-    for (; *s; s++) {
-        unsigned char c = (unsigned char)*s;
-        if (c == '"' || c == '\\') fputc('\\', f);
-        fputc(c < 0x20 ? '?' : (int)c, f);
-    }
-}
+/* Text in an HTML-like label, and in a quoted edge label (rl_dot.h escapes both). */
+static void put_html(FILE *f, const char *str, size_t n) { rl_dot_put_text(f, str, n, RL_DOT_TEXT_HTML); }
+static void put_quoted(FILE *f, const char *s) { rl_dot_put_text(f, s, strlen(s), RL_DOT_TEXT_QUOTED); }
 
 #define WRAP 44     /* characters per label line */
 #define MAX_LINES 3 /* lines of source text per box */
