@@ -22,23 +22,11 @@
 #include "rl_recipe.h"
 #include "rl_recipe_bind.h"
 #include "rl_recipe_gradcheck.h"
+#include "rl_test_recipe.h"
 
 /* ---- helpers -------------------------------------------------------------------------- */
 
-static rl_ctx *g_ctx;
 static rl_recipe_gpt2_env g_env;
-
-static int setup(void **state) {
-    (void)state;
-    g_ctx = rl_ctx_new(NULL);
-    return g_ctx ? 0 : -1;
-}
-
-static int teardown(void **state) {
-    (void)state;
-    rl_ctx_free(g_ctx);
-    return 0;
-}
 
 static void assert_close(double got, double want, double tol, const char *what) {
     double err = fabs(got - want) / fmax(1.0, fabs(want));
@@ -217,9 +205,7 @@ static const char *const BUILTINS[] = {"sft", "bradley_terry", "cost_model", "pp
 static void compile_clean(const char *name, const char *const *sets, rl_dtype dt) {
     rl_recipe *r = load_builtin(name);
     for (int i = 0; sets && sets[i]; i++) assert_int_equal(rl_recipe_set_arg(r, sets[i]), RL_OK);
-    rl_recipe_opts o = rl_recipe_opts_gpt2(NULL);
-    o.dtype = dt;
-    rl_recipe_program *p = rl_recipe_compile(r, g_ctx, &o);
+    rl_recipe_program *p = rl_test_compile(r, dt, true);
     if (!p || rl_recipe_n_errors(r) || rl_recipe_n_warnings(r)) {
         rl_recipe_print_diags(r, stderr);
         fail_msg("%s (%s%s) does not compile cleanly", name, dt == RL_F64 ? "f64" : "f32",
@@ -1021,12 +1007,9 @@ static void test_safe_rlhf_lambda_update(void **state) {
 
 /* ---- the language extensions the built-ins use ----------------------------------------------- */
 
-static rl_recipe *parse(const char *src) { return rl_recipe_parse(src, strlen(src), "t.recipe"); }
-
 static void expect_first_error(const char *src, int line, int col, const char *msg) {
-    rl_recipe *r = parse(src);
-    rl_recipe_opts o = rl_recipe_opts_gpt2(NULL);
-    rl_recipe_program *p = rl_recipe_compile(r, g_ctx, &o);
+    rl_recipe *r = rl_test_parse(src);
+    rl_recipe_program *p = rl_test_compile(r, RL_F32, true);
     if (p) fail_msg("expected '%s' but it compiled:\n%s", msg, src);
     const rl_recipe_diag *d = rl_recipe_first_error(r);
     assert_non_null(d);
@@ -1043,7 +1026,7 @@ static void test_if_extension(void **state) {
                       "param w = 2 : sgd(lr = 0.1)\nextra = y * 3\n"
                       "loss = mean(w * x + if(use_y, extra, 0))\n";
     /* 'extra' and 'y' are used only by the branch not taken: no warning, and y need not be bound */
-    rl_recipe *r = parse(src);
+    rl_recipe *r = rl_test_parse(src);
     rl_recipe_program *p = compile64(r, 1);
     rl_tensor *x = tensor_of(RL_F64, 1, (int64_t[]){2}, (double[]){1, 3});
     rl_tensor *y = tensor_of(RL_F64, 1, (int64_t[]){2}, (double[]){10, 20});
@@ -1054,13 +1037,13 @@ static void test_if_extension(void **state) {
     src = "recipe t : supervised\ninput x : f32[B]\ninput y : f32[B]\nhyper use_y = false\n"
           "param w = 2 : sgd(lr = 0.1)\n"
           "loss = mean(w * x + if(use_y, y * 3, 0))\n";
-    r = parse(src);
+    r = rl_test_parse(src);
     p = compile64(r, 1);
     assert_int_equal(rl_recipe_bind_tensor(p, "x", x), RL_OK);
     assert_int_equal(rl_recipe_run_loss(p, g_ctx, -1, -1), RL_OK);
     assert_close(get(rl_recipe_loss(p, 0), 0), (2 * 1 + 2 * 3) / 2.0, 1e-15, "branch b (0)");
     free_prog(p, r);
-    r = parse(src);
+    r = rl_test_parse(src);
     assert_int_equal(rl_recipe_set_arg(r, "use_y=true"), RL_OK);
     p = compile64(r, 1);
     assert_int_equal(rl_recipe_bind_tensor(p, "x", x), RL_OK);
@@ -1071,7 +1054,7 @@ static void test_if_extension(void **state) {
     assert_close(get(rl_recipe_loss(p, 0), 0), (2 + 30 + 6 + 60) / 2.0, 1e-15, "branch a (y * 3)");
     free_prog(p, r);
     /* string conditions, inside fn bodies, and tuples through if */
-    r = parse("recipe t : supervised\ninput v : f32[B, T]\ninput m : i32[B, T]\nhyper kind = \"gae\", g = 0.5\n"
+    r = rl_test_parse("recipe t : supervised\ninput v : f32[B, T]\ninput m : i32[B, T]\nhyper kind = \"gae\", g = 0.5\n"
               "param w = 1 : sgd(lr = 0.1)\nfn pick(x) = if(kind == \"gae\", x * 2, x)\n"
               "a, ret = if(g > 1, gae(v, v, m, 1, 1), gae(v * w, v, m, g, 1))\n"
               "loss = mean(pick(a)) + mean(ret) * 0 + mean(w)\n");
@@ -1096,7 +1079,7 @@ static void test_if_extension(void **state) {
 
 static void test_step_counter(void **state) {
     (void)state;
-    rl_recipe *r = parse("recipe t : fullbatch\nparam w = 3 : sgd(lr = 0.1)\nhyper delay = 2\n"
+    rl_recipe *r = rl_test_parse("recipe t : fullbatch\nparam w = 3 : sgd(lr = 0.1)\nhyper delay = 2\n"
                          "loss = w * step() + w * w * (step() >= delay)\n");
     rl_recipe_program *p = compile64(r, 1);
     const rl_tensor *w = rl_recipe_param_at(p, 0)->tensor;
@@ -1126,7 +1109,7 @@ static void test_step_counter(void **state) {
  * and each batch's call returns the value before its own update. */
 static void test_adaptive_beta_worked_example(void **state) {
     (void)state;
-    rl_recipe *r = parse("recipe ctl : online\ninput k : f32[B]\nparam w = 1 : sgd(lr = 0.1)\n"
+    rl_recipe *r = rl_test_parse("recipe ctl : online\ninput k : f32[B]\nparam w = 1 : sgd(lr = 0.1)\n"
                          "rollout {\n  b = adaptive_beta(k, 0.1, target = 2, horizon = 8)\n}\nloss = w * b\n");
     rl_recipe_program *p = compile64(r, 1);
     const double kls[5][2] = {{3, 5}, {1, 1}, {2.2, 2.2}, {2, 2}, {2, 2}};
@@ -1165,5 +1148,5 @@ int main(void) {
         cmocka_unit_test(test_step_counter),
         cmocka_unit_test(test_adaptive_beta_worked_example),
     };
-    return cmocka_run_group_tests(tests, setup, teardown);
+    return cmocka_run_group_tests(tests, rl_test_ctx_setup, rl_test_ctx_teardown);
 }

@@ -34,48 +34,26 @@
 #include "rl_foreign.h"
 #include "rl_recipe.h"
 #include "rl_recipe_bind.h"
+#include "rl_test_recipe.h"
 
 #ifndef RLHF_TEST_TMP
 #define RLHF_TEST_TMP "/tmp"
 #endif
 
-static rl_ctx *g_ctx;
-
 static int setup(void **state) {
-    (void)state;
     unsetenv("RLHF_PLUGIN_DIR"); /* the messages below list the search path */
-    g_ctx = rl_ctx_new(NULL);
-    return g_ctx ? 0 : -1;
-}
-
-static int teardown(void **state) {
-    (void)state;
-    rl_ctx_free(g_ctx);
-    return 0;
+    return rl_test_ctx_setup(state);
 }
 
 /* ---- helpers ------------------------------------------------------------------------ */
 
-static rl_recipe *parse(const char *src) { return rl_recipe_parse(src, strlen(src), "t.recipe"); }
-
-static rl_recipe_program *compile_ffi(rl_recipe *r, rl_dtype dt) {
-    rl_recipe_opts o = rl_recipe_opts_gpt2(NULL); /* GPT-2's model functions and the libffi bridge */
-    o.dtype = dt;
-    return rl_recipe_compile(r, g_ctx, &o);
-}
-
-static rl_recipe_program *must_compile(rl_recipe *r, rl_dtype dt) {
-    rl_recipe_program *p = compile_ffi(r, dt);
-    if (!p) {
-        rl_recipe_print_diags(r, stderr);
-        fail_msg("the recipe did not compile");
-    }
-    return p;
-}
+/* GPT-2's model functions and the libffi bridge */
+static rl_recipe_program *compile_ffi(rl_recipe *r, rl_dtype dt) { return rl_test_compile(r, dt, true); }
+static rl_recipe_program *must_compile(rl_recipe *r, rl_dtype dt) { return rl_test_must_compile(r, dt, true); }
 
 /* The first error of src, formatted (four lines), compiled with the bridge. */
 static char *first_error(const char *src) {
-    rl_recipe *r = parse(src);
+    rl_recipe *r = rl_test_parse(src);
     rl_recipe_program *p = compile_ffi(r, RL_F32);
     if (p) {
         rl_recipe_program_free(p);
@@ -236,7 +214,7 @@ static rl_tensor *gc_loss(rl_ctx *ctx, rl_tensor **inputs, void *user) {
 }
 
 static void gradcheck_recipe(const char *src, rl_tensor *mask) {
-    rl_recipe *r = parse(src);
+    rl_recipe *r = rl_test_parse(src);
     rl_recipe_program *p = must_compile(r, RL_F64);
     if (mask) assert_int_equal(rl_recipe_bind_tensor(p, "m", mask), RL_OK);
     rl_tensor *in[4];
@@ -287,7 +265,7 @@ static void test_backward_gradcheck(void **state) {
  * backward it carries no gradient. */
 static void test_foreign_node(void **state) {
     (void)state;
-    rl_recipe *r = parse("recipe f : fullbatch\n"
+    rl_recipe *r = rl_test_parse("recipe f : fullbatch\n"
                          "extern \"liblength_bonus.so\" soft_excess(f32[N], f32) -> f32[N] backward soft_excess_bwd\n"
                          "param x : f32[4] = 0.5 : sgd(lr = 0.1)\nloss = sum(soft_excess(x, 0))\n");
     rl_recipe_program *p = must_compile(r, RL_F64);
@@ -392,7 +370,7 @@ static void test_signature_mismatch(void **state) {
                  "                            ^~~~~~~~~~~~~~\n"
                  "hint: make the declaration match the library's (dim names may differ)\n");
     /* renamed dims are the same signature */
-    rl_recipe *r = parse("recipe a : fullbatch\n"
+    rl_recipe *r = rl_test_parse("recipe a : fullbatch\n"
                          "extern \"liblength_bonus.so\" soft_excess(f32[K], f32) -> f32[K] backward soft_excess_bwd\n"
                          "param w : f32[3] = 0 : sgd(lr = 0.1)\nloss = sum(soft_excess(w, 1))\n");
     rl_recipe_program *p = must_compile(r, RL_F32);
@@ -412,7 +390,7 @@ static void test_signature_mismatch(void **state) {
 /* A plug-in that returns nonzero stops the run with its name, at the call. */
 static void test_plugin_error(void **state) {
     (void)state;
-    rl_recipe *r = parse("recipe a : fullbatch\n"
+    rl_recipe *r = rl_test_parse("recipe a : fullbatch\n"
                          "extern \"liblength_bonus.so\" length_bonus(i32[B, T], i32[B, T], f32, f32, i32) -> f32[B]\n"
                          "input ids : i32[B, T]\nparam w = 1 : sgd(lr = 0.1)\nhyper width = 0\n"
                          "loss = w * mean(length_bonus(ids, ids, 3, width, 0))\n");
@@ -472,7 +450,7 @@ static void test_search_path(void **state) {
     char envv[1300];
     snprintf(envv, sizeof envv, "/nonexistent:%s", sub);
     setenv("RLHF_PLUGIN_DIR", envv, 1);
-    r = parse(src);
+    r = rl_test_parse(src);
     p = must_compile(r, RL_F32);
     rl_recipe_program_free(p);
     rl_recipe_free(r);
@@ -483,7 +461,7 @@ static void test_search_path(void **state) {
 /* Without the bridge nothing is loaded: compiling never runs plug-in code. */
 static void test_opt_in(void **state) {
     (void)state;
-    rl_recipe *r = parse("recipe a : fullbatch\nextern \"libnope_xyz.so\" f(f32[N]) -> f32[N]\n"
+    rl_recipe *r = rl_test_parse("recipe a : fullbatch\nextern \"libnope_xyz.so\" f(f32[N]) -> f32[N]\n"
                          "param w : f32[3] = 0 : sgd(lr = 0.1)\nloss = sum(f(w)) + sum(w * w)\n");
     rl_recipe_opts o = rl_recipe_opts_default();
     rl_recipe_program *p = rl_recipe_compile(r, g_ctx, &o);
@@ -509,5 +487,5 @@ int main(void) {
         cmocka_unit_test(test_plugin_error),     cmocka_unit_test(test_search_path),
         cmocka_unit_test(test_opt_in),
     };
-    return cmocka_run_group_tests_name("recipe externs (libffi)", tests, setup, teardown);
+    return cmocka_run_group_tests_name("recipe externs (libffi)", tests, setup, rl_test_ctx_teardown);
 }

@@ -25,6 +25,7 @@
 #include "rl_recipe.h"
 #include "rl_recipe_bind.h"
 #include "rl_recipe_graph.h"
+#include "rl_test_recipe.h"
 
 /* the command itself, to test its arguments and messages in-process */
 #include "cli.h"
@@ -36,19 +37,9 @@
 #define RLHF_TEST_TMP "/tmp"
 #endif
 
-static rl_ctx *g_ctx;
-
 static int setup(void **state) {
-    (void)state;
-    g_ctx = rl_ctx_new(NULL);
     if (RLHF_DOT[0]) setenv("RLHF_DOT", RLHF_DOT, 1);
-    return g_ctx ? 0 : -1;
-}
-
-static int teardown(void **state) {
-    (void)state;
-    rl_ctx_free(g_ctx);
-    return 0;
+    return rl_test_ctx_setup(state);
 }
 
 /* ---- helpers -------------------------------------------------------------------------- */
@@ -63,16 +54,8 @@ static void tmp_path(char *buf, size_t n, const char *tag, const char *ext) {
     snprintf(buf, n, "%s/test_graph_%s.%s", RLHF_TEST_TMP, tag, ext);
 }
 
-static rl_recipe_program *compile_src(rl_recipe *r) {
-    rl_recipe_opts o = rl_recipe_opts_gpt2(NULL);
-    o.externs = NULL; /* pictures load no plug-ins */
-    rl_recipe_program *p = rl_recipe_compile(r, g_ctx, &o);
-    if (!p) {
-        rl_recipe_print_diags(r, stderr);
-        fail_msg("the recipe did not compile");
-    }
-    return p;
-}
+/* pictures load no plug-ins */
+static rl_recipe_program *compile_src(rl_recipe *r) { return rl_test_must_compile(r, RL_F32, false); }
 
 /* Draws p into <tmp>/test_graph_<tag>.dot with rl_recipe_graph_save, renders
  * it with dot -Tsvg (which must not warn) and returns the SVG (malloc'd). */
@@ -440,5 +423,5 @@ int main(void) {
         cmocka_unit_test(test_backward_edges), cmocka_unit_test(test_expand),
         cmocka_unit_test(test_escaping), cmocka_unit_test(test_command_line),
     };
-    return cmocka_run_group_tests_name("recipe pictures (rlhf graph)", tests, setup, teardown);
+    return cmocka_run_group_tests_name("recipe pictures (rlhf graph)", tests, setup, rl_test_ctx_teardown);
 }

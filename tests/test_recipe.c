@@ -19,32 +19,13 @@
 #include "recipe_int.h"
 #include "rl_recipe.h"
 #include "rl_recipe_bind.h"
+#include "rl_test_recipe.h"
 
 /* ---- helpers ------------------------------------------------------------------ */
 
-static rl_ctx *g_ctx;
 
-static int setup(void **state) {
-    (void)state;
-    g_ctx = rl_ctx_new(NULL);
-    return g_ctx ? 0 : -1;
-}
-
-static int teardown(void **state) {
-    (void)state;
-    rl_ctx_free(g_ctx);
-    return 0;
-}
-
-static rl_recipe *parse(const char *src) { return rl_recipe_parse(src, strlen(src), "t.recipe"); }
-
-static rl_recipe_program *compile_dtype(rl_recipe *r, rl_dtype dt) {
-    /* GPT-2's model functions, no extern bridge (test_extern.c has that) */
-    rl_recipe_opts o = rl_recipe_opts_gpt2(NULL);
-    o.externs = NULL;
-    o.dtype = dt;
-    return rl_recipe_compile(r, g_ctx, &o);
-}
+/* GPT-2's model functions, no extern bridge (test_extern.c has that) */
+static rl_recipe_program *compile_dtype(rl_recipe *r, rl_dtype dt) { return rl_test_compile(r, dt, false); }
 
 /* Prints every diagnostic (for failing tests). */
 static void dump(const rl_recipe *r) { rl_recipe_print_diags(r, stderr); }
@@ -52,7 +33,7 @@ static void dump(const rl_recipe *r) { rl_recipe_print_diags(r, stderr); }
 /* Asserts that the first error (in position order) of src is exactly msg at
  * line:col, with the given hint when hint is not NULL. */
 static void expect_error(const char *src, int line, int col, const char *msg, const char *hint) {
-    rl_recipe *r = parse(src);
+    rl_recipe *r = rl_test_parse(src);
     rl_recipe_program *p = compile_dtype(r, RL_F32);
     if (p) {
         dump(r);
@@ -72,15 +53,8 @@ static void expect_error(const char *src, int line, int col, const char *msg, co
     rl_recipe_free(r);
 }
 
-/* Compiles src (f64) and fails the test with the diagnostics if it does not. */
-static rl_recipe_program *must_compile(rl_recipe *r, rl_dtype dt) {
-    rl_recipe_program *p = compile_dtype(r, dt);
-    if (!p) {
-        dump(r);
-        fail_msg("the recipe did not compile");
-    }
-    return p;
-}
+/* Compiles r in dt, failing the test with the diagnostics if it does not. */
+static rl_recipe_program *must_compile(rl_recipe *r, rl_dtype dt) { return rl_test_must_compile(r, dt, false); }
 
 static bool has_warning(const rl_recipe *r, int line, int col, const char *msg) {
     for (int i = 0; i < rl_recipe_n_diags(r); i++) {
@@ -164,7 +138,7 @@ static void test_unterminated_block(void **state) {
                       "  s = generate(m, p)\nloss = mean(token_logprobs(m, s))\n";
     expect_error(src, 4, 1, "the rollout block is never closed", "close it with '}'");
     /* and only that: the statements after it are not blamed for being inside it */
-    rl_recipe *r = parse(src);
+    rl_recipe *r = rl_test_parse(src);
     assert_null(compile_dtype(r, RL_F32));
     assert_int_equal(rl_recipe_n_errors(r), 1);
     rl_recipe_free(r);
@@ -304,7 +278,7 @@ static void test_shape_errors(void **state) {
     /* one error per statement, every statement checked */
     const char *src = "recipe a : supervised\ninput a : f32[B, T]\ninput b : f32[T]\ninput c : f32[B]\n"
                       "param w = 1 : sgd(lr = 0.1)\nx = a + c\ny = a * b\nz = b - c + c\nloss = w * mean(y)\n";
-    rl_recipe *r = parse(src);
+    rl_recipe *r = rl_test_parse(src);
     assert_null(compile_dtype(r, RL_F32));
     assert_int_equal(rl_recipe_n_errors(r), 2);
     assert_int_equal(rl_recipe_diag_at(r, 0)->line, 6); /* a + c */
@@ -323,7 +297,7 @@ static void test_shape_errors(void **state) {
 /* Several broken statements: all reported, in file order. */
 static void test_errors_collected_in_order(void **state) {
     (void)state;
-    rl_recipe *r = parse(FB "a = w +\nb = undefined_thing * 2\nc = (w\nloss = w * w\n");
+    rl_recipe *r = rl_test_parse(FB "a = w +\nb = undefined_thing * 2\nc = (w\nloss = w * w\n");
     assert_null(compile_dtype(r, RL_F32));
     assert_int_equal(rl_recipe_n_errors(r), 3);
     int lines[3], k = 0;
@@ -337,7 +311,7 @@ static void test_errors_collected_in_order(void **state) {
 
 static void test_diag_format(void **state) {
     (void)state;
-    rl_recipe *r = parse(FB "\tloss = -logsigmod(w)\n");
+    rl_recipe *r = rl_test_parse(FB "\tloss = -logsigmod(w)\n");
     assert_null(compile_dtype(r, RL_F32));
     const rl_recipe_diag *d = rl_recipe_first_error(r);
     assert_non_null(d);
@@ -384,7 +358,7 @@ static void test_audit_leak(void **state) {
                         "l = stop(exp(log_lambda))\n"
                         "loss = (x - 1) ^ 2 + l * (x - threshold)\n"
                         "loss_lambda = -exp(log_lambda) * stop(x - threshold)\n";
-    rl_recipe *r = parse(fixed);
+    rl_recipe *r = rl_test_parse(fixed);
     rl_recipe_program *p = must_compile(r, RL_F64);
     assert_int_equal(rl_recipe_n_losses(p), 2);
     const rl_recipe_loss_info *l0 = rl_recipe_loss_at(p, 0), *l1 = rl_recipe_loss_at(p, 1);
@@ -451,7 +425,7 @@ static void test_audit_safe_rlhf(void **state) {
                  NULL);
     free(bad);
     char *good = safe_rlhf_with("stop(exp(log_lambda))");
-    rl_recipe *r = parse(good);
+    rl_recipe *r = rl_test_parse(good);
     rl_recipe_program *p = must_compile(r, RL_F32);
     const rl_recipe_loss_info *l0 = rl_recipe_loss_at(p, 0);
     assert_int_equal(l0->n_trainables, 3);
@@ -479,7 +453,7 @@ static void test_audit_safe_rlhf(void **state) {
 
 static void test_audit_warnings(void **state) {
     (void)state;
-    rl_recipe *r = parse("recipe a : fullbatch\ninput x : f32[B]\nparam w = 0 : sgd(lr = 0.1)\n"
+    rl_recipe *r = rl_test_parse("recipe a : fullbatch\ninput x : f32[B]\nparam w = 0 : sgd(lr = 0.1)\n"
                          "param v = 0 : sgd(lr = 0.1)\nhyper c = 2\n"
                          "loss = (w - stop(c)) ^ 2 + stop(v) * w\n");
     rl_recipe_program *p = must_compile(r, RL_F64);
@@ -490,7 +464,7 @@ static void test_audit_warnings(void **state) {
     rl_recipe_program_free(p);
     rl_recipe_free(r);
     /* stop() around data (no trainable behind it) */
-    r = parse("recipe a : supervised\ninput x : f32[B]\nparam w = 0 : sgd(lr = 0.1)\n"
+    r = rl_test_parse("recipe a : supervised\ninput x : f32[B]\nparam w = 0 : sgd(lr = 0.1)\n"
               "loss = mean(w * stop(x * 2))\n");
     p = must_compile(r, RL_F64);
     assert_true(has_warning(r, 4, 17, "stop() around a value that carries no gradient"));
@@ -518,7 +492,7 @@ static void test_set_overrides(void **state) {
     (void)state;
     const char *src2 = "recipe a : fullbatch\nhyper lr0 = 0.1, beta = 0.1, half = beta / 2, kind = \"k3\"\n"
                        "param w = 0 : sgd(lr = lr0)\nloss = mean(kl(w * 1, kind = kind)) * half\n";
-    rl_recipe *r = parse(src2);
+    rl_recipe *r = rl_test_parse(src2);
     assert_int_equal(rl_recipe_set(r, "beta", "0.4"), RL_OK);
     assert_int_equal(rl_recipe_set_arg(r, "lr0=1/20"), RL_OK);
     assert_int_equal(rl_recipe_set_arg(r, "kind=k1"), RL_OK);
@@ -549,7 +523,7 @@ static void test_set_overrides(void **state) {
     expect_set_error(r, "w", "3", 1, "'w' is a param, not a hyper", NULL);
     assert_int_equal(rl_recipe_set_arg(r, "beta"), RL_ERR_ARG);
     /* a string outside the function's choices fails at the use */
-    rl_recipe *r2 = parse(src2);
+    rl_recipe *r2 = rl_test_parse(src2);
     assert_int_equal(rl_recipe_set(r2, "kind", "\"k4\""), RL_OK);
     assert_null(compile_dtype(r2, RL_F64));
     const rl_recipe_diag *d = rl_recipe_first_error(r2);
@@ -558,7 +532,7 @@ static void test_set_overrides(void **state) {
     assert_int_equal(d->col, 30);
     rl_recipe_free(r2);
     /* a value may use the recipe's other hypers */
-    r2 = parse(src2);
+    r2 = rl_test_parse(src2);
     assert_int_equal(rl_recipe_set(r2, "beta", "lr0 + 1"), RL_OK);
     rl_recipe_program *p2 = must_compile(r2, RL_F64);
     assert_close(rl_recipe_hyper(p2, "beta")->num, 1.1, 1e-15, "beta = lr0 + 1");
@@ -573,7 +547,7 @@ static void test_set_overrides(void **state) {
  * gives w_k = 3 - 3 * 0.8^k; a bound max = 2 stops it there. */
 static void test_fullbatch_param(void **state) {
     (void)state;
-    rl_recipe *r = parse("# a free parameter and no data\nrecipe quad : fullbatch\n"
+    rl_recipe *r = rl_test_parse("# a free parameter and no data\nrecipe quad : fullbatch\n"
                          "param w = 0 : sgd(lr = 0.1)\nparam u : f32[3] = 1 : adamw(lr = 0.01, wd = 0.5), min = 0.5, max = 2\n"
                          "loss = (w - 3) ^ 2\nloss_u = sum(u * u)\nlog w_now = w\n");
     rl_recipe_program *p = must_compile(r, RL_F64);
@@ -648,7 +622,7 @@ static void test_pairwise_bradley_terry(void **state) {
     batch w, l;
     make_batch(&w, 3, 6, (int[]){6, 4, 5}, (int[]){2, 1, 3}, 1);
     make_batch(&l, 3, 6, (int[]){5, 6, 2}, (int[]){2, 3, 1}, 2);
-    rl_recipe *r = parse(bt_src);
+    rl_recipe *r = rl_test_parse(bt_src);
     assert_int_equal(rl_recipe_set(r, "reg", "0.001"), RL_OK);
     rl_recipe_program *p = must_compile(r, RL_F64);
     assert_int_equal(rl_recipe_n_warnings(r), 0);
@@ -837,7 +811,7 @@ static void ref_gae(const double *r, const double *v, const double *m, int B, in
 
 static void test_natives(void **state) {
     (void)state;
-    rl_recipe *r = parse("recipe n : fullbatch\ninput r : f32[B, T]\ninput v : f32[B, T]\ninput m : i32[B, T]\n"
+    rl_recipe *r = rl_test_parse("recipe n : fullbatch\ninput r : f32[B, T]\ninput v : f32[B, T]\ninput m : i32[B, T]\n"
                          "input x : f32[B]\ninput c : tokens\nparam w = 1 : sgd(lr = 0.1)\n"
                          "adv, ret = gae(r * w, v, m, 0.9, 0.8)\n"
                          "e = at_end(x * w, c)\n"
@@ -925,7 +899,7 @@ static void test_online_rollout_and_minibatches(void **state) {
                       "  loss = masked_mean(-ratio * r, seq.mask)\n"
                       "}\n"
                       "log kl = masked_mean(lp0 - lpref, seq.mask)\n";
-    rl_recipe *r = parse(src);
+    rl_recipe *r = rl_test_parse(src);
     rl_recipe_program *p = must_compile(r, RL_F64);
     batch pr;
     make_batch(&pr, 4, 3, (int[]){3, 2, 3, 1}, (int[]){3, 2, 3, 1}, 41);
@@ -975,7 +949,7 @@ static void test_online_rollout_and_minibatches(void **state) {
 
 static void test_externs(void **state) {
     (void)state;
-    rl_recipe *r = parse("recipe x : supervised\nextern \"librules.so\" rule(i32[B, T], f32[B]) -> f32[B] backward rule_grad\n"
+    rl_recipe *r = rl_test_parse("recipe x : supervised\nextern \"librules.so\" rule(i32[B, T], f32[B]) -> f32[B] backward rule_grad\n"
                          "input c : tokens\ninput s : f32[B]\nparam w = 1 : sgd(lr = 0.1)\n"
                          "loss = mean(rule(c.ids, s * w))\n");
     rl_recipe_program *p = must_compile(r, RL_F64);
@@ -1007,7 +981,7 @@ static void test_externs(void **state) {
     rl_tensor_free(g_ctx, s);
     free_batch(&c);
     /* without a backward, no gradient flows through an extern */
-    r = parse("recipe x : supervised\nextern \"librules.so\" rule(f32[B]) -> f32[B]\ninput s : f32[B]\n"
+    r = rl_test_parse("recipe x : supervised\nextern \"librules.so\" rule(f32[B]) -> f32[B]\ninput s : f32[B]\n"
               "param w = 1 : sgd(lr = 0.1)\nloss = mean(rule(s * w))\n");
     p = must_compile(r, RL_F64);
     assert_int_equal(rl_recipe_loss_at(p, 0)->n_trainables, 0);
@@ -1032,7 +1006,7 @@ static void test_every_op_callable(void **state) {
     assert_int_equal(rl_op_signature(RL_OP_LAYERNORM)->attr[0].field, RL_AF_F0);
     assert_true(rl_op_signature(RL_OP_LAYERNORM)->attr[0].def == 1e-5);
     /* a few by name, with attributes by keyword and by position */
-    rl_recipe *r = parse("recipe ops : supervised\ninput x : f32[B, T]\ninput i : i32[B, T]\nparam w = 1 : sgd(lr = 0.1)\n"
+    rl_recipe *r = rl_test_parse("recipe ops : supervised\ninput x : f32[B, T]\ninput i : i32[B, T]\nparam w = 1 : sgd(lr = 0.1)\n"
                          "a = logsumexp(x * w, -1)\nb = clamp(x, -0.5, hi = 0.5)\nc = slice(x, 1, 0, 2)\n"
                          "d = gather(softmax(x), i, axis = -1)\ne = concat(x, x, axis = 1)\n"
                          "f = permute(x, [1, 0])\ng = matmul(x, f)\nh = where(x > 0.5, x, -x)\n"
@@ -1062,7 +1036,7 @@ static void test_every_op_callable(void **state) {
  * recipe that calls one is told where they come from. */
 static void test_language_without_model_fns(void **state) {
     (void)state;
-    rl_recipe *r = parse("recipe a : supervised\ninput c : tokens\nmodel policy : lm trainable\n"
+    rl_recipe *r = rl_test_parse("recipe a : supervised\ninput c : tokens\nmodel policy : lm trainable\n"
                          "loss = -masked_mean(token_logprobs(policy, c), c.mask)\n");
     rl_recipe_opts o = rl_recipe_opts_default();
     assert_null(rl_recipe_compile(r, g_ctx, &o));
@@ -1075,7 +1049,7 @@ static void test_language_without_model_fns(void **state) {
                                  "(rl_recipe_opts_gpt2 gives GPT-2's)");
     rl_recipe_free(r);
     /* with GPT-2's table it compiles */
-    r = parse("recipe a : supervised\ninput c : tokens\nmodel policy : lm trainable\n"
+    r = rl_test_parse("recipe a : supervised\ninput c : tokens\nmodel policy : lm trainable\n"
               "loss = -masked_mean(token_logprobs(policy, c), c.mask)\n");
     rl_recipe_program *p = must_compile(r, RL_F32);
     rl_recipe_program_free(p);
@@ -1148,7 +1122,7 @@ static void test_every_op_through_interpreter(void **state) {
                 in[i] = tensor_of(c->in[i].dtype == RL_I32 ? RL_I32 : RL_F64, c->in[i].ndim, c->in[i].shape, vals[i]);
             char src[2048];
             op_case_recipe(op, c, src, sizeof src);
-            rl_recipe *r = parse(src);
+            rl_recipe *r = rl_test_parse(src);
             rl_recipe_program *p = compile_dtype(r, RL_F64);
             if (!p) {
                 dump(r);
@@ -1191,7 +1165,7 @@ static void test_every_op_through_interpreter(void **state) {
 /* min(x) reduces, min(a, b) is elementwise; constants fold; hypers as dims. */
 static void test_values_by_hand(void **state) {
     (void)state;
-    rl_recipe *r = parse("recipe v : fullbatch\nhyper K = 3, two = 2\ninput x : f32[K]\n"
+    rl_recipe *r = rl_test_parse("recipe v : fullbatch\nhyper K = 3, two = 2\ninput x : f32[K]\n"
                          "param w = 1 : sgd(lr = 0.1)\n"
                          "lo = min(x * w)\nhi = max(x)\nel = min(x, 0.5)\nc = two ^ 3 - log(exp(1)) + (2 > 1)\n"
                          "cmp = mean(x >= 2)\n"
@@ -1292,5 +1266,5 @@ int main(void) {
         cmocka_unit_test(test_prelude_and_natives_tables),
         cmocka_unit_test(test_robust_to_garbage),
     };
-    return cmocka_run_group_tests(tests, setup, teardown);
+    return cmocka_run_group_tests(tests, rl_test_ctx_setup, rl_test_ctx_teardown);
 }
