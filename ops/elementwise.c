@@ -113,11 +113,6 @@ rl_tensor *rl_gelu_grad(rl_ctx *ctx, rl_tensor *x, rl_tensor *dy) {
     return rl_op_run(ctx, RL_OP_GELU_GRAD, 2, in, NULL, x->dtype, x->ndim, x->shape, 0, NULL);
 }
 
-rl_tensor *rl_masked_mean(rl_ctx *ctx, rl_tensor *x, rl_tensor *mask) {
-    return rl_div(ctx, rl_sum(ctx, rl_mul(ctx, x, mask), RL_AXIS_ALL, 0),
-                  rl_sum(ctx, mask, RL_AXIS_ALL, 0));
-}
-
 /* ---- backward rules (written with ops) -------------------------------------- */
 
 #define A (n->in[0])

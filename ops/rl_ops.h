@@ -254,8 +254,6 @@ rl_tensor *rl_attention_grad(rl_ctx *ctx, rl_tensor *q, rl_tensor *k, rl_tensor 
 /* ---- compositions --------------------------------------------------------- */
 /* Sums g down to the given shape (the adjoint of broadcasting). */
 rl_tensor *rl_sum_to(rl_ctx *ctx, rl_tensor *g, int ndim, const int64_t *shape);
-/* sum(x * mask) / sum(mask) over all elements. */
-rl_tensor *rl_masked_mean(rl_ctx *ctx, rl_tensor *x, rl_tensor *mask);
 /* a scalar constant in x's dtype */
 rl_tensor *rl_scalar_like(rl_ctx *ctx, const rl_tensor *x, double v);
 

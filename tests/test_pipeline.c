@@ -249,6 +249,8 @@ static void test_bad_pipelines(void **state) {
     rl_test_write_file(P("aims.pipeline"), text);
     p = load_ok(P("aims.pipeline"), NULL, 0);
     assert_int_equal(rl_pipeline_n_aims(p), 4);
+    assert_contains(rl_pipeline_aim(p, 1), "r.json:h <= 0.5 * "); /* variables expanded */
+    assert_null(rl_pipeline_aim(p, 4));
     assert_int_equal(run_pipeline(p, 1, err, sizeof err, &out), 3);
     assert_contains(out, "[met]");
     assert_contains(out, "(0.2 <= 0.45)");

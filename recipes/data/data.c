@@ -626,7 +626,6 @@ oom:
 }
 
 int64_t rl_tokdata_size(const rl_tokdata *td) { return td->n; }
-rl_rows_kind rl_tokdata_kind(const rl_tokdata *td) { return td->kind; }
 int rl_tokdata_has_safety(const rl_tokdata *td) { return td->has_safety; }
 rl_trunc_stats rl_tokdata_stats(const rl_tokdata *td) { return td->stats; }
 int32_t rl_tokdata_pad_id(const rl_tokdata *td) { return td->pad_id; }

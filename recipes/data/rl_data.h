@@ -194,7 +194,6 @@ rl_tokdata *rl_tokdata_new(const rl_dataset *ds, rl_tokenizer *tok, rl_rows_kind
 void rl_tokdata_free(rl_tokdata *td);
 /* Examples: records (a pair is one example). */
 int64_t rl_tokdata_size(const rl_tokdata *td);
-rl_rows_kind rl_tokdata_kind(const rl_tokdata *td);
 /* 1 when pairs carry safety labels (PKU). */
 int rl_tokdata_has_safety(const rl_tokdata *td);
 rl_trunc_stats rl_tokdata_stats(const rl_tokdata *td);

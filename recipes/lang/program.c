@@ -77,7 +77,6 @@ void rl_recipe_free(rl_recipe *r) {
 }
 
 const char *rl_recipe_name(const rl_recipe *r) { return r && r->name ? r->name : ""; }
-rl_recipe_kind rl_recipe_kind_of(const rl_recipe *r) { return r ? r->kind : RL_RECIPE_SUPERVISED; }
 
 /* ---- --set --------------------------------------------------------------------------- */
 

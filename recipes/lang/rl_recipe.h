@@ -100,10 +100,8 @@ rl_recipe *rl_recipe_parse(const char *src, size_t len, const char *file);
  * NULL) then points to the reason, strerror(errno). */
 rl_recipe *rl_recipe_load(const char *path, const char **err);
 void rl_recipe_free(rl_recipe *r);
-/* The header's name and kind (kind is RL_RECIPE_SUPERVISED when the header
- * is missing or broken). */
+/* The header's name ("" when the header is missing or broken). */
 const char *rl_recipe_name(const rl_recipe *r);
-rl_recipe_kind rl_recipe_kind_of(const rl_recipe *r);
 
 /* Overrides hyperparameter `name` with `value`, a constant expression in the
  * recipe language ("0.05", "1/20", "log(5)", "beta * 2") or, for a hyper whose
