@@ -1,6 +1,9 @@
 /* engine/rl_engine.h - public API of the autodiff engine: tensors, the
  * context (arena + tape + backend), backward, and error reporting.
  *
+ * Folder engine/: the bottom room: tensors, arenas, the tape, contexts, optimizers, files;
+ * includes nothing of the project above it. Start reading here.
+ *
  * The engine knows no op: ops/ (rl_ops.h) adds them, and rl_ctx_new (its
  * backend registry) makes a context on a backend by name.
  *

@@ -3,6 +3,9 @@
  * needs (tied LM head, sequence score head, per-token value head) and batched
  * generation with a KV cache (models/generate.c).
  *
+ * Folder models/: GPT-2, tokenizers, safetensors and checkpoints;
+ * may include ops/ and engine/. Start reading here.
+ *
  * Architecture (Radford et al. 2019, "Language Models are Unsupervised
  * Multitask Learners", section 2.3; HF GPT2Model):
  *   x = wte[ids] + wpe[pos]

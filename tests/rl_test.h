@@ -1,6 +1,9 @@
 /* tests/rl_test.h - what the cmocka suites share: the cmocka includes, the
  * assertions cmocka 1.1 lacks (doubles, substrings, context errors), and a
  * setup/teardown pair that gives each test a fresh CPU context in *state.
+ *
+ * Folder tests/: the cmocka suites (one per area) and the recipe fuzzer;
+ * may include any room. Start here, then the suite of the area you change.
  */
 #ifndef RL_TEST_H
 #define RL_TEST_H

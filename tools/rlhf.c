@@ -1,5 +1,8 @@
 /* tools/rlhf.c - the `rlhf` command line: dispatches to the subcommands
  * (tools/cmd_*.c). Each subcommand returns the process exit status.
+ *
+ * Folder tools/: the command line: thin argument parsers (cmd_*.c) over the libraries;
+ * may include any room; holds no domain logic. Start reading here.
  */
 #include "cli.h"
 

@@ -1,5 +1,8 @@
 /* ops/cpu/backend_cpu.c - the CPU backend: host memory buffers and the kernel
  * table, generated from ops/ops.def so that every op has a CPU kernel.
+ *
+ * Folder ops/cpu/: the CPU backend (OpenBLAS, OpenMP), one kernel per ops.def row;
+ * may include ops/ and engine/. Start here, then cpu.h.
  */
 #include "cpu.h"
 

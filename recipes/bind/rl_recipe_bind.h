@@ -2,6 +2,9 @@
  * to: the GPT-2 model functions (model_fns.c) and the libffi bridge that runs
  * `extern` plug-ins from shared libraries (ffi.c). The language (lang/)
  * knows neither; its callers pass them in rl_recipe_opts.
+ *
+ * Folder recipes/bind/: GPT-2 model functions and the libffi extern bridge for the language;
+ * may include lang/, models/ and below. Start reading here.
  */
 #ifndef RL_RECIPE_BIND_H
 #define RL_RECIPE_BIND_H

@@ -2,6 +2,9 @@
  * schemas (demonstrations, HH-RLHF, PKU-SafeRLHF, prompt lists), their
  * tokenization into fixed-layout rows, and seeded, resumable batch iteration.
  *
+ * Folder recipes/data/: data files in the public schemas, token rows, batching;
+ * may include models/ and below. Start reading here.
+ *
  *   char err[512];
  *   rl_dataset *ds;
  *   if (rl_dataset_load("hh.jsonl.gz", RL_DATA_AUTO, 0, &ds, err, sizeof err) != RL_OK)

@@ -4,6 +4,9 @@
  * compile it to a program of op calls that runs on the engine's tape.
  * docs/recipes.md is the reference manual; this header is the C contract.
  *
+ * Folder recipes/lang/: the recipe language, from text to a compiled program;
+ * may include ops/ and engine/ only (no models, no libffi). Start here, then recipe_int.h.
+ *
  * Model of use (the stage runner does this):
  *   rl_recipe *r = rl_recipe_load("recipes/dpo.recipe");
  *   rl_recipe_set(r, "beta", "0.05");                  // --set beta=0.05

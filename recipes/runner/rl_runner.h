@@ -4,6 +4,9 @@
  * tests call it directly with the same argument vectors. RECIPE is a file or
  * a built-in name (rl_recipe_resolve); externs run through the libffi bridge.
  *
+ * Folder recipes/runner/: the stage runner and pipeline files;
+ * may include every room above. Start here, then rl_pipeline.h.
+ *
  *   rl_runner_cfg c;
  *   rl_runner_cfg_init(&c);
  *   char err[2048];

@@ -1,6 +1,9 @@
 /* recipes/views/rl_recipe_graph.h - `rlhf graph`: a compiled recipe drawn as a
  * Graphviz picture of its dataflow (recipes/views/graph.c).
  *
+ * Folder recipes/views/: pictures and gradient checks of compiled recipes;
+ * may include bind/ and below. Start here, then rl_recipe_gradcheck.h.
+ *
  * What the picture shows (docs/recipes.md, "Pictures of recipes"):
  *   - one box per expression: each assignment, loss and logged metric, and
  *     each call of a model, labelled with its source text and its symbolic

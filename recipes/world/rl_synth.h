@@ -1,9 +1,12 @@
 /* recipes/world/rl_synth.h - a miniature helpful-and-harmless world: three prompt
  * families, the responses a model can give, an ORACLE that judges any
  * (prompt, response) pair, and a generator of training and evaluation files
- * in the public schemas (rl_data.h). Small enough for a ~3M-parameter
+ * in the public schemas (rl_data.h). Small enough for the 0.8M-parameter `mini`
  * byte-level GPT-2 with a 128-token context, rich enough that helpfulness and
  * harmlessness pull apart, as in Safe RLHF (Dai et al. 2023).
+ *
+ * Folder recipes/world/: the synthetic world, its oracle and the judged evaluation;
+ * may include data/, models/ and below. Start here, then rl_judge.h.
  *
  * Families (prompts are plain text; every file uses them through HH's turn
  * format "\n\nHuman: {prompt}\n\nAssistant:" and every response starts with a
