@@ -144,6 +144,25 @@ static void test_unterminated_block(void **state) {
     rl_recipe_free(r);
 }
 
+/* `log h = h`: the metric h is the value h, logged under its own name. */
+static void test_log_value_under_its_name(void **state) {
+    (void)state;
+    rl_recipe *r = rl_test_parse("recipe a : fullbatch\nparam w = 1.5 : sgd(lr = 0.1)\nh = w * 2\nloss = h * h\n"
+                                 "log h = h, w = w\n");
+    rl_recipe_program *p = must_compile(r, RL_F64);
+    assert_int_equal(rl_recipe_n_warnings(r), 0);
+    assert_int_equal(rl_recipe_n_metrics(p), 2);
+    assert_string_equal(rl_recipe_metric_name(p, 0), "h");
+    assert_string_equal(rl_recipe_metric_name(p, 1), "w");
+    assert_int_equal(rl_recipe_run_loss(p, g_ctx, -1, -1), RL_OK);
+    assert_close(get(rl_recipe_metric(p, 0), 0), 3.0, 0, "metric h");
+    assert_close(get(rl_recipe_metric(p, 1), 0), 1.5, 0, "metric w");
+    assert_close(get(rl_recipe_loss(p, 0), 0), 9.0, 0, "loss");
+    rl_ctx_reset(g_ctx);
+    rl_recipe_program_free(p);
+    rl_recipe_free(r);
+}
+
 static void test_name_errors(void **state) {
     (void)state;
     expect_error("recipe a : fullbatch\nparam weight = 0 : sgd(lr = 0.1)\nloss = (wieght - 3) ^ 2\n", 3, 9,
@@ -152,6 +171,11 @@ static void test_name_errors(void **state) {
                  "it is defined at 4:1; move that definition above this use");
     expect_error(FB "z = w * w\nz = w + 1\nloss = z\n", 4, 1, "'z' is already defined",
                  "'z' is defined at 3:1; names are assigned once, so pick a new name");
+    /* a metric may take the name of the value it logs, and only of that value */
+    expect_error(FB "h = w * 2\nloss = h * h\nlog h = h * 2\n", 5, 5, "'h' is already defined",
+                 "'h' is defined at 3:1; names are assigned once, so pick a new name");
+    expect_error(FB "loss = w * w\nlog loss = loss\n", 4, 5, "'loss' is a loss name, not allowed for a logged metric",
+                 "pick a metric name that does not start with 'loss'");
     expect_error(FB "loss = -logsigmod(w)\n", 3, 9, "unknown function 'logsigmod'",
                  "did you mean 'logsigmoid'?");
     expect_error("recipe a : fullbatch\nfn f(x) = f(x) + 1\nparam w = 0 : sgd(lr = 0.1)\nloss = f(w)\n", 2,
@@ -739,6 +763,15 @@ static void test_dpo_and_ipo_files(void **state) {
         assert_int_equal(rl_recipe_n_models(p), 2);
         assert_false(rl_recipe_model_at(p, 1)->trainable);
         assert_close(rl_recipe_model_at(p, 0)->optim.lr, 5e-7, 0, "policy lr");
+        {
+            /* the learning rate is a hyper: --set lr=... reaches the optimizer */
+            rl_recipe *r2 = load_builtin(files[f]);
+            assert_int_equal(rl_recipe_set_arg(r2, "lr=2e-6"), RL_OK);
+            rl_recipe_program *p2 = must_compile(r2, RL_F64);
+            assert_close(rl_recipe_model_at(p2, 0)->optim.lr, 2e-6, 0, "policy lr after --set");
+            rl_recipe_program_free(p2);
+            rl_recipe_free(r2);
+        }
         rl_recipe_bind_model(p, "policy", pol);
         rl_recipe_bind_model(p, "ref", ref);
         rl_recipe_bind_tokens(p, "chosen", w.ids, w.mask, w.attn);
@@ -1242,6 +1275,7 @@ int main(void) {
         cmocka_unit_test(test_syntax_errors),
         cmocka_unit_test(test_unterminated_block),
         cmocka_unit_test(test_name_errors),
+        cmocka_unit_test(test_log_value_under_its_name),
         cmocka_unit_test(test_call_errors),
         cmocka_unit_test(test_type_errors),
         cmocka_unit_test(test_declaration_errors),

@@ -594,6 +594,10 @@ static void stmt_assign(rl_ck *c, const rl_stmt *st) {
         if (!st->names[i]) return; /* a syntax error before the name (reported) */
     if (st->n_names == 0) return;
     bool dup[RL_RECIPE_MAX_FN_RESULTS] = {false};
+    /* `log x = x` logs a value under its own name: the metric takes the
+     * name without defining it a second time */
+    const bool self_log = st->kind == ST_LOG && st->n_names == 1 && st->expr && st->expr->kind == AST_NAME &&
+                          strcmp(st->expr->s, st->names[0]) == 0 && rl_ck_find_ent(c, st->names[0]);
     for (int i = 0; i < st->n_names; i++) {
         for (int j = 0; j < i; j++)
             if (strcmp(st->names[i], st->names[j]) == 0) {
@@ -601,7 +605,7 @@ static void stmt_assign(rl_ck *c, const rl_stmt *st) {
                 ok = false;
                 dup[i] = true;
             }
-        if (!dup[i] && !fresh_name(c, st->names[i], st->nsp[i])) ok = false, dup[i] = true;
+        if (!dup[i] && !self_log && !fresh_name(c, st->names[i], st->nsp[i])) ok = false, dup[i] = true;
         if (rl_is_loss_name(st->names[i]) &&
             ((c->phase == PH_ROLLOUT && !c->r->block_unclosed) || st->kind == ST_LOG)) {
             rl_ck_err(c, st->nsp[i],
@@ -662,8 +666,10 @@ static void stmt_assign(rl_ck *c, const rl_stmt *st) {
         if (v.kind == VK_TENSOR || v.kind == VK_TOKENS) {
             if (!p->slots[v.slot].name) p->slots[v.slot].name = name;
         }
-        rl_ent *en = define(c, name, st->nsp[i], NK_VALUE, v);
-        en->is_out = is_out;
+        if (!self_log) {
+            rl_ent *en = define(c, name, st->nsp[i], NK_VALUE, v);
+            en->is_out = is_out;
+        }
         if (v.kind == VK_ERR || !is_out) continue;
         if (st->kind == ST_LOG) {
             rl_grow(&p->metrics, &p->cap_metrics, p->n_metrics + 1, sizeof(rl_metric));
