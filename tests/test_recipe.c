@@ -842,6 +842,48 @@ static void ref_gae(const double *r, const double *v, const double *m, int B, in
     }
 }
 
+/* var and std against the closed forms: both corrections, an axis, keepdim,
+ * and the errors (no degrees of freedom, an axis out of range). */
+static void test_var_std(void **state) {
+    (void)state;
+    rl_recipe *r = rl_test_parse("recipe v : fullbatch\ninput x : f32[B, T]\nparam w = 1 : sgd(lr = 0.1)\n"
+                                 "y = x * w\n"
+                                 "va = var(y)\nvp = var(y, correction = 0)\nsr = std(y, axis = -1)\n"
+                                 "vk = var(y, axis = 0, keepdim = true)\n"
+                                 "loss = va + vp + sum(sr) + sum(vk)\n");
+    rl_recipe_program *p = must_compile(r, RL_F64);
+    double hx[6] = {1, 2, 4, -1, 0.5, 3};
+    int64_t s2[2] = {2, 3};
+    assert_int_equal(rl_recipe_bind_tensor(p, "x", tensor_of(RL_F64, 2, s2, hx)), RL_OK);
+    assert_int_equal(rl_recipe_run_loss(p, g_ctx, -1, -1), RL_OK);
+    double m = 0, ss = 0;
+    for (int i = 0; i < 6; i++) m += hx[i] / 6;
+    for (int i = 0; i < 6; i++) ss += (hx[i] - m) * (hx[i] - m);
+    assert_close(get(rl_recipe_value_of(p, "va"), 0), ss / 5, 1e-14, "var, unbiased");
+    assert_close(get(rl_recipe_value_of(p, "vp"), 0), ss / 6, 1e-14, "var, population");
+    for (int b = 0; b < 2; b++) {
+        double mb = (hx[3 * b] + hx[3 * b + 1] + hx[3 * b + 2]) / 3, sb = 0;
+        for (int t = 0; t < 3; t++) sb += pow(hx[3 * b + t] - mb, 2);
+        assert_close(get(rl_recipe_value_of(p, "sr"), b), sqrt(sb / 2), 1e-14, "std over the last axis");
+    }
+    rl_tensor *vk = rl_recipe_value_of(p, "vk");
+    assert_int_equal(vk->ndim, 2);
+    assert_int_equal(vk->shape[0], 1);
+    assert_int_equal(vk->shape[1], 3);
+    for (int t = 0; t < 3; t++)
+        assert_close(get(vk, t), pow(hx[t] - hx[3 + t], 2) / 2, 1e-14, "var over axis 0, two rows");
+    rl_ctx_reset(g_ctx);
+    rl_recipe_program_free(p);
+    rl_recipe_free(r);
+    expect_error(FB "param v : f32[1] = 0 : sgd(lr = 0.1)\nloss = var(v) + w\n", 4, 8,
+                 "var: 1 element per reduction leaves no degrees of freedom with correction = 1 (use "
+                 "correction = 0, or reduce over more elements)", NULL);
+    expect_error(FB "param v : f32[2] = 0 : sgd(lr = 0.1)\nloss = std(v, axis = 2) + w\n", 4, 8,
+                 "std: axis 2 is out of range for x of 1 dims (use -1 .. 0)", NULL);
+    expect_error(FB "loss = std(w, axis = 0)\n", 3, 8, "std: axis 0 is out of range: x is a scalar (omit axis)",
+                 NULL);
+}
+
 static void test_natives(void **state) {
     (void)state;
     rl_recipe *r = rl_test_parse("recipe n : fullbatch\ninput r : f32[B, T]\ninput v : f32[B, T]\ninput m : i32[B, T]\n"
@@ -1228,8 +1270,8 @@ static void test_prelude_and_natives_tables(void **state) {
     assert_true(pr->n_stmts >= 10);
     rl_recipe_free(pr);
     assert_non_null(strstr(rl_recipe_prelude_source(), "fn masked_mean(x, m) = sum(x * m) / sum(m)"));
-    const char *need[] = {"at_end", "gae", "whiten", "window_mean", "kl"};
-    for (int k = 0; k < 5; k++) {
+    const char *need[] = {"at_end", "gae", "whiten", "var", "std", "window_mean", "kl"};
+    for (int k = 0; k < 7; k++) {
         bool found = false;
         for (int i = 0; i < rl_recipe_n_natives(); i++)
             if (strcmp(rl_recipe_native_at(i)->name, need[k]) == 0) found = true;
@@ -1276,6 +1318,7 @@ int main(void) {
         cmocka_unit_test(test_unterminated_block),
         cmocka_unit_test(test_name_errors),
         cmocka_unit_test(test_log_value_under_its_name),
+        cmocka_unit_test(test_var_std),
         cmocka_unit_test(test_call_errors),
         cmocka_unit_test(test_type_errors),
         cmocka_unit_test(test_declaration_errors),

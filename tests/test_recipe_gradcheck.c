@@ -3,7 +3,8 @@
  * every trainable it trains, every param and every float input it reaches,
  * against float64 central differences, with tiny models. One test per
  * built-in recipe, one per switch that changes the graph (margin, ptx,
- * whitening, adaptive beta, the estimators, the lambda delay), and a recipe
+ * whitening, adaptive beta, the estimators, the lambda delay), var and std,
+ * and a recipe
  * whose loss hides a dependence from autodiff, which the check must catch.
  */
 #include <setjmp.h>
@@ -108,6 +109,22 @@ static void test_ipo(void **state) {
     check_builtin("ipo", NULL, 0, n_tensors_of(RL_GPT2_LM));
 }
 
+/* var and std (natives written with ops) over every axis choice, both
+ * corrections, keepdim: gradients w.r.t. a param and a float input. */
+static void test_var_std(void **state) {
+    (void)state;
+    const char *src = "recipe v : fullbatch\nparam w : f32[3, 4] = 0.5 : sgd(lr = 0.1)\ninput x : f32[B, 3, 4]\n"
+                      "y = w * x\n"
+                      "loss = sum(var(y, axis = -1)) + std(y) + mean(var(y, axis = 0, keepdim = true, correction = 0))"
+                      " + sum(std(y, axis = 1, correction = 0))\n";
+    rl_recipe *r = rl_recipe_parse(src, strlen(src), "v.recipe");
+    rl_recipe_gc_result res;
+    assert_int_equal(rl_recipe_gradcheck(r, NULL, &res), RL_OK);
+    if (res.n_failed) fail_msg("%s", res.msg);
+    assert_int_equal(res.n_tensors, 2);
+    rl_recipe_free(r);
+}
+
 /* window_mean has no gradient, so a loss that depends on a param through it
  * has a wrong tape gradient: the check fails, naming the param, and prints
  * a FAIL line and a failing summary. */
@@ -152,6 +169,7 @@ int main(void) {
         cmocka_unit_test(test_safe_rlhf),
         cmocka_unit_test(test_dpo),
         cmocka_unit_test(test_ipo),
+        cmocka_unit_test(test_var_std),
         cmocka_unit_test(test_catches_a_hidden_dependence),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -155,6 +155,51 @@ static rl_status native_whiten(const rl_recipe_call *c, rl_recipe_value *out) {
     return w ? RL_OK : rl_ctx_status(ctx);
 }
 
+/* ---- var, std -------------------------------------------------------------------------- */
+
+/* sum((x - mean(x))^2) / (n - correction) over axis (RL_AXIS_ALL: every
+ * element), n the number of elements reduced; correction 1 (the default) is
+ * the unbiased estimator, as torch.var's default, 0 the population
+ * variance, as numpy.var's. Written with ops, so gradients flow. */
+static rl_tensor *native_variance(const rl_recipe_call *c, const char *who) {
+    rl_ctx *ctx = c->ctx;
+    rl_tensor *x = c->args[0].t;
+    int axis = (int)c->args[1].num, keepdim = c->args[2].num != 0;
+    double correction = c->args[3].num;
+    if (axis != RL_AXIS_ALL && x->ndim == 0) {
+        rl_ctx_fail(ctx, RL_ERR_ARG, "%s: axis %d is out of range: x is a scalar (omit axis)", who, axis);
+        return NULL;
+    }
+    if (axis != RL_AXIS_ALL && (axis < -x->ndim || axis >= x->ndim)) {
+        rl_ctx_fail(ctx, RL_ERR_ARG, "%s: axis %d is out of range for x of %d dims (use -%d .. %d)", who, axis,
+                    x->ndim, x->ndim, x->ndim - 1);
+        return NULL;
+    }
+    rl_tensor *mean = rl_mean(ctx, x, axis, 1);
+    if (!mean) return NULL;
+    int64_t n = x->numel / (mean->numel > 0 ? mean->numel : 1);
+    if (!(n - correction > 0)) {
+        rl_ctx_fail(ctx, RL_ERR_ARG, "%s: %lld element%s per reduction leave%s no degrees of freedom with "
+                                     "correction = %g (use correction = 0, or reduce over more elements)",
+                    who, (long long)n, n == 1 ? "" : "s", n == 1 ? "s" : "", correction);
+        return NULL;
+    }
+    rl_tensor *ss = rl_sum(ctx, rl_square(ctx, rl_sub(ctx, x, mean)), axis, keepdim);
+    return rl_div(ctx, ss, rl_scalar_like(ctx, x, (double)n - correction));
+}
+
+static rl_status native_var(const rl_recipe_call *c, rl_recipe_value *out) {
+    out->kind = RL_RV_TENSOR;
+    out->t = native_variance(c, "var");
+    return out->t ? RL_OK : rl_ctx_status(c->ctx);
+}
+
+static rl_status native_std(const rl_recipe_call *c, rl_recipe_value *out) {
+    out->kind = RL_RV_TENSOR;
+    out->t = rl_sqrt(c->ctx, native_variance(c, "std"));
+    return out->t ? RL_OK : rl_ctx_status(c->ctx);
+}
+
 /* ---- window_mean --------------------------------------------------------------------- */
 
 typedef struct rl_window {
@@ -341,6 +386,27 @@ static const rl_recipe_fn rl_natives[] = {
      .n_results = 1,
      .results = {RL_RR_FLOAT},
      .call = native_whiten},
+    {.name = "var",
+     .doc = "var(x, axis = all, keepdim = false, correction = 1): sum((x - mean)^2) / (n - correction) over "
+            "axis; correction 1 is the unbiased estimator (torch.var), 0 the population variance",
+     .n_params = 4,
+     .params = {{"x", RL_RP_FLOAT},
+                {"axis", RL_RP_NUMBER, 1, RL_AXIS_ALL, NULL, NULL, 1},
+                {"keepdim", RL_RP_NUMBER, 1, 0.0},
+                {"correction", RL_RP_NUMBER, 1, 1.0}},
+     .n_results = 1,
+     .results = {RL_RR_FLOAT},
+     .call = native_var},
+    {.name = "std",
+     .doc = "std(x, axis = all, keepdim = false, correction = 1): sqrt(var(x, axis, keepdim, correction))",
+     .n_params = 4,
+     .params = {{"x", RL_RP_FLOAT},
+                {"axis", RL_RP_NUMBER, 1, RL_AXIS_ALL, NULL, NULL, 1},
+                {"keepdim", RL_RP_NUMBER, 1, 0.0},
+                {"correction", RL_RP_NUMBER, 1, 1.0}},
+     .n_results = 1,
+     .results = {RL_RR_FLOAT},
+     .call = native_std},
     {.name = "window_mean",
      .doc = "window_mean(x, n) -> f32: the mean of the last n values of x seen at this call site "
             "(across batches; no gradient)",

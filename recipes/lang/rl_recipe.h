@@ -233,7 +233,7 @@ typedef struct rl_recipe_fns {
     void *user; /* passed to every call and to dry.make/free */
 } rl_recipe_fns;
 
-/* The functions every recipe has (at_end, gae, whiten, window_mean, kl). */
+/* The functions every recipe has (at_end, gae, whiten, var, std, window_mean, kl, adaptive_beta, step). */
 int rl_recipe_n_natives(void);
 const rl_recipe_fn *rl_recipe_native_at(int i);
 
