@@ -884,6 +884,45 @@ static void test_var_std(void **state) {
                  NULL);
 }
 
+/* Tensor literals: values, shapes, hypers inside, --set reaching them, a
+ * gradient through one, and the malformed ones at their place. */
+static void test_tensor_literals(void **state) {
+    (void)state;
+    rl_recipe *r = rl_test_parse("recipe tl : fullbatch\nhyper a = 0.5\nparam w : f32[2, 3] = 0.25 : sgd(lr = 0.1)\n"
+                                 "c = [[1, 2, 3], [a, -a, 2 * a]]\nv = [1.0, 0.2]\n"
+                                 "big = [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19]\n"
+                                 "loss = sum(w * c) + sum(v) + sum(big)\n");
+    assert_int_equal(rl_recipe_set_arg(r, "a=2"), RL_OK);
+    rl_recipe_program *p = must_compile(r, RL_F64);
+    assert_int_equal(rl_recipe_run_loss(p, g_ctx, -1, -1), RL_OK);
+    rl_tensor *c = rl_recipe_value_of(p, "c"), *v = rl_recipe_value_of(p, "v"), *big = rl_recipe_value_of(p, "big");
+    assert_int_equal(c->ndim, 2);
+    assert_int_equal(c->shape[0], 2);
+    assert_int_equal(c->shape[1], 3);
+    const double want[6] = {1, 2, 3, 2, -2, 4};
+    for (int i = 0; i < 6; i++) assert_close(get(c, i), want[i], 0, "c");
+    assert_int_equal(v->ndim, 1);
+    assert_close(get(v, 1), 0.2, 0, "v");
+    assert_int_equal(big->shape[0], 19); /* more items than one concat takes */
+    for (int i = 0; i < 19; i++) assert_close(get(big, i), i + 1, 0, "big");
+    assert_close(get(rl_recipe_loss(p, 0), 0), 0.25 * 10 + 1.2 + 190, 1e-14, "loss");
+    assert_int_equal(rl_recipe_backward(p, g_ctx), RL_OK);
+    const rl_recipe_param_info *pw = rl_recipe_param_at(p, 0);
+    for (int i = 0; i < 6; i++) assert_close(get(pw->tensor->grad, i), want[i], 0, "d loss / d w = c");
+    rl_ctx_reset(g_ctx);
+    rl_recipe_program_free(p);
+    rl_recipe_free(r);
+    expect_error(FB "loss = w * sum([[1, 2], [3]])\n", 3, 25, "this list has 1 item, but the first at its depth has 2",
+                 "every row of a tensor literal has the same length");
+    expect_error(FB "loss = w * sum([1, [2]])\n", 3, 20, "a tensor literal mixes lists and numbers at depth 2", NULL);
+    expect_error(FB "loss = w * sum([])\n", 3, 16, "an empty list is not a tensor", NULL);
+    expect_error(FB "loss = w * sum([[[[[1]]]]])\n", 3, 16, "a tensor literal nests more than 4 deep", NULL);
+    expect_error(FB "loss = sum([w, 1])\n", 3, 13, "'w' is a f32 tensor, not a constant number", NULL);
+    /* shape lists stay shape lists: at most 4 items */
+    expect_error(FB "loss = sum(reshape(w, [1, 1, 1, 1, 1]))\n", 3, 23,
+                 "the 'shape' argument of reshape has 5 items, more than 4", "tensors have at most 4 dims");
+}
+
 static void test_natives(void **state) {
     (void)state;
     rl_recipe *r = rl_test_parse("recipe n : fullbatch\ninput r : f32[B, T]\ninput v : f32[B, T]\ninput m : i32[B, T]\n"
@@ -1319,6 +1358,7 @@ int main(void) {
         cmocka_unit_test(test_name_errors),
         cmocka_unit_test(test_log_value_under_its_name),
         cmocka_unit_test(test_var_std),
+        cmocka_unit_test(test_tensor_literals),
         cmocka_unit_test(test_call_errors),
         cmocka_unit_test(test_type_errors),
         cmocka_unit_test(test_declaration_errors),

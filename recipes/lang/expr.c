@@ -526,6 +526,124 @@ static rl_val cx_member(rl_ck *c, const rl_ast *e) {
     return rl_ck_slot_val(c, in->out);
 }
 
+/* ---- tensor literals ------------------------------------------------------------------------------- */
+
+/* Checks that list e at depth d has the literal's shape and collects its
+ * constant numbers into vals; false after an error. */
+static bool literal_collect(rl_ck *c, const rl_ast *e, int d, int ndim, const int64_t *shape, double *vals,
+                            int *n) {
+    if (d == ndim) {
+        if (e->kind == AST_LIST) {
+            rl_ck_err(c, e->sp, "every item at one depth is a number, or every one a list", "a tensor literal "
+                      "mixes lists and numbers at depth %d", d + 1);
+            return false;
+        }
+        rl_val v = rl_ck_expr(c, e);
+        if (v.kind == VK_ERR) return false;
+        if (v.kind != VK_NUM) {
+            rl_ck_err(c, e->sp, "items are numbers, hypers or constant expressions of them; a tensor of "
+                      "tensors is concat(...) of reshaped tensors",
+                      "'%s' is %s, not a constant number", rl_ck_snip(c, e), rl_ck_val_desc(&v));
+            return false;
+        }
+        vals[(*n)++] = v.num;
+        return true;
+    }
+    if (e->kind != AST_LIST) {
+        rl_ck_err(c, e->sp, "every item at one depth is a number, or every one a list",
+                  "a tensor literal mixes lists and numbers at depth %d", d + 1);
+        return false;
+    }
+    if (e->n != shape[d]) {
+        rl_ck_err(c, e->sp, "every row of a tensor literal has the same length",
+                  "this list has %d item%s, but the first at its depth has %lld", e->n, e->n == 1 ? "" : "s",
+                  (long long)shape[d]);
+        return false;
+    }
+    for (int i = 0; i < e->n; i++)
+        if (!literal_collect(c, e->args[i], d + 1, ndim, shape, vals, n)) return false;
+    return true;
+}
+
+/* [1, 0.5] or [[1, 0], [0, 1]]: a constant float tensor of the run dtype
+ * (lists nest up to 4 deep, rows of equal length). It compiles to 0-d
+ * constants reshaped to [1] and concatenated along axis 0 (in groups, as
+ * an op takes at most 8 inputs), then reshaped to the literal's shape. */
+static rl_val cx_literal(rl_ck *c, const rl_ast *e) {
+    int64_t shape[RL_MAX_DIMS];
+    int ndim = 0;
+    for (const rl_ast *x = e; x->kind == AST_LIST; x = x->args[0]) {
+        if (x->n == 0) {
+            rl_ck_err(c, x->sp, "a tensor literal has at least one item", "an empty list is not a tensor");
+            return rl_ck_verr();
+        }
+        if (ndim == RL_MAX_DIMS) {
+            rl_ck_err(c, e->sp, "tensors have at most 4 dims", "a tensor literal nests more than 4 deep");
+            return rl_ck_verr();
+        }
+        shape[ndim++] = x->n;
+    }
+    int64_t numel = 1;
+    for (int d = 0; d < ndim; d++) numel *= shape[d];
+    if (numel > RL_LITERAL_MAX_ELEMS) {
+        rl_ck_err(c, e->sp, "a larger constant belongs in an input", "a tensor literal of %lld elements, more than %d",
+                  (long long)numel, RL_LITERAL_MAX_ELEMS);
+        return rl_ck_verr();
+    }
+    double *vals = rl_xrealloc(NULL, sizeof(double) * (size_t)numel);
+    int *slots = rl_xrealloc(NULL, sizeof(int) * (size_t)numel);
+    int n = 0;
+    rl_val out = rl_ck_verr();
+    if (!literal_collect(c, e, 0, ndim, shape, vals, &n)) goto done;
+    /* each number as a [1] tensor */
+    for (int i = 0; i < n; i++) {
+        int s = rl_ck_emit_const(c, vals[i], false, e->sp);
+        if (s < 0) goto done;
+        rl_opargs a = {0};
+        a.n = 1;
+        a.v[0] = rl_ck_slot_val(c, s);
+        a.e[0] = e;
+        a.at.n_ints = 1;
+        a.at.ints[0] = 1;
+        rl_val r = rl_ck_apply_op(c, RL_OP_RESHAPE, &a, e->sp);
+        if (r.kind == VK_ERR) goto done;
+        slots[i] = r.slot;
+    }
+    /* concatenated, at most 8 at a time */
+    while (n > 1) {
+        int m = 0;
+        for (int i = 0; i < n; i += 8) {
+            int k = n - i < 8 ? n - i : 8;
+            if (k == 1) {
+                slots[m++] = slots[i];
+                continue;
+            }
+            rl_opargs a = {0};
+            a.n = k;
+            for (int j = 0; j < k; j++) a.v[j] = rl_ck_slot_val(c, slots[i + j]), a.e[j] = e;
+            a.at.axis = 0;
+            rl_val r = rl_ck_apply_op(c, RL_OP_CONCAT, &a, e->sp);
+            if (r.kind == VK_ERR) goto done;
+            slots[m++] = r.slot;
+        }
+        n = m;
+    }
+    out = rl_ck_slot_val(c, slots[0]);
+    if (ndim > 1) {
+        rl_opargs a = {0};
+        a.n = 1;
+        a.v[0] = out;
+        a.e[0] = e;
+        a.at.n_ints = ndim;
+        for (int d = 0; d < ndim; d++) a.at.ints[d] = shape[d];
+        out = rl_ck_apply_op(c, RL_OP_RESHAPE, &a, e->sp);
+    }
+done:
+    free(vals);
+    free(slots);
+    return out;
+}
+
 /* ---- expressions ------------------------------------------------------------------------------------ */
 
 /* Remembers an integer written in the recipe (the shape check binds no
@@ -554,10 +672,7 @@ rl_val rl_ck_expr(rl_ck *c, const rl_ast *e) {
         rl_val v = rl_ck_call(c, e);
         return v;
     }
-    case AST_LIST:
-        rl_ck_err(c, e->sp, "lists are arguments like shape = [-1] or perm = [1, 0]",
-               "a list is not a value");
-        return rl_ck_verr();
+    case AST_LIST: return cx_literal(c, e);
     case AST_NEG: {
         rl_val a = rl_ck_expr(c, e->a);
         if (a.kind == VK_NUM) return rl_ck_vnum(-a.num);

@@ -213,13 +213,13 @@ static rl_ast *parse_primary(rl_parser *p) {
     case TK_LBRACK: {
         adv(p);
         rl_ast *l = new_ast(p, AST_LIST, t->sp);
-        rl_ast *items[RL_MAX_DIMS + 1];
+        rl_ast *items[RL_LIST_MAX_ITEMS];
         int n = 0;
         if (!is(p, TK_RBRACK)) {
             for (;;) {
-                if (n == RL_MAX_DIMS) {
-                    perr(p, NULL, "lists have at most %d items (tensors have at most %d dims)",
-                         RL_MAX_DIMS, RL_MAX_DIMS);
+                if (n == RL_LIST_MAX_ITEMS) {
+                    perr(p, "a longer constant belongs in a data column or an input",
+                         "lists have at most %d items", RL_LIST_MAX_ITEMS);
                     return NULL;
                 }
                 rl_ast *e = parse_expr(p);

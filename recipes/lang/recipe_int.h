@@ -112,6 +112,12 @@ void rl_source_linecol(const rl_source *src, int off, int *line, int *col);
 
 /* ---- syntax tree ------------------------------------------------------------------------ */
 
+/* Items of one list: a shape or permutation argument (at most RL_MAX_DIMS,
+ * checked where it is used) or one level of a tensor literal. */
+#define RL_LIST_MAX_ITEMS 64
+/* Elements of a whole tensor literal. */
+#define RL_LITERAL_MAX_ELEMS 1024
+
 typedef enum { AST_NUM, AST_STR, AST_NAME, AST_MEMBER, AST_CALL, AST_BIN, AST_NEG, AST_LIST } rl_ast_kind;
 
 typedef struct rl_ast {
