@@ -1,5 +1,5 @@
 /* ops/movement.c - the movement ops (reshape, permute/transpose, slice,
- * concat, broadcast_to, gather, embedding) and the backward-only kernels
+ * concat, stack, broadcast_to, gather, embedding) and the backward-only kernels
  * their rules use (scatter_add, embedding_grad): front ends with shape
  * checks, backward rules written with ops, and gradient-check cases.
  * Kernels are in ops/cpu/movement.c.
@@ -221,6 +221,40 @@ rl_tensor *rl_concat(rl_ctx *ctx, int n, rl_tensor *const *xs, int axis) {
     return rl_op_run(ctx, RL_OP_CONCAT, n, xs, &at, x0->dtype, x0->ndim, shape, 0, NULL);
 }
 
+/* ---- stack ------------------------------------------------------------------------- */
+
+/* Attribute: axis (normalised, of the output). */
+rl_tensor *rl_stack(rl_ctx *ctx, int n, rl_tensor *const *xs, int axis) {
+    if (n < 1 || !xs) {
+        rl_ctx_fail(ctx, RL_ERR_ARG, "stack: needs at least one input (got n = %d)", n);
+        return NULL;
+    }
+    for (int i = 0; i < n; i++)
+        if (!rl_check_input(ctx, "stack", i, xs[i])) return NULL;
+    const rl_tensor *x0 = xs[0];
+    char d0[96], di[96];
+    if (x0->ndim >= RL_MAX_DIMS) {
+        rl_ctx_fail(ctx, RL_ERR_ARG, "stack: input 0 is %s; stacking adds an axis, and tensors have at most %d dims",
+                    rl_tensor_describe(x0, d0, sizeof d0), RL_MAX_DIMS);
+        return NULL;
+    }
+    int ax = rl_norm_axis(ctx, "stack", axis, x0->ndim + 1);
+    if (ax < 0) return NULL;
+    for (int i = 1; i < n; i++) {
+        const rl_tensor *x = xs[i];
+        if (x->dtype != x0->dtype || !rl_shape_equal(x->ndim, x->shape, x0->ndim, x0->shape)) {
+            rl_ctx_fail(ctx, RL_ERR_ARG, "stack: input %d is %s but input 0 is %s; all inputs must have the same "
+                                         "dtype and shape", i, rl_tensor_describe(x, di, sizeof di),
+                        rl_tensor_describe(x0, d0, sizeof d0));
+            return NULL;
+        }
+    }
+    int64_t shape[RL_MAX_DIMS];
+    for (int d = 0, k = 0; d <= x0->ndim; d++) shape[d] = d == ax ? n : x0->shape[k++];
+    rl_attrs at = {.axis = ax};
+    return rl_op_run(ctx, RL_OP_STACK, n, xs, &at, x0->dtype, x0->ndim + 1, shape, 0, NULL);
+}
+
 /* ---- broadcast_to ------------------------------------------------------------------- */
 
 rl_tensor *rl_broadcast_to(rl_ctx *ctx, rl_tensor *x, int ndim, const int64_t *shape) {
@@ -408,6 +442,15 @@ void rl_grad_concat(rl_ctx *ctx, const rl_node *n, rl_tensor *dy) {
     }
 }
 
+/* input i's gradient: dy's slice i on the stacked axis, without that axis */
+void rl_grad_stack(rl_ctx *ctx, const rl_node *n, rl_tensor *dy) {
+    int ax = n->attrs.axis;
+    for (int i = 0; i < n->n_in; i++) {
+        rl_tensor *x = n->in[i];
+        if (RL_NEEDS_GRAD(x)) rl_grad_accumulate(ctx, x, rl_reshape(ctx, rl_slice(ctx, dy, ax, i, i + 1), x->ndim, x->shape));
+    }
+}
+
 void rl_grad_broadcast_to(rl_ctx *ctx, const rl_node *n, rl_tensor *dy) {
     rl_grad_accumulate(ctx, X, rl_sum_to(ctx, dy, X->ndim, X->shape));
 }
@@ -460,6 +503,9 @@ static rl_tensor *gc_slice(rl_ctx *c, rl_tensor **in, const rl_gc_case *k) {
 }
 static rl_tensor *gc_concat(rl_ctx *c, rl_tensor **in, const rl_gc_case *k) {
     return rl_concat(c, k->n_in, in, k->attrs.axis);
+}
+static rl_tensor *gc_stack(rl_ctx *c, rl_tensor **in, const rl_gc_case *k) {
+    return rl_stack(c, k->n_in, in, k->attrs.axis);
 }
 static rl_tensor *gc_gather(rl_ctx *c, rl_tensor **in, const rl_gc_case *k) {
     return rl_gather(c, in[0], in[1], k->attrs.axis);
@@ -535,6 +581,18 @@ RL_GC_CASES(concat,
     {"[2,2,3,2] x 3 axis -1", 3, {XF(4, (2, 2, 3, 2)), XF(4, (2, 2, 3, 1)), XF(4, (2, 2, 3, 3))},
      gc_concat, NULL, {.axis = -1}, 0},
     {"one input [3,4]", 1, {XF(2, (3, 4))}, gc_concat, NULL, {.axis = 0}, 0});
+
+#define STACK2(label, nd, sh, ax) {label, 2, {XF(nd, sh), XF(nd, sh)}, gc_stack, NULL, {.axis = ax}, 0}
+
+RL_GC_CASES(stack,
+    {"3 scalars -> [3]", 3, {XF(0, (0)), XF(0, (0)), XF(0, (0))}, gc_stack, NULL, {.axis = 0}, 0},
+    STACK2("[3] x 2 axis 0", 1, (3), 0),
+    STACK2("[3] x 2 axis -1 -> [3,2]", 1, (3), -1),
+    {"[2,3] x 3 axis 1", 3, {XF(2, (2, 3)), XF(2, (2, 3)), XF(2, (2, 3))}, gc_stack, NULL, {.axis = 1}, 0},
+    STACK2("[2,3,4] x 2 axis 3", 3, (2, 3, 4), 3),
+    STACK2("[2,3,4] x 2 axis -4", 3, (2, 3, 4), -4),
+    STACK2("[2,3,2] x 2 axis 2", 3, (2, 3, 2), 2),
+    {"one input [3,4] axis 1", 1, {XF(2, (3, 4))}, gc_stack, NULL, {.axis = 1}, 0});
 
 RL_GC_CASES(broadcast_to,
     SHAPE_CASE("[3] -> [2,3]", gc_broadcast_to, 1, (3), 2, (2, 3)),

@@ -208,6 +208,9 @@ rl_tensor *rl_transpose(rl_ctx *ctx, rl_tensor *x, int axis0, int axis1);
 /* x[..., start:end, ...] along axis. */
 rl_tensor *rl_slice(rl_ctx *ctx, rl_tensor *x, int axis, int64_t start, int64_t end);
 rl_tensor *rl_concat(rl_ctx *ctx, int n, rl_tensor *const *xs, int axis);
+/* n tensors of one dtype and shape along a new axis (in [-(ndim + 1), ndim]):
+ * [B] x 3 with axis -1 gives [B, 3]; scalars give [n]. */
+rl_tensor *rl_stack(rl_ctx *ctx, int n, rl_tensor *const *xs, int axis);
 rl_tensor *rl_broadcast_to(rl_ctx *ctx, rl_tensor *x, int ndim, const int64_t *shape);
 /* take_along_dim: out[..i..] = x[.. index[..i..] along axis ..]; index is i32
  * with x's ndim and x's sizes on every other axis. */

@@ -1,5 +1,5 @@
 /* ops/cpu/movement.c - CPU kernels of the movement ops. Pure data movement
- * (reshape, permute, slice, concat, broadcast_to, gather, embedding) is
+ * (reshape, permute, slice, concat, stack, broadcast_to, gather, embedding) is
  * written per element size rather than per dtype: a 4-byte copy serves f32
  * and i32, an 8-byte copy f64, bit for bit. The kernels that add
  * (scatter_add, embedding_grad) are written per float dtype.
@@ -107,6 +107,23 @@ void rl_cpu_concat(void *bctx, const rl_node *n) {
             memcpy(d, (const char *)n->in[k]->data + (size_t)o * row, row);
             d += row;
         }
+    });
+}
+
+/* y's row o (the axes before the new one) holds input k's row o at k * inner. */
+void rl_cpu_stack(void *bctx, const rl_node *n) {
+    (void)bctx;
+    rl_tensor *y = n->out;
+    int64_t outer, inner;
+    rl_split_axis(y, n->attrs.axis, &outer, &inner);
+    size_t es = rl_dtype_size(y->dtype);
+    const size_t row = (size_t)inner * es; /* one outer index of an input */
+    if (!row) return;
+    char *dst = y->data;
+    const int k_in = n->n_in;
+    RL_PAR_FOR_W(o, outer, row * (size_t)k_in / 4, {
+        char *d = dst + (size_t)o * row * (size_t)k_in;
+        for (int k = 0; k < k_in; k++) memcpy(d + (size_t)k * row, (const char *)n->in[k]->data + (size_t)o * row, row);
     });
 }
 

@@ -541,8 +541,8 @@ static bool literal_collect(rl_ck *c, const rl_ast *e, int d, int ndim, const in
         rl_val v = rl_ck_expr(c, e);
         if (v.kind == VK_ERR) return false;
         if (v.kind != VK_NUM) {
-            rl_ck_err(c, e->sp, "items are numbers, hypers or constant expressions of them; a tensor of "
-                      "tensors is concat(...) of reshaped tensors",
+            rl_ck_err(c, e->sp, "items are numbers, hypers or constant expressions of them; stack(a, b) "
+                      "joins tensors",
                       "'%s' is %s, not a constant number", rl_ck_snip(c, e), rl_ck_val_desc(&v));
             return false;
         }
