@@ -291,6 +291,16 @@ static void test_shape_errors(void **state) {
                  "loss = sum(w * x, axis = -1)\n",
                  4, 8, "loss 'loss' must be a scalar, got f32 [B]",
                  "reduce it to one number, e.g. mean(...), sum(...) or masked_mean(x, seq.mask)");
+    /* no accidental equality: with T = 3 and K = 5, [T] and 2 more items have K's size in
+     * the first run; the second run's sizes differ, and the error names T+2 */
+    expect_error("recipe a : fullbatch\ninput a : f32[T]\ninput z : f32[K]\nparam w = 1 : sgd(lr = 0.1)\n"
+                 "y = z - concat(a, [1, 1])\nloss = w * sum(y)\n",
+                 5, 5, "shapes f32 [K] and f32 [T+2] do not broadcast",
+                 "aligned from the right, each axis must be equal or 1 (sum or mean over an axis to remove it)");
+    /* the case: [B, 3] - [B] with 3 written in the recipe never binds B to 3 */
+    expect_error("recipe a : fullbatch\ninput w3 : f32[B, 3]\ninput v : f32[B]\nparam w = 1 : sgd(lr = 0.1)\n"
+                 "loss = w * sum(w3 - v)\n",
+                 5, 16, "shapes f32 [B, 3] and f32 [B] do not broadcast", NULL);
     /* inside a prelude function: at the call, named */
     expect_error("recipe a : supervised\ninput x : f32[B, T]\ninput m : f32[T, B]\nparam w = 1 : sgd(lr = 0.1)\n"
                  "loss = w * masked_mean(x, m)\n",

@@ -1,6 +1,8 @@
 /* recipes/lang/dryrun.c - the shape check, run before any data is read: every
  * symbolic dim (B, T, V, the fresh length of generated batches) is bound to
- * a distinct small prime, the inputs are made up at those sizes, every
+ * a distinct small prime (and then, in a second run that must agree, to
+ * other, spread-out primes, so that no sum of sizes equals another dim by
+ * accident), the inputs are made up at those sizes, every
  * model becomes a tiny float64 model from the function table's dry-run
  * factory, and the compiled program runs once (rollout, then loss). The
  * engine's own shape rules then do the checking, and because the primes are
@@ -50,6 +52,21 @@ static void dim_text(const rl_recipe_program *p, long long v, char *out, size_t 
         if (nf >= 1 && (rest == 1 ? nf >= 2 : (rest & (rest - 1)) == 0)) {
             if (rest == 1) snprintf(out, n, "%s", buf);
             else snprintf(out, n, "%lld*%s", rest, buf);
+            return;
+        }
+        /* a dim plus a small constant (concat with a literal, a slice): T+2,
+         * naming the dim nearest to v when exactly one is nearest */
+        int hit = -1, hits = 0;
+        long long best = 9;
+        for (int d = 0; v > 8 && d < p->n_dims; d++) { /* small sizes stay numbers: literals make them */
+            long long c = v - p->dims[d].prime, a = c < 0 ? -c : c;
+            if (c == 0 || a > 8 || a > best) continue;
+            if (a < best) best = a, hit = d, hits = 1;
+            else hits++;
+        }
+        if (hits == 1) {
+            long long c = v - p->dims[hit].prime;
+            snprintf(out, n, "%s%s%lld", p->dims[hit].name, c > 0 ? "+" : "-", c > 0 ? c : -c);
             return;
         }
     }
@@ -200,22 +217,45 @@ static bool make_input(rl_recipe_program *p, rl_ctx *ctx, int i, int64_t vocab, 
     return true;
 }
 
+/* One run of the check with dim d bound to allowed[first + step * d] of the
+ * primes no literal uses; false when the dims cannot be bound (nothing ran). */
+static bool dry_pass(rl_recipe_program *p, int first, int step, bool warn);
+
 void rl_dry_run(rl_recipe_program *p) {
-    rl_recipe *r = p->r;
     /* fresh dims: the lengths of generated token batches */
     for (int i = 0; i < p->n_ir; i++)
         if (p->ir[i].code == IR_FN && p->ir[i].fresh) dim_index(p, p->ir[i].fresh);
     if (p->n_models > 0) dim_index(p, "V");
-    int next = 0;
-    for (int d = 0; d < p->n_dims; d++) {
-        while (next < RL_N_PRIMES && lit_used(p, rl_primes[next])) next++;
-        if (next >= RL_N_PRIMES) {
+    int errors = p->r->n_errors;
+    if (!dry_pass(p, 0, 1, true) || p->r->n_errors != errors) return;
+    /* Distinct primes keep products of dims apart, but not sums: concat of
+     * [T] and [2] is [7] when T = 5, the size V has. A second run with other,
+     * spread-out sizes (T = 11, V = 19, ...) must agree, so that no shape
+     * passes because two different sizes happened to be equal. Its messages
+     * name the same dims. */
+    dry_pass(p, p->n_dims, 2, false);
+}
+
+static bool dry_pass(rl_recipe_program *p, int first, int step, bool warn) {
+    rl_recipe *r = p->r;
+    int64_t allowed[RL_N_PRIMES];
+    int n_allowed = 0;
+    for (int i = 0; i < RL_N_PRIMES; i++)
+        if (!lit_used(p, rl_primes[i])) allowed[n_allowed++] = rl_primes[i];
+    if (p->n_dims > 0 && first + step * (p->n_dims - 1) >= n_allowed) {
+        if (warn)
             rl_diag_add(r, &r->src, RL_DIAG_WARNING, r->hsp, NULL,
-                        "shapes were not checked: more than %d symbolic dims", RL_N_PRIMES);
-            return;
-        }
-        p->dims[d].prime = rl_primes[next++];
+                        "shapes were not checked: more than %d symbolic dims", n_allowed);
+        return false;
     }
+    for (int d = 0; d < p->n_dims; d++) p->dims[d].prime = allowed[first + step * d];
+    if (!warn) /* the second run only adds a check: too large an input skips it rather than fail */
+        for (int i = 0; i < p->n_inputs; i++) {
+            const rl_recipe_type *ty = &p->inputs[i].info.type;
+            double numel = 1;
+            for (int k = 0; k < ty->ndim; k++) numel *= (double)type_size(p, ty, k);
+            if (numel > (double)RL_DRY_MAX_INPUT) return true;
+        }
     int64_t vocab = 64, n_ctx = 64;
     for (int d = 0; d < p->n_dims; d++) {
         if (strcmp(p->dims[d].name, "V") == 0) vocab = p->dims[d].prime;
@@ -233,10 +273,10 @@ void rl_dry_run(rl_recipe_program *p) {
     if (p->n_models > 0 && !p->fns.dry.make) {
         rl_diag_add(r, &r->src, RL_DIAG_WARNING, r->hsp, NULL,
                     "shapes were not checked: the model functions have no dry-run models");
-        return;
+        return false;
     }
     rl_ctx *ctx = rl_ctx_new(NULL);
-    if (!ctx) return;
+    if (!ctx) return false;
     rl_dry d = {calloc((size_t)r->n_stmts + 1, 1)};
     if (!d.stmt_err) abort();
     p->dry = true;
@@ -355,4 +395,5 @@ void rl_dry_run(rl_recipe_program *p) {
     p->opts.dtype = run_dtype;
     free(d.stmt_err);
     rl_ctx_free(ctx);
+    return ok;
 }

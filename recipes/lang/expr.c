@@ -584,7 +584,7 @@ static rl_val cx_literal(rl_ck *c, const rl_ast *e) {
         shape[ndim++] = x->n;
     }
     int64_t numel = 1;
-    for (int d = 0; d < ndim; d++) numel *= shape[d];
+    for (int d = 0; d < ndim; d++) numel *= shape[d], rl_ck_note_literal(c->p, (double)shape[d]);
     if (numel > RL_LITERAL_MAX_ELEMS) {
         rl_ck_err(c, e->sp, "a larger constant belongs in an input", "a tensor literal of %lld elements, more than %d",
                   (long long)numel, RL_LITERAL_MAX_ELEMS);
