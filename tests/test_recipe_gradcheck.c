@@ -4,7 +4,7 @@
  * against float64 central differences, with tiny models. One test per
  * built-in recipe, one per switch that changes the graph (margin, ptx,
  * whitening, adaptive beta, the estimators, the lambda delay), var and std,
- * and a recipe
+ * the batch-split check, and a recipe
  * whose loss hides a dependence from autodiff, which the check must catch.
  */
 #include <setjmp.h>
@@ -40,12 +40,10 @@ static int n_tensors_of(rl_gpt2_kind kind) {
 /* Runs the check of a built-in (with --set overrides; `elems` sampled
  * elements per model tensor, 0: the default) and asserts that it passed over
  * exactly `want_tensors` (loss, tensor) pairs. */
+static rl_recipe *load_builtin_recipe(const char *name);
+
 static void check_builtin(const char *name, const char *const *sets, int elems, int want_tensors) {
-    char path[1024];
-    assert_int_equal(rl_recipe_resolve(name, path, sizeof path), RL_OK);
-    const char *err = NULL;
-    rl_recipe *r = rl_recipe_load(path, &err);
-    if (!r) fail_msg("cannot read %s: %s", path, err);
+    rl_recipe *r = load_builtin_recipe(name);
     for (int i = 0; sets && sets[i]; i++) assert_int_equal(rl_recipe_set_arg(r, sets[i]), RL_OK);
     rl_recipe_gc_opts o;
     rl_recipe_gc_opts_default(&o);
@@ -125,6 +123,70 @@ static void test_var_std(void **state) {
     rl_recipe_free(r);
 }
 
+/* Runs the check with the batch-split part at batch B; returns the report. */
+static char *split_report(rl_recipe *r, int64_t B, rl_recipe_gc_result *res) {
+    rl_recipe_gc_opts o;
+    rl_recipe_gc_opts_default(&o);
+    o.batch = B;
+    o.splits = 1;
+    FILE *f = tmpfile();
+    assert_non_null(f);
+    o.out = f;
+    assert_int_equal(rl_recipe_gradcheck(r, &o, res), RL_OK);
+    assert_int_equal(res->n_failed, 0);
+    long n = ftell(f);
+    char *buf = calloc((size_t)n + 1, 1);
+    assert_non_null(buf);
+    rewind(f);
+    assert_int_equal(fread(buf, 1, (size_t)n, f), (size_t)n);
+    fclose(f);
+    return buf;
+}
+
+static rl_recipe *load_builtin_recipe(const char *name) {
+    char path[1024];
+    assert_int_equal(rl_recipe_resolve(name, path, sizeof path), RL_OK);
+    const char *err = NULL;
+    rl_recipe *r = rl_recipe_load(path, &err);
+    if (!r) fail_msg("cannot read %s: %s", path, err);
+    return r;
+}
+
+/* The batch-split check: a mean over rows accumulates exactly at every split
+ * of B = 6 (3 splits), a sum over rows is 1/k of itself and says so, DPO's
+ * per-pair mean is split-free, and SFT's global token mean is not (each
+ * micro-batch divides by its own token count). */
+static void test_batch_split(void **state) {
+    (void)state;
+    const char *src = "recipe s : fullbatch\nparam w : f32[2] = 0.5 : sgd(lr = 0.1)\nparam u : f32[2] = 0.5 : "
+                      "sgd(lr = 0.1)\ninput x : f32[B, 2]\nloss = sum(square(x * w))\nloss_m = mean(square(x * u))\n";
+    rl_recipe *r = rl_recipe_parse(src, strlen(src), "s.recipe");
+    rl_recipe_gc_result res;
+    char *out = split_report(r, 6, &res);
+    assert_int_equal(res.n_splits, 6);
+    assert_int_equal(res.n_split_dependent, 3);
+    assert_non_null(strstr(out, "loss                 3 x 2 rows"));
+    assert_non_null(strstr(out, "a sum over rows"));
+    assert_non_null(strstr(out, "s: 6 splits, 3 split-dependent"));
+    free(out);
+    rl_recipe_free(r);
+
+    r = load_builtin_recipe("dpo");
+    out = split_report(r, 4, &res);
+    assert_int_equal(res.n_splits, 2);
+    assert_int_equal(res.n_split_dependent, 0);
+    free(out);
+    rl_recipe_free(r);
+
+    r = load_builtin_recipe("sft");
+    out = split_report(r, 4, &res);
+    assert_int_equal(res.n_splits, 2);
+    assert_int_equal(res.n_split_dependent, 2);
+    assert_non_null(strstr(out, "normalises by a batch statistic"));
+    free(out);
+    rl_recipe_free(r);
+}
+
 /* window_mean has no gradient, so a loss that depends on a param through it
  * has a wrong tape gradient: the check fails, naming the param, and prints
  * a FAIL line and a failing summary. */
@@ -170,6 +232,7 @@ int main(void) {
         cmocka_unit_test(test_dpo),
         cmocka_unit_test(test_ipo),
         cmocka_unit_test(test_var_std),
+        cmocka_unit_test(test_batch_split),
         cmocka_unit_test(test_catches_a_hidden_dependence),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -258,6 +258,110 @@ static void perturb_models(gc_state *s, rl_rng *rng, double sigma) {
     }
 }
 
+/* ---- the batch-split check -------------------------------------------------------------------- */
+
+/* The tensors loss li trains, in order: every tensor of its trainable
+ * models, then its params. */
+static int split_targets(gc_state *s, int li, rl_tensor **out, int cap) {
+    rl_recipe_program *p = s->p;
+    const rl_recipe_loss_info *l = rl_recipe_loss_at(p, li);
+    int n = 0;
+    for (int k = 0; k < l->n_trainables; k++) {
+        for (int i = 0; i < rl_recipe_n_models(p); i++)
+            if (strcmp(rl_recipe_model_at(p, i)->name, l->trainables[k]) == 0)
+                for (int j = 0; j < s->models[i]->n_tensors && n < cap; j++) out[n++] = s->models[i]->tensors[j];
+        for (int i = 0; i < rl_recipe_n_params(p); i++)
+            if (strcmp(rl_recipe_param_at(p, i)->name, l->trainables[k]) == 0 && n < cap)
+                out[n++] = rl_recipe_param_at(p, i)->tensor;
+    }
+    return n;
+}
+
+/* Runs loss li over rows [r0, r1) and adds w * its value and w * its
+ * gradients (into acc, laid out tensor after tensor) to the totals. */
+static rl_status split_accumulate(gc_state *s, int li, int64_t r0, int64_t r1, double w, rl_tensor **tg, int nt,
+                                  double *loss, double *acc) {
+    rl_ctx *ctx = s->ctx;
+    for (int i = 0; i < nt; i++) rl_tensor_zero_grad(ctx, tg[i]);
+    rl_recipe_set_step(s->p, s->step0);
+    rl_status st = rl_recipe_run_loss(s->p, ctx, r0, r1);
+    if (st) {
+        const char *e = rl_recipe_program_error(s->p);
+        snprintf(s->err, sizeof s->err, "%s", e ? e : rl_ctx_error(ctx) ? rl_ctx_error(ctx) : "the loss failed");
+        rl_ctx_reset(ctx);
+        return st;
+    }
+    rl_tensor *v = rl_recipe_loss(s->p, li);
+    *loss += w * rl_tensor_get(ctx, v, 0);
+    if ((st = rl_backward(ctx, v)) != RL_OK) {
+        snprintf(s->err, sizeof s->err, "backward: %s", rl_ctx_error(ctx) ? rl_ctx_error(ctx) : "failed");
+        rl_ctx_reset(ctx);
+        return st;
+    }
+    int64_t k = 0;
+    for (int i = 0; i < nt; i++)
+        for (int64_t e = 0; e < tg[i]->numel; e++, k++)
+            acc[k] += tg[i]->grad ? w * rl_tensor_get(ctx, tg[i]->grad, e) : 0;
+    rl_ctx_reset(ctx);
+    return RL_OK;
+}
+
+/* One loss, every micro-batch size m | B (m < B): a line per split. */
+static rl_status split_check_loss(gc_state *s, const rl_recipe_gc_opts *o, rl_recipe_gc_result *res, int li) {
+    rl_tensor *tg[512];
+    int nt = split_targets(s, li, tg, 512);
+    int64_t numel = 0;
+    for (int i = 0; i < nt; i++) numel += tg[i]->numel;
+    double *full = calloc((size_t)numel + 1, sizeof(double)), *part = calloc((size_t)numel + 1, sizeof(double));
+    if (!full || !part) {
+        free(full), free(part);
+        return RL_ERR_MEMORY;
+    }
+    const char *lname = rl_recipe_loss_at(s->p, li)->name;
+    const int64_t B = o->batch;
+    double lf = 0;
+    rl_status st = split_accumulate(s, li, -1, -1, 1.0, tg, nt, &lf, full);
+    for (int64_t m = B - 1; !st && m >= 1; m--) {
+        if (B % m) continue;
+        const int64_t k = B / m;
+        double lp = 0;
+        memset(part, 0, sizeof(double) * (size_t)numel);
+        for (int64_t i = 0; !st && i < k; i++) st = split_accumulate(s, li, i * m, (i + 1) * m, 1.0 / (double)k, tg, nt, &lp, part);
+        if (st) break;
+        double gmax = 0, gdiff = 0, gk = 0, gkmax = 0;
+        for (int64_t e = 0; e < numel; e++) {
+            gmax = fmax(gmax, fabs(full[e]));
+            gdiff = fmax(gdiff, fabs(full[e] - part[e]));
+            gk = fmax(gk, fabs(full[e] - (double)k * part[e]));
+            gkmax = fmax(gkmax, fabs(full[e]));
+        }
+        const double tol = 1e-9;
+        double lrel = fabs(lf - lp) / fmax(fabs(lf), 1e-300), grel = gdiff / fmax(gmax, 1e-300);
+        bool same = fabs(lf - lp) <= tol * fmax(1.0, fabs(lf)) && gdiff <= tol * fmax(1.0, gmax);
+        bool sum_like = !same && fabs(lf - (double)k * lp) <= tol * fmax(1.0, fabs(lf)) && gk <= tol * fmax(1.0, gkmax);
+        res->n_splits++;
+        res->n_split_dependent += !same;
+        if (o->out) {
+            char split[64];
+            snprintf(split, sizeof split, "%lld x %lld rows", (long long)k, (long long)m);
+            fprintf(o->out, "  %-20s %-16s loss %+.6e vs %+.6e  rel %.1e  grad rel %.1e  %s\n", lname, split, lp, lf,
+                    lrel, grel, same ? "same" : "DEPENDS");
+            if (!same)
+                fprintf(o->out, "      %s\n",
+                        sum_like ? "a sum over rows: micro-batches average it, so the accumulated loss and gradient "
+                                   "are 1/k of the batch's; use a mean over rows (or scale by k)"
+                                 : "the loss normalises by a batch statistic (a global token mean divides by each "
+                                   "micro-batch's own token count; whitening, std or group statistics use each "
+                                   "micro-batch's moments); per-row means (seq_masked_mean) do not depend on the split");
+        }
+    }
+    if (st && o->out) fprintf(o->out, "  %-20s split check failed: %s\n", lname, s->err);
+    if (st) set_msg(res, "loss '%s', split check: %s", lname, s->err);
+    free(full);
+    free(part);
+    return st;
+}
+
 rl_status rl_recipe_gradcheck(rl_recipe *r, const rl_recipe_gc_opts *opts, rl_recipe_gc_result *res) {
     rl_recipe_gc_opts o;
     if (opts) o = *opts;
@@ -404,6 +508,16 @@ rl_status rl_recipe_gradcheck(rl_recipe *r, const rl_recipe_gc_opts *opts, rl_re
         }
     }
     if (res->n_tensors == 0) set_msg(res, "nothing to check: no loss reaches a trainable or a float input");
+    if (o.splits) {
+        if (o.out)
+            fprintf(o.out, "batch split (B = %lld; micro-batches averaged with equal weights, as --minibatch):\n",
+                    (long long)o.batch);
+        for (int li = 0; li < p->n_losses && st == RL_OK; li++) st = split_check_loss(&s, &o, res, li);
+        if (o.out && st == RL_OK)
+            fprintf(o.out, "%s: %d splits, %d split-dependent\n", rl_recipe_program_name(p), res->n_splits,
+                    res->n_split_dependent);
+        if (st) goto done;
+    }
     res->seconds = rl_now() - t0;
     if (o.out)
         fprintf(o.out, "%s: %d tensors, %d failed, %d elements; max abs err %.2e, max rel err %.2e; %.2f s: %s\n",

@@ -34,6 +34,21 @@
  * range the two arms of min()/max() are the same function, so either
  * tie-break gives the same gradient. The step() counter is held fixed
  * during the check.
+ *
+ * The batch-split check (opts.splits, `rlhf gradcheck RECIPE --splits`):
+ * for every micro-batch size m that divides B (m < B), the loss block runs
+ * over the rows [0, m), [m, 2m), ... and the losses and gradients are
+ * averaged with equal weights, exactly as the runner accumulates
+ * micro-batches (--minibatch); each loss and every gradient of what it
+ * trains must then equal the whole batch's (relative 1e-9). A loss that does
+ * not is reported as split-dependent, not as a failure, with the likely
+ * reason read from the numbers: a sum over rows (the average of micro-batch
+ * sums is 1/k of the batch's: use a mean), or a normalisation by a batch
+ * statistic (a global token mean divides by each micro-batch's token count;
+ * whitening and group statistics use each micro-batch's moments). Online
+ * recipes run their rollout once and split the loss block's rows, as their
+ * minibatches do; the runner steps the optimizer per minibatch there, so a
+ * split-dependent online loss changes what each PPO step optimizes.
  */
 #ifndef RL_RECIPE_GRADCHECK_H
 #define RL_RECIPE_GRADCHECK_H
@@ -56,6 +71,7 @@ typedef struct rl_recipe_gc_opts {
     double h, atol, rtol; /* central differences and tolerance (default 1e-6, 1e-6, 1e-5) */
     FILE *out;            /* a line per checked tensor and a summary; NULL: quiet */
     int verbose;          /* also print failing elements (to stderr) */
+    int splits;           /* also run the batch-split check (below) */
 } rl_recipe_gc_opts;
 
 typedef struct rl_recipe_gc_result {
@@ -64,6 +80,8 @@ typedef struct rl_recipe_gc_result {
     int n_elems;          /* elements compared */
     double max_abs, max_rel; /* worst analytic-vs-numeric errors over everything */
     double seconds;       /* wall time */
+    int n_splits;         /* batch-split check: (loss, micro-batch size) pairs compared */
+    int n_split_dependent; /* of which the loss or a gradient changed with the split */
     char msg[768];        /* the first failure, or why the check could not run */
 } rl_recipe_gc_result;
 
