@@ -864,7 +864,8 @@ static void test_var_std(void **state) {
     rl_recipe_program *p = must_compile(r, RL_F64);
     double hx[6] = {1, 2, 4, -1, 0.5, 3};
     int64_t s2[2] = {2, 3};
-    assert_int_equal(rl_recipe_bind_tensor(p, "x", tensor_of(RL_F64, 2, s2, hx)), RL_OK);
+    rl_tensor *tx = tensor_of(RL_F64, 2, s2, hx);
+    assert_int_equal(rl_recipe_bind_tensor(p, "x", tx), RL_OK);
     assert_int_equal(rl_recipe_run_loss(p, g_ctx, -1, -1), RL_OK);
     double m = 0, ss = 0;
     for (int i = 0; i < 6; i++) m += hx[i] / 6;
@@ -885,6 +886,7 @@ static void test_var_std(void **state) {
     rl_ctx_reset(g_ctx);
     rl_recipe_program_free(p);
     rl_recipe_free(r);
+    rl_tensor_free(g_ctx, tx);
     expect_error(FB "param v : f32[1] = 0 : sgd(lr = 0.1)\nloss = var(v) + w\n", 4, 8,
                  "var: 1 element per reduction leaves no degrees of freedom with correction = 1 (use "
                  "correction = 0, or reduce over more elements)", NULL);
