@@ -198,7 +198,8 @@ static void read_gen(const rl_recipe_program *p, gen *g) {
     assert_true(any > 0);
 }
 
-static const char *const BUILTINS[] = {"sft", "bradley_terry", "cost_model", "ppo_kl", "safe_rlhf", "dpo", "ipo"};
+static const char *const BUILTINS[] = {"sft", "bradley_terry", "cost_model", "ppo_kl", "safe_rlhf", "dpo", "ipo",
+                                        "orpo", "simpo"};
 
 /* ---- every built-in compiles cleanly ---------------------------------------------------- */
 
@@ -218,13 +219,14 @@ static void compile_clean(const char *name, const char *const *sets, rl_dtype dt
 
 static void test_builtins_compile_clean(void **state) {
     (void)state;
-    assert_int_equal(rl_recipe_n_builtins(), 7);
-    for (int i = 0; i < 7; i++) {
+    const int n_builtins = (int)(sizeof BUILTINS / sizeof BUILTINS[0]);
+    assert_int_equal(rl_recipe_n_builtins(), n_builtins);
+    for (int i = 0; i < n_builtins; i++) {
         assert_string_equal(rl_recipe_builtin_name(i), BUILTINS[i]);
         compile_clean(BUILTINS[i], NULL, RL_F32);
         compile_clean(BUILTINS[i], NULL, RL_F64);
     }
-    assert_null(rl_recipe_builtin_name(7));
+    assert_null(rl_recipe_builtin_name(n_builtins));
     /* every switch flipped: still clean */
     compile_clean("bradley_terry", (const char *[]){"use_margin=true", NULL}, RL_F32);
     for (int k = 1; k <= 3; k++) {

@@ -12,7 +12,7 @@
 #include <sys/stat.h>
 
 static const char *const rl_builtin_names[] = {
-    "sft", "bradley_terry", "cost_model", "ppo_kl", "safe_rlhf", "dpo", "ipo",
+    "sft", "bradley_terry", "cost_model", "ppo_kl", "safe_rlhf", "dpo", "ipo", "orpo", "simpo",
 };
 
 int rl_recipe_n_builtins(void) { return (int)(sizeof rl_builtin_names / sizeof rl_builtin_names[0]); }
