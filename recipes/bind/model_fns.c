@@ -5,8 +5,9 @@
  *   end_score(model, tokens)      -> f32[B]     score head at each row's last real token (attn)
  *   values(model, tokens)         -> f32[B, T]  value of the state in which token t is chosen
  *   logits(model, tokens)         -> f32[B, T, V]
- *   generate(model, prompts, max_new = 32, temperature = 1, top_k = 0, top_p = 1, greedy = 0)
- *                                 -> tokens     rollout blocks only
+ *   generate(model, prompts, max_new = 32, temperature = 1, top_k = 0, top_p = 1, greedy = 0, n = 1)
+ *                                 -> tokens     rollout blocks only; n samples per prompt: B*n rows,
+ *                                               each prompt's samples adjacent (a group)
  *
  * Everything is token-aligned: position t belongs to token t. values()
  * therefore shifts the value head's output right by one (rl_gpt2_values
@@ -78,7 +79,10 @@ static rl_status fn_generate(const rl_recipe_call *c, rl_recipe_value *out) {
     }
     if (!pr->ids || pr->ids->ndim != 2 || !pr->attn)
         return rl_ctx_fail(ctx, RL_ERR_ARG, "generate: the prompts need ids and attn [B, T]");
-    const int64_t B = pr->ids->shape[0], T = pr->ids->shape[1];
+    /* a group: each prompt row repeated G times, adjacent, every copy sampled on its own */
+    const int64_t G = (int64_t)c->args[7].num, B0 = pr->ids->shape[0], T = pr->ids->shape[1];
+    if (G < 1) return rl_ctx_fail(ctx, RL_ERR_ARG, "generate: n is %lld; it must be >= 1", (long long)G);
+    const int64_t B = B0 * G;
     size_t n = (size_t)(B * T);
     int32_t *ids = malloc(sizeof(int32_t) * (n ? n : 1)), *attn = malloc(sizeof(int32_t) * (n ? n : 1));
     int64_t *plen = malloc(sizeof(int64_t) * (size_t)(B ? B : 1));
@@ -89,14 +93,20 @@ static rl_status fn_generate(const rl_recipe_call *c, rl_recipe_value *out) {
         st = rl_ctx_fail(ctx, RL_ERR_MEMORY, "generate: out of memory");
         goto done;
     }
-    if ((st = rl_tensor_read(ctx, pr->ids, ids, sizeof(int32_t) * n)) != RL_OK) goto done;
-    if ((st = rl_tensor_read(ctx, pr->attn, attn, sizeof(int32_t) * n)) != RL_OK) goto done;
+    size_t n0 = (size_t)(B0 * T);
+    if ((st = rl_tensor_read(ctx, pr->ids, ids, sizeof(int32_t) * n0)) != RL_OK) goto done;
+    if ((st = rl_tensor_read(ctx, pr->attn, attn, sizeof(int32_t) * n0)) != RL_OK) goto done;
+    for (int64_t b = B0 - 1; G > 1 && b >= 0; b--) /* back to front: row b moves to rows b*G .. b*G + G - 1 */
+        for (int64_t g = G - 1; g >= 0; g--) {
+            memmove(ids + (b * G + g) * T, ids + b * T, sizeof(int32_t) * (size_t)T);
+            memmove(attn + (b * G + g) * T, attn + b * T, sizeof(int32_t) * (size_t)T);
+        }
     for (int64_t b = 0; b < B; b++) {
         plen[b] = 0;
         for (int64_t t = 0; t < T; t++) plen[b] += attn[b * T + t] != 0;
         if (plen[b] < 1) {
             st = rl_ctx_fail(ctx, RL_ERR_ARG, "generate: prompt row %lld is empty (attn has no 1)",
-                             (long long)b);
+                             (long long)(b / G));
             goto done;
         }
     }
@@ -188,16 +198,18 @@ static const rl_recipe_fn rl_gpt2_fn_table[] = {
      .results = {RL_RR_FLOAT},
      .call = fn_logits},
     {.name = "generate",
-     .doc = "generate(model, prompts, max_new = 32, temperature = 1, top_k = 0, top_p = 1, greedy = 0) "
-            "-> tokens: sampled continuations (mask = generated tokens); rollout blocks only",
-     .n_params = 7,
+     .doc = "generate(model, prompts, max_new = 32, temperature = 1, top_k = 0, top_p = 1, greedy = 0, n = 1) "
+            "-> tokens: sampled continuations (mask = generated tokens), n per prompt (B*n rows, each "
+            "prompt's samples adjacent); rollout blocks only",
+     .n_params = 8,
      .params = {{"model", RL_RP_MODEL},
                 {"prompts", RL_RP_TOKENS},
                 {"max_new", RL_RP_NUMBER, 1, 32, NULL, NULL, 1},
                 {"temperature", RL_RP_NUMBER, 1, 1.0},
                 {"top_k", RL_RP_NUMBER, 1, 0, NULL, NULL, 1},
                 {"top_p", RL_RP_NUMBER, 1, 1.0},
-                {"greedy", RL_RP_NUMBER, 1, 0}},
+                {"greedy", RL_RP_NUMBER, 1, 0},
+                {"n", RL_RP_NUMBER, 1, 1, NULL, NULL, 1, 1}},
      .n_results = 1,
      .results = {RL_RR_TOKENS},
      .flags = RL_RFN_ROLLOUT_ONLY | RL_RFN_NOGRAD,

@@ -245,10 +245,12 @@ static rl_val call_fn(rl_ck *c, const rl_recipe_fn *fn, int fn_index, const rl_a
     int slots[RL_RECIPE_MAX_FN_PARAMS];
     rl_span asp[RL_RECIPE_MAX_FN_PARAMS];
     int n_slots = 0, model = -1;
-    bool ok = true;
+    int dimarg[RL_RECIPE_MAX_FN_PARAMS];
+    bool ok = true, any_dim = false;
     for (int i = 0; i < np; i++) {
         const rl_recipe_param *pp = &fn->params[i];
         pslot[i] = -1;
+        dimarg[i] = -1;
         if (!given[i]) {
             cv[i].kind = pp->type == RL_RP_STRING ? RL_RV_STRING : RL_RV_NUMBER;
             cv[i].num = pp->def;
@@ -302,9 +304,20 @@ static rl_val call_fn(rl_ck *c, const rl_recipe_fn *fn, int fn_index, const rl_a
             } else if (pp->integer && (v.num != floor(v.num) || fabs(v.num) > 1e15)) {
                 rl_ck_err(c, given[i]->sp, fn->doc, "%s must be an integer, got %g", what, v.num);
                 ok = false;
+            } else if (pp->size && v.num < 1) {
+                rl_ck_err(c, given[i]->sp, fn->doc, "%s is a size; it must be >= 1, got %g", what, v.num);
+                ok = false;
             } else {
                 cv[i].kind = RL_RV_NUMBER;
                 cv[i].num = v.num;
+                /* a hyper given as a size is a dim of the shape check (generate's
+                 * n = G): bound to a prime there, so that B*G rows never equal
+                 * another dim's size by accident, and --set G=8 changes it */
+                if (pp->size && v.hyper) {
+                    int d = rl_program_dim(c->p, v.hyper);
+                    if (c->p->dims[d].fixed == 0) c->p->dims[d].fixed = (int64_t)v.num;
+                    dimarg[i] = d;
+                }
             }
             break;
         case RL_RP_STRING:
@@ -358,6 +371,11 @@ static rl_val call_fn(rl_ck *c, const rl_recipe_fn *fn, int fn_index, const rl_a
     if (!in) return rl_ck_verr();
     in->consts = rl_rpool_alloc(&c->p->pool, sizeof(rl_recipe_value) * (size_t)(np ? np : 1));
     in->pslot = rl_rpool_alloc(&c->p->pool, sizeof(int) * (size_t)(np ? np : 1));
+    for (int i = 0; i < np; i++) any_dim = any_dim || dimarg[i] >= 0;
+    if (any_dim) {
+        in->dimarg = rl_rpool_alloc(&c->p->pool, sizeof(int) * (size_t)np);
+        memcpy(in->dimarg, dimarg, sizeof(int) * (size_t)np);
+    }
     for (int i = 0; i < np; i++) {
         in->pslot[i] = pslot[i];
         in->consts[i] = cv[i];

@@ -105,16 +105,7 @@ static bool resolve_type(rl_ck *c, const rl_type_ast *t, rl_recipe_type *out, bo
         }
         out->dims[i] = t->dim[i];
         out->sizes[i] = -1;
-        rl_recipe_program *p = c->p;
-        bool have = false;
-        for (int d = 0; d < p->n_dims; d++)
-            if (strcmp(p->dims[d].name, t->dim[i]) == 0) have = true;
-        if (!have) {
-            rl_grow(&p->dims, &p->cap_dims, p->n_dims + 1, sizeof(rl_dim));
-            p->dims[p->n_dims].name = t->dim[i];
-            p->dims[p->n_dims].size = -1;
-            p->n_dims++;
-        }
+        rl_program_dim(c->p, t->dim[i]);
     }
     return true;
 }
@@ -281,6 +272,40 @@ static const rl_override *find_override(rl_ck *c, const char *name) {
     return NULL;
 }
 
+/* `hyper mode = "a" in ["a", "b"]`: the choices are a list of strings or
+ * numbers, and the value (the recipe's or --set's) must be one of them. */
+static bool hyper_in_choices(rl_ck *c, const rl_stmt *st, const rl_override *ov, const rl_val *v) {
+    const rl_ast *l = st->choices;
+    if (l->kind != AST_LIST || l->n < 1) {
+        rl_ck_err(c, l->sp, "write e.g. hyper mode = \"a\" in [\"a\", \"b\"]",
+                  "the choices of hyper '%s' must be a list of strings or numbers", st->names[0]);
+        return false;
+    }
+    char text[300] = "";
+    bool found = false;
+    for (int i = 0; i < l->n; i++) {
+        const rl_ast *a = l->args[i];
+        bool is_str = a->kind == AST_STR;
+        if ((a->kind != AST_STR && a->kind != AST_NUM) || is_str != (v->kind == VK_STR)) {
+            rl_ck_err(c, a->sp, NULL, "a choice of hyper '%s' must be %s like its value", st->names[0],
+                      v->kind == VK_STR ? "a string" : "a number");
+            return false;
+        }
+        found = found || (is_str ? strcmp(a->s, v->str) == 0 : a->num == v->num);
+        size_t k = strlen(text);
+        if (is_str) snprintf(text + k, sizeof text - k, "%s%s", i ? ", " : "", a->s);
+        else snprintf(text + k, sizeof text - k, "%s%g", i ? ", " : "", a->num);
+    }
+    if (found) return true;
+    char hint[340], val[120];
+    snprintf(hint, sizeof hint, "one of: %s", text);
+    if (v->kind == VK_STR) snprintf(val, sizeof val, "\"%s\"", v->str);
+    else snprintf(val, sizeof val, "%g", v->num);
+    if (ov) rl_diag_add(c->r, &ov->src, RL_DIAG_ERROR, ov->vsp, hint, "--set %s=%s is not a choice", st->names[0], val);
+    else rl_ck_err(c, st->expr->sp, hint, "hyper '%s' is %s, which is not a choice", st->names[0], val);
+    return false;
+}
+
 static void decl_hyper(rl_ck *c, const rl_stmt *st) {
     if (!st->names[0] || !fresh_name(c, st->names[0], st->nsp[0])) return;
     rl_recipe_program *p = c->p;
@@ -315,6 +340,10 @@ static void decl_hyper(rl_ck *c, const rl_stmt *st) {
         if (ok) v = w;
     }
     if (!ok) {
+        define(c, st->names[0], st->nsp[0], NK_HYPER, rl_ck_verr());
+        return;
+    }
+    if (st->choices && !hyper_in_choices(c, st, ov, &v)) {
         define(c, st->names[0], st->nsp[0], NK_HYPER, rl_ck_verr());
         return;
     }

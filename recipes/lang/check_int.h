@@ -24,6 +24,7 @@ typedef struct rl_val {
     int model;       /* MODEL */
     int n;           /* > 1: the results of a multi-result function (slots slot .. slot + n - 1) */
     bool has_use;    /* a fn parameter: where its argument is written at the call site */
+    const char *hyper; /* NUM read by name from a hyper: its name (a size parameter makes it a dim) */
     rl_span use;
 } rl_val;
 

@@ -148,10 +148,11 @@ static bool lit_used(const rl_recipe_program *p, int64_t q) {
     return false;
 }
 
-static int dim_index(rl_recipe_program *p, const char *name) {
+int rl_program_dim(rl_recipe_program *p, const char *name) {
     for (int d = 0; d < p->n_dims; d++)
         if (strcmp(p->dims[d].name, name) == 0) return d;
     rl_grow(&p->dims, &p->cap_dims, p->n_dims + 1, sizeof(rl_dim));
+    memset(&p->dims[p->n_dims], 0, sizeof(rl_dim));
     p->dims[p->n_dims].name = name;
     p->dims[p->n_dims].size = -1;
     return p->n_dims++;
@@ -224,8 +225,8 @@ static bool dry_pass(rl_recipe_program *p, int first, int step, bool warn);
 void rl_dry_run(rl_recipe_program *p) {
     /* fresh dims: the lengths of generated token batches */
     for (int i = 0; i < p->n_ir; i++)
-        if (p->ir[i].code == IR_FN && p->ir[i].fresh) dim_index(p, p->ir[i].fresh);
-    if (p->n_models > 0) dim_index(p, "V");
+        if (p->ir[i].code == IR_FN && p->ir[i].fresh) rl_program_dim(p, p->ir[i].fresh);
+    if (p->n_models > 0) rl_program_dim(p, "V");
     int errors = p->r->n_errors;
     if (!dry_pass(p, 0, 1, true) || p->r->n_errors != errors) return;
     /* Distinct primes keep products of dims apart, but not sums: concat of
@@ -268,7 +269,7 @@ static bool dry_pass(rl_recipe_program *p, int first, int step, bool warn) {
     for (int i = 0; i < p->n_ir; i++) {
         rl_ir *in = &p->ir[i];
         if (in->code != IR_FN || !in->fresh) continue;
-        in->dry_len = p->dims[dim_index(p, in->fresh)].prime;
+        in->dry_len = p->dims[rl_program_dim(p, in->fresh)].prime;
     }
     if (p->n_models > 0 && !p->fns.dry.make) {
         rl_diag_add(r, &r->src, RL_DIAG_WARNING, r->hsp, NULL,
@@ -347,6 +348,11 @@ static bool dry_pass(rl_recipe_program *p, int first, int step, bool warn) {
             const rl_recipe_value *v = &p->vals[s];
             const rl_tensor *t = v->kind == RL_RV_TENSOR ? v->t : v->kind == RL_RV_TOKENS ? v->tok.ids : NULL;
             p->slots[s].batch = t && t->ndim >= 1 && t->shape[0] == bp;
+            p->slots[s].batch_group = -1;
+            /* B*G rows: a group dim's samples of each prompt (generate's n = G) */
+            for (int g = 0; t && t->ndim >= 1 && !p->slots[s].batch && g < p->n_dims; g++)
+                if (p->dims[g].fixed > 0 && t->shape[0] == bp * p->dims[g].prime)
+                    p->slots[s].batch = true, p->slots[s].batch_group = g;
         }
         for (int i = 0; i < p->n_inputs; i++) {
             /* leaves are not run: describe them here */

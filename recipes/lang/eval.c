@@ -188,6 +188,9 @@ static rl_status run_fn(rl_recipe_program *p, rl_ctx *ctx, rl_ir *in) {
     const rl_recipe_fn *fn = p->fnv[in->op];
     rl_recipe_value args[RL_RECIPE_MAX_FN_PARAMS];
     for (int i = 0; i < fn->n_params; i++) args[i] = in->pslot[i] >= 0 ? p->vals[in->pslot[i]] : in->consts[i];
+    /* a size given by a hyper (generate's n = G) is its dim's prime in the shape check */
+    for (int i = 0; p->dry && in->dimarg && i < fn->n_params; i++)
+        if (in->dimarg[i] >= 0) args[i].num = (double)p->dims[in->dimarg[i]].prime;
     rl_recipe_value out[RL_RECIPE_MAX_FN_RESULTS];
     memset(out, 0, sizeof out);
     rl_recipe_call call = {

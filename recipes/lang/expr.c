@@ -461,7 +461,9 @@ static rl_val cx_name(rl_ck *c, const rl_ast *e) {
                "'%s' is computed in the loss phase; the rollout block cannot use it", e->s);
         return rl_ck_verr();
     }
-    return en->v;
+    rl_val v = en->v;
+    if (en->nk == NK_HYPER && v.kind == VK_NUM) v.hyper = en->name; /* a size parameter makes it a dim */
+    return v;
 }
 
 void rl_ck_mention(rl_ck *c, const rl_ast *e) {

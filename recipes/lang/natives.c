@@ -10,6 +10,9 @@
  *   adaptive_beta(kl, init, target, horizon)
  *                               Ziegler et al.'s adaptive KL coefficient (stateful, rollout only)
  *   step()                      the program's policy-step counter (rl_recipe_step)
+ *   group_mean, group_sum, group_std, group_loo, group_broadcast (x, n)
+ *                               over each prompt's n adjacent samples (generate's n = G)
+ *   agg_loss(x, mask, mode, norm) a per-token loss reduced as verl's loss_agg_mode says
  *
  * Token-aligned convention (models/rl_gpt2.h and model_fns.c): position t of
  * a [B, T] value belongs to token t; the state in which token t is chosen is
@@ -161,11 +164,8 @@ static rl_status native_whiten(const rl_recipe_call *c, rl_recipe_value *out) {
  * element), n the number of elements reduced; correction 1 (the default) is
  * the unbiased estimator, as torch.var's default, 0 the population
  * variance, as numpy.var's. Written with ops, so gradients flow. */
-static rl_tensor *native_variance(const rl_recipe_call *c, const char *who) {
-    rl_ctx *ctx = c->ctx;
-    rl_tensor *x = c->args[0].t;
-    int axis = (int)c->args[1].num, keepdim = c->args[2].num != 0;
-    double correction = c->args[3].num;
+static rl_tensor *variance(rl_ctx *ctx, rl_tensor *x, int axis, int keepdim, double correction, const char *who) {
+    if (!x) return NULL;
     if (axis != RL_AXIS_ALL && x->ndim == 0) {
         rl_ctx_fail(ctx, RL_ERR_ARG, "%s: axis %d is out of range: x is a scalar (omit axis)", who, axis);
         return NULL;
@@ -190,13 +190,14 @@ static rl_tensor *native_variance(const rl_recipe_call *c, const char *who) {
 
 static rl_status native_var(const rl_recipe_call *c, rl_recipe_value *out) {
     out->kind = RL_RV_TENSOR;
-    out->t = native_variance(c, "var");
+    out->t = variance(c->ctx, c->args[0].t, (int)c->args[1].num, c->args[2].num != 0, c->args[3].num, "var");
     return out->t ? RL_OK : rl_ctx_status(c->ctx);
 }
 
 static rl_status native_std(const rl_recipe_call *c, rl_recipe_value *out) {
     out->kind = RL_RV_TENSOR;
-    out->t = rl_sqrt(c->ctx, native_variance(c, "std"));
+    out->t = rl_sqrt(c->ctx, variance(c->ctx, c->args[0].t, (int)c->args[1].num, c->args[2].num != 0,
+                                      c->args[3].num, "std"));
     return out->t ? RL_OK : rl_ctx_status(c->ctx);
 }
 
@@ -344,6 +345,120 @@ static rl_status native_adaptive_beta(const rl_recipe_call *c, rl_recipe_value *
     return out->t ? RL_OK : rl_ctx_status(ctx);
 }
 
+/* ---- groups ------------------------------------------------------------------------------- */
+
+/* Groups are rows: generate(policy, prompts, n = G) gives B*G rows, each
+ * prompt's G samples adjacent (rows b*G .. b*G + G - 1). x [R, ...] is seen
+ * as [R / n, n, ...], the samples of each prompt on axis 1. Written with
+ * ops, so gradients flow where x carries them. */
+static rl_tensor *group_view(rl_ctx *ctx, rl_tensor *x, double n_arg, const char *who) {
+    int64_t n = (int64_t)n_arg;
+    if (x->ndim == 0 || x->ndim >= RL_MAX_DIMS) {
+        rl_ctx_fail(ctx, RL_ERR_ARG, "%s: x has %d dims; groups are the rows of x [B*G] .. [B*G, T, V]", who,
+                    x->ndim);
+        return NULL;
+    }
+    if (n < 1 || x->shape[0] % n != 0) {
+        /* sizes in brackets, so that the shape check names them: [B] ... [G] */
+        rl_ctx_fail(ctx, RL_ERR_ARG, "%s: x has [%lld] rows, not a multiple of the group size [%lld] "
+                                     "(x must have B*G rows, each prompt's G samples adjacent, as "
+                                     "generate(..., n = G) gives)",
+                    who, (long long)x->shape[0], (long long)n);
+        return NULL;
+    }
+    int64_t shape[RL_MAX_DIMS];
+    shape[0] = x->shape[0] / n, shape[1] = n;
+    for (int k = 1; k < x->ndim; k++) shape[k + 1] = x->shape[k];
+    return rl_reshape(ctx, x, x->ndim + 1, shape);
+}
+
+static rl_status tensor_out(const rl_recipe_call *c, rl_recipe_value *out, rl_tensor *t) {
+    out->kind = RL_RV_TENSOR;
+    out->t = t;
+    return t ? RL_OK : rl_ctx_status(c->ctx) ? rl_ctx_status(c->ctx) : RL_ERR_STATE;
+}
+
+static rl_status native_group_mean(const rl_recipe_call *c, rl_recipe_value *out) {
+    rl_tensor *g = group_view(c->ctx, c->args[0].t, c->args[1].num, "group_mean");
+    return tensor_out(c, out, g ? rl_mean(c->ctx, g, 1, 0) : NULL);
+}
+
+static rl_status native_group_sum(const rl_recipe_call *c, rl_recipe_value *out) {
+    rl_tensor *g = group_view(c->ctx, c->args[0].t, c->args[1].num, "group_sum");
+    return tensor_out(c, out, g ? rl_sum(c->ctx, g, 1, 0) : NULL);
+}
+
+static rl_status native_group_std(const rl_recipe_call *c, rl_recipe_value *out) {
+    rl_tensor *g = group_view(c->ctx, c->args[0].t, c->args[1].num, "group_std");
+    return tensor_out(c, out, g ? rl_sqrt(c->ctx, variance(c->ctx, g, 1, 0, c->args[2].num, "group_std")) : NULL);
+}
+
+/* RLOO's baseline (Ahmadian et al. 2024): for each sample, the mean of the
+ * other n - 1 samples of its group, (sum - x) / (n - 1). */
+static rl_status native_group_loo(const rl_recipe_call *c, rl_recipe_value *out) {
+    rl_ctx *ctx = c->ctx;
+    rl_tensor *x = c->args[0].t;
+    int64_t n = (int64_t)c->args[1].num;
+    if (n < 2) {
+        rl_ctx_fail(ctx, RL_ERR_ARG, "group_loo: a group of %lld has no other samples to average; use n >= 2",
+                    (long long)n);
+        return RL_ERR_ARG;
+    }
+    rl_tensor *g = group_view(ctx, x, (double)n, "group_loo");
+    if (!g) return rl_ctx_status(ctx);
+    rl_tensor *others = rl_sub(ctx, rl_sum(ctx, g, 1, 1), g); /* [R/n, n, ...] */
+    rl_tensor *loo = rl_div(ctx, others, rl_scalar_like(ctx, x, (double)(n - 1)));
+    return tensor_out(c, out, loo ? rl_reshape(ctx, loo, x->ndim, x->shape) : NULL);
+}
+
+/* v [B, ...] -> [B*n, ...]: each row repeated n times, adjacent (a
+ * per-prompt value for each of its samples). */
+static rl_status native_group_broadcast(const rl_recipe_call *c, rl_recipe_value *out) {
+    rl_ctx *ctx = c->ctx;
+    rl_tensor *v = c->args[0].t;
+    int64_t n = (int64_t)c->args[1].num;
+    if (v->ndim == 0 || v->ndim >= RL_MAX_DIMS)
+        return rl_ctx_fail(ctx, RL_ERR_ARG, "group_broadcast: v has %d dims; it must be [B] .. [B, T, V]",
+                           v->ndim);
+    int64_t one[RL_MAX_DIMS], wide[RL_MAX_DIMS], flat[RL_MAX_DIMS];
+    one[0] = wide[0] = v->shape[0], one[1] = 1, wide[1] = n;
+    flat[0] = v->shape[0] * n;
+    for (int k = 1; k < v->ndim; k++) one[k + 1] = wide[k + 1] = flat[k] = v->shape[k];
+    rl_tensor *w = rl_broadcast_to(ctx, rl_reshape(ctx, v, v->ndim + 1, one), v->ndim + 1, wide);
+    return tensor_out(c, out, w ? rl_reshape(ctx, w, v->ndim, flat) : NULL);
+}
+
+/* ---- loss aggregation --------------------------------------------------------------------- */
+
+/* verl's agg_loss modes over a [rows, T] per-token loss x and its mask m:
+ *   token_mean               sum(x m) / sum(m)              (DAPO; TRL's "dapo"; split-dependent)
+ *   seq_mean_token_mean      mean_b sum_t(x m) / sum_t(m)   (GRPO's paper)
+ *   seq_mean_token_sum       mean_b sum_t(x m)
+ *   seq_mean_token_sum_norm  sum(x m) / (rows * norm)       (Dr.GRPO; norm 0: T, the batch's length)
+ * A row without a mask token counts as a mean of 0 (its count is taken as 1). */
+static rl_status native_agg_loss(const rl_recipe_call *c, rl_recipe_value *out) {
+    rl_ctx *ctx = c->ctx;
+    rl_tensor *x = c->args[0].t, *m = c->args[1].t;
+    const char *mode = c->args[2].str;
+    double norm = c->args[3].num;
+    if (x->ndim != 2) return rl_ctx_fail(ctx, RL_ERR_ARG, "agg_loss: x has %d dims; it must be [B, T]", x->ndim);
+    rl_tensor *xm = rl_mul(ctx, x, m);
+    rl_tensor *t = NULL;
+    if (!strcmp(mode, "token_mean")) {
+        t = rl_div(ctx, rl_sum(ctx, xm, RL_AXIS_ALL, 0), rl_sum(ctx, m, RL_AXIS_ALL, 0));
+    } else if (!strcmp(mode, "seq_mean_token_mean")) {
+        rl_tensor *cnt = rl_maximum(ctx, rl_sum(ctx, rl_broadcast_to(ctx, m, 2, x->shape), -1, 0),
+                                    rl_scalar_like(ctx, x, 1.0));
+        t = rl_mean(ctx, rl_div(ctx, rl_sum(ctx, xm, -1, 0), cnt), RL_AXIS_ALL, 0);
+    } else if (!strcmp(mode, "seq_mean_token_sum")) {
+        t = rl_mean(ctx, rl_sum(ctx, xm, -1, 0), RL_AXIS_ALL, 0);
+    } else {
+        double d = norm > 0 ? norm : (double)x->shape[1];
+        t = rl_div(ctx, rl_sum(ctx, xm, RL_AXIS_ALL, 0), rl_scalar_like(ctx, x, (double)x->shape[0] * d));
+    }
+    return tensor_out(c, out, t);
+}
+
 /* ---- step ------------------------------------------------------------------------------------ */
 
 static rl_status native_step(const rl_recipe_call *c, rl_recipe_value *out) {
@@ -407,6 +522,59 @@ static const rl_recipe_fn rl_natives[] = {
      .n_results = 1,
      .results = {RL_RR_FLOAT},
      .call = native_std},
+    {.name = "group_mean",
+     .doc = "group_mean(x, n) -> [B, ...]: the mean over each prompt's n samples; x [B*n, ...] with each "
+            "prompt's samples adjacent (generate(..., n = G))",
+     .n_params = 2,
+     .params = {{"x", RL_RP_FLOAT}, {"n", RL_RP_NUMBER, 0, 0, NULL, NULL, 1, 1}},
+     .n_results = 1,
+     .results = {RL_RR_FLOAT},
+     .call = native_group_mean},
+    {.name = "group_sum",
+     .doc = "group_sum(x, n) -> [B, ...]: the sum over each prompt's n samples (x [B*n, ...])",
+     .n_params = 2,
+     .params = {{"x", RL_RP_FLOAT}, {"n", RL_RP_NUMBER, 0, 0, NULL, NULL, 1, 1}},
+     .n_results = 1,
+     .results = {RL_RR_FLOAT},
+     .call = native_group_sum},
+    {.name = "group_std",
+     .doc = "group_std(x, n, correction = 1) -> [B, ...]: the standard deviation over each prompt's n samples, "
+            "sqrt(sum((x - mean)^2) / (n - correction)); 1 is the unbiased estimator (torch.std, TRL's GRPO), "
+            "0 the population one",
+     .n_params = 3,
+     .params = {{"x", RL_RP_FLOAT}, {"n", RL_RP_NUMBER, 0, 0, NULL, NULL, 1, 1}, {"correction", RL_RP_NUMBER, 1, 1.0}},
+     .n_results = 1,
+     .results = {RL_RR_FLOAT},
+     .call = native_group_std},
+    {.name = "group_loo",
+     .doc = "group_loo(x, n) -> [B*n, ...]: for each sample, the mean of the other n - 1 samples of its group "
+            "(RLOO's baseline)",
+     .n_params = 2,
+     .params = {{"x", RL_RP_FLOAT}, {"n", RL_RP_NUMBER, 0, 0, NULL, NULL, 1, 1}},
+     .n_results = 1,
+     .results = {RL_RR_FLOAT},
+     .call = native_group_loo},
+    {.name = "group_broadcast",
+     .doc = "group_broadcast(v, n) -> [B*n, ...]: each prompt's value v [B, ...] for each of its n samples",
+     .n_params = 2,
+     .params = {{"v", RL_RP_FLOAT}, {"n", RL_RP_NUMBER, 0, 0, NULL, NULL, 1, 1}},
+     .n_results = 1,
+     .results = {RL_RR_FLOAT},
+     .call = native_group_broadcast},
+    {.name = "agg_loss",
+     .doc = "agg_loss(x, mask, mode = \"token_mean\", norm = 0) -> f32: a per-token loss x [B, T] reduced to "
+            "one number: token_mean = sum(x m) / sum(m); seq_mean_token_mean = mean over rows of each row's "
+            "masked mean; seq_mean_token_sum = mean over rows of each row's masked sum; "
+            "seq_mean_token_sum_norm = sum(x m) / (B * norm), norm 0 meaning T (Dr.GRPO) (verl's modes)",
+     .n_params = 4,
+     .params = {{"x", RL_RP_FLOAT},
+                {"mask", RL_RP_FLOAT},
+                {"mode", RL_RP_STRING, 1, 0, "token_mean",
+                 "token_mean|seq_mean_token_mean|seq_mean_token_sum|seq_mean_token_sum_norm"},
+                {"norm", RL_RP_NUMBER, 1, 0.0}},
+     .n_results = 1,
+     .results = {RL_RR_FLOAT},
+     .call = native_agg_loss},
     {.name = "window_mean",
      .doc = "window_mean(x, n) -> f32: the mean of the last n values of x seen at this call site "
             "(across batches; no gradient)",

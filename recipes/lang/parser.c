@@ -549,6 +549,11 @@ static void parse_hyper(rl_parser *p, int from) {
         if (!expect(p, TK_ASSIGN, "and a value after the hyperparameter's name")) return;
         s->expr = parse_expr(p);
         if (!s->expr) return;
+        if (is_name(p, "in")) { /* hyper mode = "a" in ["a", "b"]: the values --set may give */
+            adv(p);
+            s->choices = parse_expr(p);
+            if (!s->choices) return;
+        }
         if (!is(p, TK_COMMA)) return;
         adv(p);
         from = p->pos;

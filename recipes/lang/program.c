@@ -512,7 +512,7 @@ rl_status rl_recipe_bind_tokens(rl_recipe_program *p, const char *name, rl_tenso
 
 /* Symbolic dims must agree across the inputs of a run. */
 static rl_status check_dims(rl_recipe_program *p) {
-    for (int d = 0; d < p->n_dims; d++) p->dims[d].size = -1;
+    for (int d = 0; d < p->n_dims; d++) p->dims[d].size = p->dims[d].fixed > 0 ? p->dims[d].fixed : -1;
     const char **who = calloc((size_t)p->n_dims + 1, sizeof(char *));
     if (!who) return RL_ERR_MEMORY;
     rl_status st = RL_OK;
@@ -533,6 +533,9 @@ static rl_status check_dims(rl_recipe_program *p) {
                 if (p->dims[d].size < 0) {
                     p->dims[d].size = t->shape[k];
                     who[d] = in->info.name;
+                } else if (p->dims[d].size != t->shape[k] && !who[d]) {
+                    st = fail_at(p, RL_ERR_ARG, &in->sp, "input '%s' has %s = %lld, but the hyper %s is %lld",
+                                 in->info.name, nm, (long long)t->shape[k], nm, (long long)p->dims[d].size);
                 } else if (p->dims[d].size != t->shape[k]) {
                     st = fail_at(p, RL_ERR_ARG, &in->sp,
                                  "input '%s' has %s = %lld, but input '%s' has %s = %lld", in->info.name,
@@ -553,8 +556,15 @@ static rl_status check_models(rl_recipe_program *p) {
     return RL_OK;
 }
 
-/* Slices rows [r0, r1) of a batch-first value. */
-static rl_status slice_rows(rl_ctx *ctx, rl_recipe_value *v, int64_t r0, int64_t r1) {
+/* Rows [r0, r1) of the batch (prompts) of a value whose first dim is B or,
+ * for groups, B*G: then rows [r0 * G, r1 * G), each prompt's G samples. */
+static rl_status slice_rows(const rl_recipe_program *p, rl_ctx *ctx, int slot, rl_recipe_value *v, int64_t r0,
+                            int64_t r1) {
+    int g = p->slots[slot].batch_group;
+    if (g >= 0) {
+        int64_t G = p->dims[g].fixed > 0 ? p->dims[g].fixed : 1;
+        r0 *= G, r1 *= G;
+    }
     if (v->kind == RL_RV_TENSOR) v->t = rl_slice(ctx, v->t, 0, r0, r1);
     else if (v->kind == RL_RV_TOKENS) {
         v->tok.ids = rl_slice(ctx, v->tok.ids, 0, r0, r1);
@@ -570,7 +580,7 @@ static rl_status fill_leaves(rl_recipe_program *p, rl_ctx *ctx, bool use_kept, i
         rl_input_decl *in = &p->inputs[i];
         rl_recipe_value v = use_kept && in->kept.kind ? in->kept : in->bound;
         if (r0 >= 0 && p->slots[in->slot].batch && v.kind != RL_RV_NONE) {
-            rl_status st = slice_rows(ctx, &v, r0, r1);
+            rl_status st = slice_rows(p, ctx, in->slot, &v, r0, r1);
             if (st) return st;
         }
         p->vals[in->slot] = v;
@@ -654,7 +664,7 @@ rl_status rl_recipe_run_loss(rl_recipe_program *p, rl_ctx *ctx, int64_t row0, in
     for (int s = 0; !st && s < p->n_slots; s++) {
         if (p->slots[s].phase != PH_ROLLOUT) continue;
         p->vals[s] = p->roll[s];
-        if (row0 >= 0 && p->slots[s].batch) st = slice_rows(ctx, &p->vals[s], row0, row1);
+        if (row0 >= 0 && p->slots[s].batch) st = slice_rows(p, ctx, s, &p->vals[s], row0, row1);
     }
     if (st) return fail_at(p, st, NULL, "%s", rl_ctx_error(ctx) ? rl_ctx_error(ctx) : "slicing rows failed");
     for (int i = 0; i < p->n_losses; i++) p->losses[i].value = NULL;

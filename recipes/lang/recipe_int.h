@@ -175,6 +175,8 @@ typedef struct rl_stmt {
     rl_optim_ast *optim; /* MODEL, PARAM */
     /* PARAM */
     rl_ast *min, *max;
+    /* HYPER: `in ["a", "b"]`, the values it may take (NULL: any) */
+    rl_ast *choices;
     /* EXTERN */
     const char *lib;
     rl_span libsp;
@@ -255,6 +257,7 @@ typedef struct rl_ir {
     bool is_int;        /* IR_CONST of dtype i32 */
     rl_recipe_value *consts; /* IR_FN: one per fn param; kind NONE where a slot is passed */
     int *pslot;         /* IR_FN: per fn param, the slot passed, or -1 */
+    int *dimarg;        /* IR_FN: per fn param, the dim a size argument is (a hyper), or -1; NULL: none */
     int out, n_out;     /* first output slot, count */
     int phase;          /* PH_* */
     rl_span sp;         /* source text (the outermost call site for inlined functions) */
@@ -279,6 +282,8 @@ typedef struct rl_slot {
     uint64_t *reach;    /* audit: bitset over trainables */
     char shape[96];     /* from the shape check */
     bool batch;         /* first dim is B (rows are sliced in minibatches) */
+    int batch_group;    /* batch: the first dim is B times this (fixed) dim, B*G rows, each prompt's
+                         * G samples adjacent (sliced G rows per prompt); -1: B itself */
     bool has_shape;
 } rl_slot;
 
@@ -344,6 +349,8 @@ typedef struct rl_dim {
     const char *name;
     int64_t prime;             /* shape check binding */
     int64_t size;              /* run-time binding (-1: unbound this run) */
+    int64_t fixed;             /* > 0: a hyper given as a size (generate's n = G): its value, the
+                                * size at run time; the shape check still binds a prime */
 } rl_dim;
 
 typedef struct rl_extern_decl {
@@ -405,6 +412,8 @@ void rl_check(rl_recipe_program *p);
 void rl_audit(rl_recipe_program *p);
 /* dryrun.c: the shape check (needs no errors so far). */
 void rl_dry_run(rl_recipe_program *p);
+/* The index of the program's dim `name` (name kept, not copied), added unbound when new. */
+int rl_program_dim(rl_recipe_program *p, const char *name);
 /* Rewrites the sizes inside [..] of msg as symbols (3 -> B, 15 -> B*T) and
  * f64 as f32, into out. */
 void rl_dry_symbolize(const rl_recipe_program *p, const char *msg, char *out, size_t n);

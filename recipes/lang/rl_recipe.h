@@ -165,6 +165,8 @@ typedef struct rl_recipe_param {
     const char *sdef;
     const char *choices; /* STRING: "k1|k2|k3" */
     int integer;         /* NUMBER: must be an integer */
+    int size;            /* NUMBER: a size (>= 1); a hyper given here by name is a symbolic dim of
+                          * the shape check (generate's n = G), bound there to a prime */
 } rl_recipe_param;
 
 typedef enum { RL_RR_FLOAT = 0, RL_RR_INT, RL_RR_TOKENS } rl_recipe_rtype;

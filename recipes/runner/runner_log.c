@@ -241,7 +241,9 @@ void rn_log_end(rn *r) {
 
 /* ---- samples ------------------------------------------------------------------------------ */
 
-static void rn_sample_write(rn *r, const int32_t *prompt, int64_t plen, const int32_t *resp, int64_t rlen, int row) {
+/* One line of samples.jsonl; group >= 0: the prompt row whose group the sample belongs to. */
+static void rn_sample_write(rn *r, const int32_t *prompt, int64_t plen, const int32_t *resp, int64_t rlen, int row,
+                            int group) {
     /* the response ends at EOS; trailing padding is not text */
     int64_t n = 0;
     int eos = 0;
@@ -250,6 +252,7 @@ static void rn_sample_write(rn *r, const int32_t *prompt, int64_t plen, const in
         while (n > 0 && resp[n - 1] == r->pad_id) n--;
     json_t *o = json_pack("{sIsisososb}", "step", (json_int_t)r->step, "row", row, "prompt", rn_text(r, prompt, plen),
                           "response", rn_text(r, resp, n), "eos", eos);
+    if (o && group >= 0) json_object_set_new(o, "group", json_integer(group));
     char *line = o ? json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
     json_decref(o);
     if (line && r->samples) {
@@ -265,14 +268,16 @@ void rn_sample_rollout(rn *r, const rl_rows *prompts) {
         const rl_recipe_node *nd = rl_recipe_node_at(r->p, i);
         if (strcmp(nd->op, "generate") || !nd->name) continue;
         rl_tensor *seq = rl_recipe_value_of(r->p, nd->name);
-        if (!seq || seq->ndim != 2 || seq->shape[0] != prompts->B) continue;
-        int64_t B = seq->shape[0], T = seq->shape[1];
+        if (!seq || seq->ndim != 2 || prompts->B < 1 || seq->shape[0] % prompts->B != 0) continue;
+        /* groups (generate's n = G): rows b*G .. b*G + G - 1 answer prompt b; every sample of
+         * the first n_samples prompts is written */
+        int64_t B = seq->shape[0], T = seq->shape[1], G = B / prompts->B;
         int32_t *ids = malloc(sizeof(int32_t) * (size_t)(B * T));
         if (!ids) return;
         if (rl_tensor_read(r->ctx, seq, ids, sizeof(int32_t) * (size_t)(B * T)) == RL_OK)
-            for (int64_t b = 0; b < B && b < r->cfg->n_samples; b++) {
-                int64_t pl = prompts->len[b] < T ? prompts->len[b] : T;
-                rn_sample_write(r, ids + b * T, pl, ids + b * T + pl, T - pl, (int)b);
+            for (int64_t row = 0; row < B && row / G < r->cfg->n_samples; row++) {
+                int64_t pl = prompts->len[row / G] < T ? prompts->len[row / G] : T;
+                rn_sample_write(r, ids + row * T, pl, ids + row * T + pl, T - pl, (int)row, G > 1 ? (int)(row / G) : -1);
             }
         free(ids);
         return; /* the first generate call of the recipe */
@@ -306,7 +311,7 @@ void rn_sample_greedy(rn *r) {
         rl_gpt2_generate(r->ctx, m, b->rows.ids, b->rows.len, n, b->rows.T, &g, NULL, &out) == RL_OK) {
         for (int64_t i = 0; i < n; i++) {
             const int32_t *row = out.tokens + i * out.T;
-            rn_sample_write(r, row, out.prompt_len[i], row + out.prompt_len[i], out.len[i] - out.prompt_len[i], (int)i);
+            rn_sample_write(r, row, out.prompt_len[i], row + out.prompt_len[i], out.len[i] - out.prompt_len[i], (int)i, -1);
         }
         rl_gen_out_free(&out);
     } else {
