@@ -63,6 +63,12 @@ static inline int rl_test_teardown_ctx(void **state) {
     return 0;
 }
 
+/* got equals want within tol, relative to max(1, |want|). */
+static inline void rl_test_assert_close(double got, double want, double tol, const char *what) {
+    double err = fabs(got - want) / fmax(1.0, fabs(want));
+    if (!(err <= tol)) fail_msg("%s: got %.17g, want %.17g (rel err %.3g > %.3g)", what, got, want, err, tol);
+}
+
 /* Writes text to path (replacing it); a failed write fails the test. */
 static inline void rl_test_write_file(const char *path, const char *text) {
     FILE *f = fopen(path, "wb");

@@ -534,11 +534,113 @@ static void test_refusals(void **state) {
     free_lines(m, n);
 }
 
+/* ---- declared data columns ------------------------------------------------------------------ */
+
+static const char *k_cols = "recipe cols : supervised\n"
+                            "input seq   : tokens from \"completion\"\n"
+                            "input label : f32[B] from \"label\"\n"
+                            "input n     : i32[B] from \"meta.n\"\n"
+                            "input w     : f32[B] from \"meta.w\"\n"
+                            "input ans   : tokens from \"answer\"\n"
+                            "model policy : lm trainable, adamw(lr = 1e-4)\n"
+                            "lp = seq_sum(token_logprobs(policy, seq), seq.mask)\n"
+                            "loss = -mean(w * (2 * label - 1) * lp) / 100\n"
+                            "log lab = mean(label), nsum = sum(float(n)), wmean = mean(w),\n"
+                            "    alen = mean(sum(float(ans.mask), axis = -1))\n";
+
+/* Unpaired data (TRL's prompt-completion-label, KTO's input): the recipe
+ * reads a boolean, a nested integer and number, and a string tokenized
+ * alone; one batch of every record, so the logged means are exact. */
+static void test_columns(void **state) {
+    (void)state;
+    rl_test_write_file(P("cols.recipe"), k_cols);
+    FILE *f = fopen(P("unpaired.jsonl"), "w");
+    assert_non_null(f);
+    const char *answers[6] = {"7", "42", "100", "3", "12345", "0"};
+    double lab = 0, nsum = 0, wsum = 0, alen = 0;
+    for (int i = 0; i < 6; i++) {
+        fprintf(f, "{\"prompt\": \"Say %s.\", \"completion\": \" %s.\", \"label\": %s, "
+                   "\"meta\": {\"n\": %d, \"w\": %g}, \"answer\": \"%s\"}\n",
+                k_words[i % 4], k_words[i % 4], i % 3 ? "false" : "true", 10 * i - 7, 0.25 * i + 0.5, answers[i]);
+        lab += i % 3 == 0, nsum += 10 * i - 7, wsum += 0.25 * i + 0.5, alen += (double)strlen(answers[i]);
+    }
+    fclose(f);
+    rl_runner_result res;
+    TRAIN_OK(&res, (char *)P("cols.recipe"), "--data", (char *)P("unpaired.jsonl"), "--out", (char *)P("cols"),
+             "--steps", "1", "--batch", "6");
+    json_t *m[4];
+    int n = check_metrics(P("cols"), m, 1, (const char *const[]){"loss", "lab", "nsum", "wmean", "alen", NULL});
+    rl_test_assert_close(num(m[0], "lab"), lab / 6, 1e-7, "mean(label)");
+    rl_test_assert_close(num(m[0], "nsum"), nsum, 1e-7, "sum(meta.n)");
+    rl_test_assert_close(num(m[0], "wmean"), wsum / 6, 1e-7, "mean(meta.w)");
+    rl_test_assert_close(num(m[0], "alen"), alen / 6, 1e-7, "answer tokens (one byte each)");
+    free_lines(m, n);
+    /* a column the data lacks: the data file's line, the input and where it is declared */
+    char *bad = rl_test_read_file(P("cols.recipe"));
+    char *at = strstr(bad, "meta.w");
+    memcpy(at, "meta.v", 6);
+    rl_test_write_file(P("cols_missing.recipe"), bad);
+    free(bad);
+    TRAIN_FAILS("unpaired.jsonl:1: missing field \"meta.v\" (input 'w' reads it, ", (char *)P("cols_missing.recipe"),
+                "--data", (char *)P("unpaired.jsonl"), "--out", (char *)P("cols2"));
+    TRAIN_FAILS("cols_missing.recipe:5:27)", (char *)P("cols_missing.recipe"), "--data", (char *)P("unpaired.jsonl"),
+                "--out", (char *)P("cols2"));
+    /* values that the declared type cannot hold, at their data line */
+    f = fopen(P("unpaired_bad.jsonl"), "w");
+    fprintf(f, "{\"prompt\": \"a\", \"completion\": \"b\", \"label\": true, \"meta\": {\"n\": 1, \"w\": 1}, "
+               "\"answer\": \"1\"}\n\n"
+               "{\"prompt\": \"a\", \"completion\": \"b\", \"label\": \"yes\", \"meta\": {\"n\": 1.5, \"w\": 1}, "
+               "\"answer\": 1}\n");
+    fclose(f);
+    TRAIN_FAILS("unpaired_bad.jsonl:3: field \"label\" is a string, but input 'label' (",
+                (char *)P("cols.recipe"), "--data", (char *)P("unpaired_bad.jsonl"), "--out", (char *)P("cols3"));
+    rl_test_write_file(P("cols_n.recipe"), "recipe c : supervised\ninput seq : tokens from \"completion\"\n"
+                                           "input n : i32[B] from \"meta.n\"\nmodel policy : lm trainable\n"
+                                           "loss = -mean(seq_sum(token_logprobs(policy, seq), seq.mask) * float(n))\n");
+    TRAIN_FAILS("unpaired_bad.jsonl:3: field \"meta.n\" is a number, but input 'n' (", (char *)P("cols_n.recipe"),
+                "--data", (char *)P("unpaired_bad.jsonl"), "--out", (char *)P("cols4"));
+    TRAIN_FAILS("is i32[B] and needs an integer", (char *)P("cols_n.recipe"), "--data", (char *)P("unpaired_bad.jsonl"),
+                "--out", (char *)P("cols4"));
+    rl_test_write_file(P("cols_t.recipe"), "recipe c : supervised\ninput seq : tokens from \"completion\"\n"
+                                           "input a : tokens from \"answer\"\nmodel policy : lm trainable\n"
+                                           "loss = -mean(seq_sum(token_logprobs(policy, seq), seq.mask)) + "
+                                           "0 * mean(float(a.ids))\n");
+    TRAIN_FAILS("cols_t.recipe:3:23) is tokens and needs a string", (char *)P("cols_t.recipe"),
+                "--data", (char *)P("unpaired_bad.jsonl"), "--out", (char *)P("cols5"));
+    /* a from on a type that cannot hold a column: the recipe's line and column */
+    rl_test_write_file(P("cols_2d.recipe"), "recipe c : supervised\ninput seq : tokens from \"completion\"\n"
+                                            "input l : f32[B, T] from \"label\"\nmodel policy : lm trainable\n"
+                                            "loss = -mean(seq_sum(token_logprobs(policy, seq), seq.mask)) + sum(l)\n");
+    TRAIN_FAILS("cols_2d.recipe:3:26: error: input 'l' reads the column \"label\", which gives one value per row",
+                (char *)P("cols_2d.recipe"), "--data", (char *)P("unpaired.jsonl"), "--out", (char *)P("cols6"));
+    /* rows of two kinds cannot be fed together */
+    rl_test_write_file(P("cols_rows.recipe"), "recipe c : supervised\ninput seq : tokens from \"completion\"\n"
+                                              "input c : tokens from \"chosen\"\nmodel policy : lm trainable\n"
+                                              "loss = -mean(seq_sum(token_logprobs(policy, seq), seq.mask)) - "
+                                              "mean(seq_sum(token_logprobs(policy, c), c.mask))\n");
+    TRAIN_FAILS("cols_rows.recipe:3:23: input 'c' reads \"chosen\", but input 'seq' reads demonstration rows",
+                (char *)P("cols_rows.recipe"), "--data", (char *)P("unpaired.jsonl"), "--out", (char *)P("cols7"));
+    /* bradley_terry's documented margin column, from HH pairs that carry one */
+    f = fopen(P("hh_margin.jsonl"), "w");
+    for (int i = 0; i < 8; i++)
+        fprintf(f, "{\"chosen\": \"\\n\\nHuman: Name %s.\\n\\nAssistant: Sure.\", "
+                   "\"rejected\": \"\\n\\nHuman: Name %s.\\n\\nAssistant: No\", \"margin\": %d}\n",
+                k_words[i % 4], k_words[i % 4], i % 3);
+    fclose(f);
+    TRAIN_OK(&res, (char *)builtin("bradley_terry"), "--data", (char *)P("hh_margin.jsonl"), "--out",
+             (char *)P("bt_margin"), "--steps", "2", "--batch", "4", "--set", "use_margin=true");
+    TRAIN_FAILS("hh.jsonl:1: missing field \"margin\" (input 'margin' reads it, ", (char *)builtin("bradley_terry"),
+                "--data", (char *)P("hh.jsonl"), "--out", (char *)P("bt_margin2"), "--set", "use_margin=true");
+    /* off, the margin column is not read */
+    TRAIN_OK(&res, (char *)builtin("bradley_terry"), "--data", (char *)P("hh.jsonl"), "--out", (char *)P("bt_nomargin"),
+             "--steps", "1", "--batch", "4");
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_supervised), cmocka_unit_test(test_pairwise), cmocka_unit_test(test_fullbatch),
         cmocka_unit_test(test_online),     cmocka_unit_test(test_builtins), cmocka_unit_test(test_bad_lines),
-        cmocka_unit_test(test_refusals),
+        cmocka_unit_test(test_refusals),   cmocka_unit_test(test_columns),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

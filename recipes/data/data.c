@@ -151,7 +151,9 @@ static rl_status rl_record_from_json(const json_t *o, rl_data_format fmt, rl_rec
     switch (fmt) {
     case RL_DATA_DEMOS:
         ok = rl_json_get_str(o, "prompt", &r.prompt, msg, n) &&
-             rl_json_get_str(o, "response", &r.response[0], msg, n);
+             rl_json_get_str(o, !json_object_get(o, "response") && json_object_get(o, "completion") ? "completion"
+                                                                                                  : "response",
+                             &r.response[0], msg, n);
         break;
     case RL_DATA_PROMPTS:
         ok = rl_json_get_str(o, "prompt", &r.prompt, msg, n);
@@ -210,14 +212,60 @@ static rl_status rl_record_from_json(const json_t *o, rl_data_format fmt, rl_rec
 static rl_data_format rl_data_detect(const json_t *o) {
     if (json_object_get(o, "chosen")) return RL_DATA_HH;
     if (json_object_get(o, "response_0")) return RL_DATA_PKU;
-    if (json_object_get(o, "response")) return RL_DATA_DEMOS;
+    if (json_object_get(o, "response") || json_object_get(o, "completion")) return RL_DATA_DEMOS;
     if (json_object_get(o, "prompt")) return RL_DATA_PROMPTS;
     return RL_DATA_AUTO;
 }
 
-/* Parses one line; *fmt may be AUTO and is then decided by this record. */
+/* The value of column `path` ("a.b": field b of object a) of o into *v. */
+static int rl_json_get_column(const json_t *o, const char *path, rl_colval *v, char *msg, size_t n) {
+    const json_t *cur = o;
+    const char *p = path;
+    char key[256];
+    for (;;) {
+        const char *dot = strchr(p, '.');
+        size_t k = dot ? (size_t)(dot - p) : strlen(p);
+        if (k >= sizeof key) k = sizeof key - 1;
+        memcpy(key, p, k);
+        key[k] = 0;
+        const json_t *next = json_is_object(cur) ? json_object_get(cur, key) : NULL;
+        if (!next) {
+            if (cur != o && !json_is_object(cur))
+                rl_errf(msg, n, RL_ERR_ARG, "missing field \"%s\": \"%.*s\" is %s, not an object", path,
+                        (int)(p - path - 1), path, rl_json_kind(cur));
+            else rl_errf(msg, n, RL_ERR_ARG, "missing field \"%s\"", path);
+            return 0;
+        }
+        cur = next;
+        if (!dot) break;
+        p = dot + 1;
+    }
+    memset(v, 0, sizeof *v);
+    if (json_is_number(cur)) {
+        v->kind = RL_COL_NUMBER;
+        v->num = json_number_value(cur);
+    } else if (json_is_boolean(cur)) {
+        v->kind = RL_COL_BOOL;
+        v->num = json_is_true(cur) ? 1 : 0;
+    } else if (json_is_string(cur)) {
+        v->kind = RL_COL_STRING;
+        v->str = rl_data_strndup(json_string_value(cur), json_string_length(cur));
+        if (!v->str) {
+            rl_errf(msg, n, RL_ERR_MEMORY, "out of memory");
+            return 0;
+        }
+    } else {
+        rl_errf(msg, n, RL_ERR_ARG, "field \"%s\" is %s; a column holds a number, a boolean or a string", path,
+                rl_json_kind(cur));
+        return 0;
+    }
+    return 1;
+}
+
+/* Parses one line; *fmt may be AUTO and is then decided by this record.
+ * vals (n_cols of them) receives the columns asked for. */
 static rl_status rl_record_parse_fmt(const char *text, size_t len, rl_data_format *fmt, rl_record *out,
-                                     char *msg, size_t n) {
+                                     char *msg, size_t n, const char *const *cols, int n_cols, rl_colval *vals) {
     json_error_t jerr;
     json_t *o = json_loadb(text, len, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &jerr);
     if (!o) {
@@ -234,6 +282,12 @@ static rl_status rl_record_parse_fmt(const char *text, size_t len, rl_data_forma
                                 "hh (chosen, rejected), pku (prompt, response_0, ...) or prompts (prompt)");
         else
             s = rl_record_from_json(o, *fmt, out, msg, n);
+        for (int c = 0; s == RL_OK && c < n_cols; c++)
+            if (!rl_json_get_column(o, cols[c], &vals[c], msg, n)) {
+                for (int k = 0; k < c; k++) free(vals[k].str);
+                rl_record_clear(out);
+                s = RL_ERR_ARG;
+            }
     }
     json_decref(o);
     return s;
@@ -245,7 +299,7 @@ rl_status rl_record_parse(const char *text, size_t len, rl_data_format fmt, rl_r
         rl_errf(msg, msglen, RL_ERR_ARG, "rl_record_parse needs a format, not auto");
         return RL_ERR_ARG;
     }
-    return rl_record_parse_fmt(text, len, &fmt, out, msg, msglen);
+    return rl_record_parse_fmt(text, len, &fmt, out, msg, msglen, NULL, 0, NULL);
 }
 
 /* ---- lines of a plain or gzip file ------------------------------------------------ */
@@ -320,6 +374,10 @@ static int rl_is_blank(const char *s, size_t n) {
 void rl_dataset_free(rl_dataset *ds) {
     if (!ds) return;
     for (int64_t i = 0; i < ds->n; i++) rl_record_clear(&ds->rec[i]);
+    for (int64_t i = 0; ds->cols && i < ds->n * ds->n_cols; i++) free(ds->cols[i].str);
+    for (int c = 0; ds->col_names && c < ds->n_cols; c++) free(ds->col_names[c]);
+    free(ds->cols);
+    free(ds->col_names);
     free(ds->rec);
     free(ds->path);
     free(ds);
@@ -335,7 +393,18 @@ char *rl_dataset_describe(const rl_dataset *ds, char *buf, size_t n) {
 
 rl_status rl_dataset_load(const char *path, rl_data_format format, int skip_bad_lines, rl_dataset **out,
                           char *err, size_t errlen) {
+    return rl_dataset_load_columns(path, format, skip_bad_lines, NULL, 0, out, err, errlen);
+}
+
+const rl_colval *rl_dataset_value(const rl_dataset *ds, int64_t i, int c) {
+    return ds && i >= 0 && i < ds->n && c >= 0 && c < ds->n_cols ? &ds->cols[i * ds->n_cols + c] : NULL;
+}
+
+rl_status rl_dataset_load_columns(const char *path, rl_data_format format, int skip_bad_lines,
+                                  const char *const *cols, int n_cols, rl_dataset **out, char *err,
+                                  size_t errlen) {
     *out = NULL;
+    if (n_cols < 0 || (n_cols > 0 && !cols)) return RL_ERR_ARG;
     rl_lines *r = calloc(1, sizeof *r);
     rl_dataset *ds = calloc(1, sizeof *ds);
     if (!r || !ds || !(ds->path = strdup(path))) {
@@ -356,7 +425,22 @@ rl_status rl_dataset_load(const char *path, rl_data_format format, int skip_bad_
     int64_t cap = 0;
     rl_status st = RL_OK;
     char msg[400];
-    for (;;) {
+    rl_colval *vals = calloc((size_t)n_cols + 1, sizeof(rl_colval));
+    ds->col_names = calloc((size_t)n_cols + 1, sizeof(char *));
+    if (!vals || !ds->col_names) {
+        free(vals);
+        gzclose(r->f);
+        free(r);
+        rl_dataset_free(ds);
+        rl_errf(err, errlen, RL_ERR_MEMORY, "%s: out of memory", path);
+        return RL_ERR_MEMORY;
+    }
+    for (int c = 0; c < n_cols; c++) {
+        if (!(ds->col_names[c] = strdup(cols[c]))) st = RL_ERR_MEMORY;
+        ds->n_cols = c + 1;
+    }
+    if (st != RL_OK) rl_errf(err, errlen, RL_ERR_MEMORY, "%s: out of memory", path);
+    while (st == RL_OK) {
         int k = rl_lines_next(r);
         if (k == 0) break;
         if (k < 0) {
@@ -377,7 +461,7 @@ rl_status rl_dataset_load(const char *path, rl_data_format format, int skip_bad_
             continue;
         }
         rl_record rec;
-        if (rl_record_parse_fmt(text, len, &ds->format, &rec, msg, sizeof msg) != RL_OK) {
+        if (rl_record_parse_fmt(text, len, &ds->format, &rec, msg, sizeof msg, cols, n_cols, vals) != RL_OK) {
             if (!skip_bad_lines) {
                 rl_errf(err, errlen, RL_ERR_ARG, "%s:%" PRId64 ": %s", path, lineno, msg);
                 st = RL_ERR_ARG;
@@ -392,7 +476,11 @@ rl_status rl_dataset_load(const char *path, rl_data_format format, int skip_bad_
         if (ds->n == cap) {
             int64_t nc = cap ? 2 * cap : 256;
             rl_record *p = realloc(ds->rec, sizeof *p * (size_t)nc);
-            if (!p) {
+            rl_colval *pc = n_cols ? realloc(ds->cols, sizeof *pc * (size_t)(nc * n_cols)) : NULL;
+            if (pc) ds->cols = pc;
+            if (!p || (n_cols && !pc)) {
+                if (p) ds->rec = p;
+                for (int c = 0; c < n_cols; c++) free(vals[c].str);
                 rl_record_clear(&rec);
                 rl_errf(err, errlen, RL_ERR_MEMORY, "%s: out of memory at line %" PRId64, path, lineno);
                 st = RL_ERR_MEMORY;
@@ -401,6 +489,7 @@ rl_status rl_dataset_load(const char *path, rl_data_format format, int skip_bad_
             ds->rec = p;
             cap = nc;
         }
+        if (n_cols) memcpy(ds->cols + ds->n * n_cols, vals, sizeof *vals * (size_t)n_cols);
         if (ds->format == RL_DATA_HH && strcmp(rec.response[0], rec.response[1]) == 0)
             ds->report.identical_pairs++;
         ds->rec[ds->n++] = rec;
@@ -408,6 +497,7 @@ rl_status rl_dataset_load(const char *path, rl_data_format format, int skip_bad_
     gzclose(r->f);
     free(r->line);
     free(r);
+    free(vals);
     if (st != RL_OK) {
         rl_dataset_free(ds);
         return st;

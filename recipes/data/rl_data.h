@@ -89,7 +89,8 @@ extern "C" {
 
 typedef enum {
     RL_DATA_AUTO = 0, /* decided by the first record's fields (see rl_dataset_load) */
-    RL_DATA_DEMOS,    /* {"prompt": str, "response": str} */
+    RL_DATA_DEMOS,    /* {"prompt": str, "response": str}; "completion" for "response" (TRL's
+                       * prompt-completion format, unpaired preference data with a "label") */
     RL_DATA_HH,       /* {"chosen": str, "rejected": str}: full transcripts */
     RL_DATA_PKU,      /* PKU-SafeRLHF: prompt, response_0/1, is_response_0/1_safe, better/safer_response_id */
     RL_DATA_PROMPTS,  /* {"prompt": str} */
@@ -122,12 +123,23 @@ typedef struct rl_data_report {
     char first_bad[512];      /* the first skipped line's "FILE:LINE: message" */
 } rl_data_report;
 
+/* A value of a column a recipe declares (input label : f32[B] from "label"). */
+typedef enum { RL_COL_NUMBER = 1, RL_COL_BOOL, RL_COL_STRING } rl_col_kind;
+typedef struct rl_colval {
+    rl_col_kind kind;
+    double num;               /* NUMBER; BOOL: 0 or 1 */
+    char *str;                /* STRING (malloc'ed, owned by the dataset) */
+} rl_colval;
+
 typedef struct rl_dataset {
     rl_data_format format;    /* never RL_DATA_AUTO once loaded */
     char *path;
     int64_t n;                /* records */
     rl_record *rec;
     rl_data_report report;
+    int n_cols;               /* the columns asked for (rl_dataset_load_columns) */
+    char **col_names;
+    rl_colval *cols;          /* [n * n_cols]: record i's value of column c at i * n_cols + c */
 } rl_dataset;
 
 /* Reads a JSONL file (plain or gzip) of the given format. RL_DATA_AUTO picks
@@ -138,6 +150,15 @@ typedef struct rl_dataset {
  * valid dataset of 0 records (format "prompts" when AUTO had nothing to go by). */
 rl_status rl_dataset_load(const char *path, rl_data_format format, int skip_bad_lines,
                           rl_dataset **out, char *err, size_t errlen);
+/* rl_dataset_load, and also the columns cols[0 .. n_cols): fields of each
+ * record ("a.b" is the field b of the object a), each a number, a boolean or
+ * a string. A record without one (or with null, an object or an array
+ * there) is a bad line: "FILE:LINE: missing field \"label\"". */
+rl_status rl_dataset_load_columns(const char *path, rl_data_format format, int skip_bad_lines,
+                                  const char *const *cols, int n_cols, rl_dataset **out, char *err,
+                                  size_t errlen);
+/* Record i's value of column c (0 <= c < ds->n_cols). */
+const rl_colval *rl_dataset_value(const rl_dataset *ds, int64_t i, int c);
 void rl_dataset_free(rl_dataset *ds);
 /* A one-line summary: "hh.jsonl: hh, 1000 records (1002 lines: 2 blank, 0 bad skipped)". */
 char *rl_dataset_describe(const rl_dataset *ds, char *buf, size_t n);

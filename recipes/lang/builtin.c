@@ -2,7 +2,8 @@
  * so that command lines take either a recipe file or a built-in name
  * (`rlhf gradcheck ppo_kl`, `rlhf gradcheck my.recipe`). The files are read
  * at run time from $RLHF_RECIPE_DIR when it is set, else from the source
- * tree the binary was built from (RLHF_SOURCE_DIR/recipes).
+ * tree the binary was built from (RLHF_SOURCE_DIR/recipes). Also the names of
+ * the token rows a runner builds (rl_recipe_row_columns).
  */
 #include "rl_recipe.h"
 
@@ -14,6 +15,15 @@
 static const char *const rl_builtin_names[] = {
     "sft", "bradley_terry", "cost_model", "ppo_kl", "safe_rlhf", "dpo", "ipo", "orpo", "simpo",
 };
+
+const char *const rl_recipe_row_columns[] = {"prompt", "response", "completion", "chosen", "rejected",
+                                             "safer", "unsafer", "safer_sign", "unsafer_sign", NULL};
+
+int rl_recipe_is_row_column(const char *col) {
+    for (int i = 0; col && rl_recipe_row_columns[i]; i++)
+        if (strcmp(col, rl_recipe_row_columns[i]) == 0) return 1;
+    return 0;
+}
 
 int rl_recipe_n_builtins(void) { return (int)(sizeof rl_builtin_names / sizeof rl_builtin_names[0]); }
 

@@ -201,6 +201,20 @@ static void decl_input(rl_ck *c, const rl_stmt *st) {
     d->info.name = st->names[0];
     d->info.type = ty;
     d->sp = st->nsp[0];
+    d->info.line = st->nsp[0].line, d->info.col = st->nsp[0].col;
+    if (st->lib) {
+        /* a column gives one value per row: a token row, or a number [B] */
+        if (!ty.tokens && ty.ndim != 1)
+            rl_ck_err(c, st->libsp, "declare it tokens (text), f32[B] (numbers, booleans as 0/1) or i32[B]",
+                      "input '%s' reads the column \"%s\", which gives one value per row, but it is declared "
+                      "with %d dims", st->names[0], st->lib, ty.ndim);
+        bool empty = !st->lib[0] || st->lib[0] == '.' || st->lib[strlen(st->lib) - 1] == '.' || strstr(st->lib, "..");
+        if (empty)
+            rl_ck_err(c, st->libsp, "a column is a field name, or a.b for the field b of the object a",
+                      "'%s' is not a column name", st->lib);
+        d->info.from = st->lib;
+        d->info.from_line = st->libsp.line, d->info.from_col = st->libsp.col;
+    }
     rl_vk k = ty.tokens ? VK_TOKENS : VK_TENSOR;
     bool ii = ty.is_int;
     rl_ir *in = rl_ck_emit(c, IR_INPUT, p->n_inputs, 0, NULL, NULL, 1, &k, &ii, st->nsp[0]);

@@ -430,6 +430,7 @@ static bool parse_type(rl_parser *p, rl_type_ast *ty) {
         ty->dsp[0] = ty->dsp[1] = p->t[from].sp;
     }
     if (is(p, TK_LBRACK)) {
+        ty->dims_written = true;
         int open = p->pos;
         adv(p);
         int nd = 0;
@@ -522,6 +523,21 @@ static void parse_input(rl_parser *p, int from) {
     if (!expect_name(p, "the input's name after 'input'", &s->names[0], &s->nsp[0])) return;
     if (!expect(p, TK_COLON, "and a type after the input's name")) return;
     if (parse_type(p, &s->type)) s->has_type = true;
+    else return;
+    if (is_name(p, "from") && !cur(p)->bol) { /* input label : f32[B] from "label": the data column it reads */
+        adv(p);
+        if (!is(p, TK_STR)) {
+            perr(p, "write the column's name in quotes, e.g. input label : f32[B] from \"label\"",
+                 "expected a column name (a string) after 'from', got %s", tok_desc(p, cur(p)));
+            return;
+        }
+        s->lib = cur(p)->s;
+        s->libsp = cur(p)->sp;
+        adv(p);
+        /* a text field is as long as its own text: tokens[B, T_answer], not the rows' T */
+        if (s->type.tokens && !s->type.dims_written && !rl_recipe_is_row_column(s->lib))
+            s->type.dim[1] = rl_rpool_printf(&p->r->pool, "T_%s", s->names[0]);
+    }
 }
 
 static void parse_model(rl_parser *p, int from) {
@@ -549,7 +565,7 @@ static void parse_hyper(rl_parser *p, int from) {
         if (!expect(p, TK_ASSIGN, "and a value after the hyperparameter's name")) return;
         s->expr = parse_expr(p);
         if (!s->expr) return;
-        if (is_name(p, "in")) { /* hyper mode = "a" in ["a", "b"]: the values --set may give */
+        if (is_name(p, "in") && !cur(p)->bol) { /* hyper mode = "a" in ["a", "b"]: the values --set may give */
             adv(p);
             s->choices = parse_expr(p);
             if (!s->choices) return;

@@ -142,6 +142,7 @@ typedef struct rl_type_ast {
     int64_t size[RL_MAX_DIMS];
     rl_span dsp[RL_MAX_DIMS];
     rl_span sp;
+    bool dims_written;  /* [..] was written (tokens alone means tokens[B, T]) */
 } rl_type_ast;
 
 typedef struct rl_optim_ast {
@@ -177,7 +178,7 @@ typedef struct rl_stmt {
     rl_ast *min, *max;
     /* HYPER: `in ["a", "b"]`, the values it may take (NULL: any) */
     rl_ast *choices;
-    /* EXTERN */
+    /* EXTERN: the library; INPUT: the data column of `from "col"` (NULL: none) */
     const char *lib;
     rl_span libsp;
     int n_types, n_rtypes;

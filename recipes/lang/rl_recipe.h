@@ -320,9 +320,22 @@ typedef struct rl_recipe_optim {
     double clip;           /* max global gradient norm; 0: no clipping */
 } rl_recipe_optim;
 
+/* The token rows a runner builds from a data file's format rather than reads
+ * as a field (`input c : tokens from "chosen"`): prompt, response,
+ * completion, chosen, rejected, safer, unsafer, and the PKU cost signs
+ * safer_sign, unsafer_sign. NULL-terminated. */
+extern const char *const rl_recipe_row_columns[];
+int rl_recipe_is_row_column(const char *col);
+
 typedef struct rl_recipe_input_info {
     const char *name;
     rl_recipe_type type;
+    /* `input label : f32[B] from "label"`: the data column it reads (a field of
+     * the JSONL, "a.b" for a nested one, or a row the runner builds: "prompt",
+     * "response", "chosen", ...); NULL when not declared. Where it is written: */
+    const char *from;
+    int line, col;      /* the input's name */
+    int from_line, from_col;
 } rl_recipe_input_info;
 
 typedef struct rl_recipe_model_info {

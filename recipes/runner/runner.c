@@ -220,12 +220,6 @@ static rl_status rn_make_models(rn *r) {
 
 /* ---- data -------------------------------------------------------------------------------- */
 
-static int rn_name_is(const char *n, const char *const *names) {
-    for (; *names; names++)
-        if (strcmp(n, *names) == 0) return 1;
-    return 0;
-}
-
 /* 1 when some compiled statement reads input `name` (an input that only an
  * if() branch not taken uses need not be bound). */
 static int rn_input_used(const rl_recipe_program *p, const char *name) {
@@ -243,77 +237,141 @@ static int rn_input_used(const rl_recipe_program *p, const char *name) {
     return 1;
 }
 
-/* Decides how each input is fed (see rl_runner.h) and which rows to make. */
+/* The token rows a column name stands for: the runner builds them from the
+ * data's format (objectives.md's schemas), not read as a field. */
+static const struct {
+    const char *col;
+    rn_feed feed;
+    rl_rows_kind rows;
+} rn_row_cols[] = {
+    {"prompt", RN_FEED_ROWS, RL_ROWS_PROMPTS},    /* the prompt alone */
+    {"response", RN_FEED_ROWS, RL_ROWS_SFT},      /* prompt + response (demos; HH's chosen, PKU's better) */
+    {"completion", RN_FEED_ROWS, RL_ROWS_SFT},    /* the same, TRL's prompt-completion name */
+    {"chosen", RN_FEED_CHOSEN, RL_ROWS_PAIRS},    /* prompt + the preferred response (HH, PKU's better) */
+    {"rejected", RN_FEED_REJECTED, RL_ROWS_PAIRS},
+    {"safer", RN_FEED_SAFER, RL_ROWS_PAIRS},      /* PKU-SafeRLHF: prompt + the safer response */
+    {"unsafer", RN_FEED_UNSAFER, RL_ROWS_PAIRS},
+    {"safer_sign", RN_FEED_SIGN_S, RL_ROWS_PAIRS}, /* PKU: cost signs [B], +1 unsafe, -1 safe */
+    {"unsafer_sign", RN_FEED_SIGN_U, RL_ROWS_PAIRS},
+};
+#define RN_N_ROW_COLS ((int)(sizeof rn_row_cols / sizeof rn_row_cols[0]))
+
+static int rn_row_col(const char *col) {
+    if (!rl_recipe_is_row_column(col)) return -1; /* rn_row_cols holds every name of that list */
+    for (int k = 0; col && k < RN_N_ROW_COLS; k++)
+        if (strcmp(col, rn_row_cols[k].col) == 0) return k;
+    return -1;
+}
+
+/* "recipe.recipe:9:7" for an input's messages. */
+static const char *rn_where(const rn *r, const rl_recipe_input_info *in, char *buf, size_t n) {
+    snprintf(buf, n, "%s:%d:%d", r->cfg->recipe, in->from ? in->from_line : in->line,
+             in->from ? in->from_col : in->col);
+    return buf;
+}
+
+/* Decides how each input is fed and which rows to make. An input reads the
+ * column its `from` names; without one, a token input named like a row
+ * column (chosen, rejected, prompt, ...) reads it, the one token input of a
+ * supervised recipe reads the demonstrations, the first of an online
+ * recipe the prompts and a second one --ptx-data; a number input reads the
+ * field of its own name. */
 static rl_status rn_plan_feeds(rn *r, rl_rows_kind *rows) {
-    static const char *const chosen[] = {"chosen", "better", NULL}, *const rejected[] = {"rejected", "worse", NULL},
-                             *const safer[] = {"safer", NULL}, *const unsafer[] = {"unsafer", NULL},
-                             *const sign_s[] = {"sign_s", "safer_sign", "cost_sign_s", NULL},
-                             *const sign_u[] = {"sign_u", "unsafer_sign", "cost_sign_u", NULL},
-                             *const prompts[] = {"prompts", "prompt", NULL};
-    int n = rl_recipe_n_inputs(r->p), n_tok = 0, pairs = 0, prompt_input = -1;
+    int n = rl_recipe_n_inputs(r->p);
     r->n_feed = n;
     r->feed = calloc((size_t)n + 1, sizeof(rn_feed));
-    if (!r->feed) return rn_fail(r, RL_ERR_MEMORY, "out of memory");
+    r->feed_col = calloc((size_t)n + 1, sizeof(int));
+    r->cols = calloc((size_t)n + 1, sizeof(char *));
+    if (!r->feed || !r->feed_col || !r->cols) return rn_fail(r, RL_ERR_MEMORY, "out of memory");
+    int n_tok = 0, have_prompt = 0;
     for (int i = 0; i < n; i++) {
         const rl_recipe_input_info *in = rl_recipe_input_at(r->p, i);
         r->feed[i] = rn_input_used(r->p, in->name) ? RN_FEED_ROWS : RN_FEED_NONE;
-        if (r->feed[i] == RN_FEED_NONE) continue;
-        if (in->type.tokens) {
-            n_tok++;
-            if (prompt_input < 0 || rn_name_is(in->name, prompts)) prompt_input = i;
-        }
-        pairs |= rn_name_is(in->name, chosen) || rn_name_is(in->name, rejected) || rn_name_is(in->name, safer) ||
-                 rn_name_is(in->name, unsafer) || rn_name_is(in->name, sign_s) || rn_name_is(in->name, sign_u);
+        if (r->feed[i] != RN_FEED_NONE && in->type.tokens) n_tok++;
     }
-    if (r->kind == RL_RECIPE_PAIRWISE) pairs = 1;
-    if (r->kind == RL_RECIPE_ONLINE) pairs = 0;
-    *rows = r->kind == RL_RECIPE_ONLINE ? RL_ROWS_PROMPTS : pairs ? RL_ROWS_PAIRS : RL_ROWS_SFT;
-    int unnamed = 0;
+    int rows_by = -1; /* the input that decided the rows */
+    *rows = r->kind == RL_RECIPE_ONLINE ? RL_ROWS_PROMPTS : r->kind == RL_RECIPE_PAIRWISE ? RL_ROWS_PAIRS : RL_ROWS_SFT;
+    char at[600], at2[600];
     for (int i = 0; i < n; i++) {
         const rl_recipe_input_info *in = rl_recipe_input_at(r->p, i);
-        const char *nm = in->name;
         if (r->feed[i] == RN_FEED_NONE) continue;
-        if (!pairs) {
-            if (in->type.tokens && (n_tok == 1 || i == prompt_input)) continue; /* RN_FEED_ROWS */
-            if (in->type.tokens && r->kind == RL_RECIPE_ONLINE && r->cfg->ptx_data) {
+        const char *col = in->from;
+        if (!col && in->type.tokens) {
+            if (rn_row_col(in->name) >= 0) col = in->name;
+            else if (r->kind == RL_RECIPE_ONLINE && !have_prompt) col = "prompt";
+            else if (r->kind == RL_RECIPE_ONLINE && r->cfg->ptx_data) {
                 r->feed[i] = RN_FEED_PTX;
                 continue;
-            }
-            return rn_fail(
-                r, RL_ERR_ARG, "%s: input '%s' cannot be fed: the runner feeds a %s recipe one token input (%s)%s",
-                r->cfg->recipe, nm, rl_recipe_kind_name(r->kind),
-                r->kind == RL_RECIPE_ONLINE ? "the prompts" : "the demonstrations",
-                !in->type.tokens ? ""
-                : r->kind == RL_RECIPE_ONLINE
-                    ? "; give demonstrations with --ptx-data F, or switch off what reads it (e.g. --set ptx_coef=0)"
-                    : "; switch off what reads it (an if() hyper)");
-        }
-        if (in->type.tokens) {
-            if (rn_name_is(nm, chosen))
-                r->feed[i] = RN_FEED_CHOSEN;
-            else if (rn_name_is(nm, rejected))
-                r->feed[i] = RN_FEED_REJECTED;
-            else if (rn_name_is(nm, safer))
-                r->feed[i] = RN_FEED_SAFER;
-            else if (rn_name_is(nm, unsafer))
-                r->feed[i] = RN_FEED_UNSAFER;
-            else if (n_tok == 2 && unnamed < 2)
-                r->feed[i] = unnamed++ ? RN_FEED_REJECTED : RN_FEED_CHOSEN;
+            } else if (r->kind != RL_RECIPE_ONLINE && r->kind != RL_RECIPE_PAIRWISE && n_tok == 1) col = "response";
             else
                 return rn_fail(r, RL_ERR_ARG,
-                               "%s: token input '%s' cannot be fed from pairs: name it chosen/rejected (or "
-                               "safer/unsafer for PKU-SafeRLHF data)",
-                               r->cfg->recipe, nm);
-        } else if (rn_name_is(nm, sign_s) && in->type.ndim == 1) {
-            r->feed[i] = RN_FEED_SIGN_S;
-        } else if (rn_name_is(nm, sign_u) && in->type.ndim == 1) {
-            r->feed[i] = RN_FEED_SIGN_U;
-        } else {
-            return rn_fail(r, RL_ERR_ARG,
-                           "%s: input '%s' cannot be fed from pairs: the runner feeds token inputs "
-                           "chosen/rejected/safer/unsafer and [B] cost signs safer_sign/unsafer_sign "
-                           "(+1 unsafe, -1 safe)",
-                           r->cfg->recipe, nm);
+                               "%s: token input '%s' reads no column: declare it, e.g. input %s : tokens from "
+                               "\"chosen\" (rows: prompt, response, chosen, rejected, safer, unsafer; any other "
+                               "name is a string field, tokenized)%s",
+                               rn_where(r, in, at, sizeof at), in->name, in->name,
+                               r->kind == RL_RECIPE_ONLINE ? "; or give demonstrations with --ptx-data F" : "");
+        }
+        if (!col) col = in->name; /* a number input: the field of its name */
+        int k = rn_row_col(col);
+        if (k >= 0 && rn_row_cols[k].feed >= RN_FEED_SIGN_S) {
+            if (in->type.tokens)
+                return rn_fail(r, RL_ERR_ARG, "%s: input '%s' reads \"%s\", cost signs [B]: declare it i32[B] or f32[B]",
+                               rn_where(r, in, at, sizeof at), in->name, col);
+        } else if (k >= 0 && !in->type.tokens) {
+            return rn_fail(r, RL_ERR_ARG, "%s: input '%s' reads \"%s\", token rows: declare it tokens",
+                           rn_where(r, in, at, sizeof at), in->name, col);
+        }
+        if (k >= 0) {
+            r->feed[i] = rn_row_cols[k].feed;
+            rl_rows_kind want = rn_row_cols[k].rows;
+            if (!strcmp(col, "prompt")) have_prompt = 1;
+            bool fixed = r->kind == RL_RECIPE_ONLINE || r->kind == RL_RECIPE_PAIRWISE;
+            if (want != *rows && (fixed || rows_by >= 0))
+                return rn_fail(r, RL_ERR_ARG, "%s: input '%s' reads \"%s\", but %s%s%s reads %s rows",
+                               rn_where(r, in, at, sizeof at), in->name, col,
+                               rows_by >= 0 ? "input '" : "a ", rows_by >= 0 ? rl_recipe_input_at(r->p, rows_by)->name
+                                                                             : rl_recipe_kind_name(r->kind),
+                               rows_by >= 0 ? "'" : " recipe",
+                               *rows == RL_ROWS_PAIRS ? "pair" : *rows == RL_ROWS_PROMPTS ? "prompt" : "demonstration");
+            *rows = want;
+            if (rows_by < 0) rows_by = i;
+            continue;
+        }
+        /* a field of the data: numbers into f32/i32 [B], strings into tokens */
+        int c = 0;
+        while (c < r->n_cols && strcmp(r->cols[c], col)) c++;
+        if (c == r->n_cols) r->cols[r->n_cols++] = col;
+        r->feed[i] = in->type.tokens ? RN_FEED_TEXT : RN_FEED_COLUMN;
+        r->feed_col[i] = c;
+        if (!in->type.tokens && (in->type.ndim != 1))
+            return rn_fail(r, RL_ERR_ARG, "%s: input '%s' reads the field \"%s\" (one value per row): declare it "
+                           "f32[B] or i32[B]", rn_where(r, in, at2, sizeof at2), in->name, col);
+    }
+    return RL_OK;
+}
+
+/* Every record's value of every column an input reads fits its type, before
+ * any step: numbers and booleans for f32/i32 [B] (integers for i32), strings
+ * for tokens; else "FILE:LINE: ..." naming the input and where it is declared. */
+static rl_status rn_check_columns(rn *r) {
+    char at[600];
+    for (int i = 0; i < r->n_feed; i++) {
+        if (r->feed[i] != RN_FEED_COLUMN && r->feed[i] != RN_FEED_TEXT) continue;
+        const rl_recipe_input_info *in = rl_recipe_input_at(r->p, i);
+        for (int64_t e = 0; e < r->ds->n; e++) {
+            const rl_colval *v = rl_dataset_value(r->ds, e, r->feed_col[i]);
+            const char *bad = NULL;
+            if (r->feed[i] == RN_FEED_TEXT && v->kind != RL_COL_STRING) bad = "a string";
+            if (r->feed[i] == RN_FEED_COLUMN && v->kind == RL_COL_STRING) bad = "a number or a boolean";
+            if (r->feed[i] == RN_FEED_COLUMN && in->type.is_int && v->kind == RL_COL_NUMBER &&
+                (v->num != floor(v->num) || fabs(v->num) > 2147483647.0))
+                bad = "an integer";
+            if (!bad) continue;
+            return rn_fail(r, RL_ERR_ARG, "%s:%" PRId64 ": field \"%s\" is %s, but input '%s' (%s) is %s and needs %s",
+                           r->cfg->data, r->ds->rec[e].line, r->cols[r->feed_col[i]],
+                           v->kind == RL_COL_STRING ? "a string" : v->kind == RL_COL_BOOL ? "a boolean" : "a number",
+                           in->name, rn_where(r, in, at, sizeof at),
+                           in->type.tokens ? "tokens" : in->type.is_int ? "i32[B]" : "f32[B]", bad);
         }
     }
     return RL_OK;
@@ -336,8 +394,23 @@ static rl_status rn_load_data(rn *r) {
                        : rows == RL_ROWS_PROMPTS ? "prompts: any JSONL with a prompt"
                                                  : "demonstrations: {\"prompt\", \"response\"} JSONL");
     char e[1024];
-    if (rl_dataset_load(c->data, c->data_kind, c->skip_bad_lines, &r->ds, e, sizeof e) != RL_OK)
+    if (rl_dataset_load_columns(c->data, c->data_kind, c->skip_bad_lines, r->cols, r->n_cols, &r->ds, e, sizeof e) !=
+        RL_OK) {
+        /* a missing column: say which input reads it */
+        for (int i = 0; i < r->n_feed; i++) {
+            const rl_recipe_input_info *in = rl_recipe_input_at(r->p, i);
+            char need[300], at[600];
+            if (r->feed[i] != RN_FEED_COLUMN && r->feed[i] != RN_FEED_TEXT) continue;
+            snprintf(need, sizeof need, "field \"%s\"", r->cols[r->feed_col[i]]);
+            if (strstr(e, need)) {
+                size_t k = strlen(e);
+                snprintf(e + k, sizeof e - k, " (input '%s' reads it, %s)", in->name, rn_where(r, in, at, sizeof at));
+                break;
+            }
+        }
         return rn_fail(r, RL_ERR_ARG, "%s", e);
+    }
+    if ((st = rn_check_columns(r)) != RL_OK) return st;
     if (r->ds->report.bad) {
         r->res->bad_lines = r->ds->report.bad;
         if (!c->quiet)
@@ -428,6 +501,64 @@ static const rl_rows *rn_rows_of(const rl_data_batch *b, rn_feed f) {
     }
 }
 
+/* The dataset record of the batch's example k. */
+static int64_t rn_record_of(const rn *r, const rl_data_batch *b, int64_t k) {
+    return rl_tokdata_record(r->td, b->index[k]) - r->ds->rec;
+}
+
+/* Binds input i from its data column: numbers as f32/i32 [B], or a string
+ * per row tokenized alone into [B, L] rows (L the longest, at most T; mask =
+ * attn = 1 on its tokens, right-padded). */
+static rl_status rn_bind_column(rn *r, int i, const rl_data_batch *b) {
+    const rl_recipe_input_info *in = rl_recipe_input_at(r->p, i);
+    int64_t B = b->B;
+    if (r->feed[i] == RN_FEED_COLUMN) {
+        /* f32 or i32 [B], as the signs are bound: arena constants, rebound every step */
+        float *f = malloc(sizeof(float) * (size_t)(B ? B : 1));
+        int32_t *n = malloc(sizeof(int32_t) * (size_t)(B ? B : 1));
+        if (!f || !n) {
+            free(f), free(n);
+            return rn_fail(r, RL_ERR_MEMORY, "out of memory");
+        }
+        for (int64_t k = 0; k < B; k++) {
+            double v = rl_dataset_value(r->ds, rn_record_of(r, b, k), r->feed_col[i])->num;
+            f[k] = (float)v, n[k] = (int32_t)v;
+        }
+        rl_tensor *t = in->type.is_int ? rl_const(r->ctx, RL_I32, 1, &B, n) : rl_const(r->ctx, RL_F32, 1, &B, f);
+        free(f), free(n);
+        rl_status st = t ? rl_recipe_bind_tensor(r->p, in->name, t) : rl_ctx_status(r->ctx);
+        return st;
+    }
+    int32_t **ids = calloc((size_t)(B ? B : 1), sizeof(int32_t *));
+    int64_t *len = calloc((size_t)(B ? B : 1), sizeof(int64_t)), L = 1;
+    rl_status st = ids && len ? RL_OK : RL_ERR_MEMORY;
+    for (int64_t k = 0; !st && k < B; k++) {
+        const rl_colval *v = rl_dataset_value(r->ds, rn_record_of(r, b, k), r->feed_col[i]);
+        st = rl_tokenizer_encode(r->tok, v->str, strlen(v->str), &ids[k], &len[k]);
+        if (len[k] > r->T) len[k] = r->T;
+        if (len[k] > L) L = len[k];
+    }
+    int32_t *tid = NULL, *tat = NULL;
+    if (!st && (!(tid = malloc(sizeof(int32_t) * (size_t)(B * L))) || !(tat = calloc((size_t)(B * L), sizeof(int32_t)))))
+        st = RL_ERR_MEMORY;
+    for (int64_t k = 0; !st && k < B; k++)
+        for (int64_t t = 0; t < L; t++) {
+            tid[k * L + t] = t < len[k] ? ids[k][t] : r->pad_id;
+            tat[k * L + t] = t < len[k];
+        }
+    if (!st) {
+        int64_t shape[2] = {B, L};
+        rl_tensor *ti = rl_const(r->ctx, RL_I32, 2, shape, tid), *ta = rl_const(r->ctx, RL_I32, 2, shape, tat);
+        rl_tensor *tm = rl_const(r->ctx, RL_I32, 2, shape, tat);
+        st = ti && ta && tm ? rl_recipe_bind_tokens(r->p, in->name, ti, tm, ta) : rl_ctx_status(r->ctx);
+    } else if (st == RL_ERR_MEMORY) {
+        rn_fail(r, st, "out of memory");
+    }
+    for (int64_t k = 0; ids && k < B; k++) free(ids[k]);
+    free(ids), free(len), free(tid), free(tat);
+    return st;
+}
+
 /* Binds the batch's arena tensors (again after every rl_ctx_reset). */
 static rl_status rn_bind(rn *r) {
     const rl_data_batch *b = r->batch;
@@ -457,6 +588,8 @@ static rl_status rn_bind(rn *r) {
                 t = rl_const(r->ctx, RL_F32, 1, &B, sg);
             }
             st = t ? rl_recipe_bind_tensor(r->p, name, t) : rl_ctx_status(r->ctx);
+        } else if (r->feed[i] == RN_FEED_COLUMN || r->feed[i] == RN_FEED_TEXT) {
+            st = rn_bind_column(r, i, b);
         } else {
             const rl_rows *rw = rn_rows_of(b, r->feed[i]);
             int64_t shape[2] = {rw->B, rw->T};
@@ -759,6 +892,8 @@ static void rn_free(rn *r) {
     rl_dataset_free(r->ds);
     rl_tokenizer_free(r->tok);
     free(r->feed);
+    free(r->feed_col);
+    free(r->cols);
     free(r->acc);
     if (r->ctx) rl_ctx_free(r->ctx);
 }

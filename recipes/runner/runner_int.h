@@ -58,6 +58,8 @@ typedef enum {
     RN_FEED_ROWS = 0,        /* b->rows (demos, prompts) */
     RN_FEED_CHOSEN, RN_FEED_REJECTED, RN_FEED_SAFER, RN_FEED_UNSAFER,
     RN_FEED_SIGN_S, RN_FEED_SIGN_U,
+    RN_FEED_COLUMN,          /* a number column of the data: f32[B] / i32[B] (booleans 0/1) */
+    RN_FEED_TEXT,            /* a string column, tokenized alone: tokens (mask = attn) */
     RN_FEED_PTX,             /* online: demonstrations from --ptx-data (ppo_kl's ptx term) */
     RN_FEED_NONE,            /* used by no statement compiled (an if() branch not taken): not bound */
 } rn_feed;
@@ -89,6 +91,9 @@ typedef struct rn {
     const rl_data_batch *batch; /* the step's batch */
     int n_feed;
     rn_feed *feed;           /* per recipe input */
+    int *feed_col;           /* per recipe input: COLUMN, TEXT: its index among the columns loaded */
+    int n_cols;
+    const char **cols;       /* the data columns the recipe's inputs read (rl_dataset_load_columns) */
     int64_t T;               /* row width */
     int32_t pad_id, eos_id;
 
