@@ -8,6 +8,7 @@
  *   generate(model, prompts, max_new = 32, temperature = 1, top_k = 0, top_p = 1, greedy = 0, n = 1)
  *                                 -> tokens     rollout blocks only; n samples per prompt: B*n rows,
  *                                               each prompt's samples adjacent (a group)
+ *   reward_match(seq, answer), reward_format(seq, kind)  verifiable rewards (rewards.c)
  *
  * Everything is token-aligned: position t belongs to token t. values()
  * therefore shifts the value head's output right by one (rl_gpt2_values
@@ -29,6 +30,7 @@ void rl_recipe_gpt2_env_init(rl_recipe_gpt2_env *env, uint64_t seed) {
     memcpy(env->rng_state, r.s, sizeof r.s);
     env->eos_id = -1;
     env->pad_id = 0;
+    env->tok = NULL;
 }
 
 static rl_status fn_token_logprobs(const rl_recipe_call *c, rl_recipe_value *out) {
@@ -214,6 +216,25 @@ static const rl_recipe_fn rl_gpt2_fn_table[] = {
      .results = {RL_RR_TOKENS},
      .flags = RL_RFN_ROLLOUT_ONLY | RL_RFN_NOGRAD,
      .call = fn_generate},
+    {.name = "reward_match",
+     .doc = "reward_match(seq, answer) -> f32[R]: 1 when the response's answer (its last \\boxed{} or else its last "
+            "number) equals the number in answer's text (tokens from \"answer\"; R / G rows for G samples per "
+            "prompt), else 0",
+     .n_params = 2,
+     .params = {{"seq", RL_RP_TOKENS}, {"answer", RL_RP_TOKENS}},
+     .n_results = 1,
+     .results = {RL_RR_FLOAT},
+     .flags = RL_RFN_NOGRAD,
+     .call = rl_recipe_fn_reward_match},
+    {.name = "reward_format",
+     .doc = "reward_format(seq, kind = \"number\") -> f32[R]: 1 when the response is one number (number), holds "
+            "\\boxed{number} (boxed), or is <think>..</think><answer>..</answer> (tags), else 0",
+     .n_params = 2,
+     .params = {{"seq", RL_RP_TOKENS}, {"kind", RL_RP_STRING, 1, 0, "number", "number|boxed|tags"}},
+     .n_results = 1,
+     .results = {RL_RR_FLOAT},
+     .flags = RL_RFN_NOGRAD,
+     .call = rl_recipe_fn_reward_format},
 };
 
 rl_recipe_fns rl_recipe_gpt2_fns(rl_recipe_gpt2_env *env) {

@@ -10,17 +10,20 @@
 #define RL_RECIPE_BIND_H
 
 #include "rl_recipe.h"
+#include "rl_tokenizer.h"
 
 #ifdef __cplusplus
 extern "C" {
 #endif
 
 /* The GPT-2 model functions: token_logprobs, end_score, values, logits,
- * generate. Handles bound with rl_recipe_bind_model are rl_gpt2 *. */
+ * generate, and the verifiable rewards reward_match, reward_format
+ * (rewards.c). Handles bound with rl_recipe_bind_model are rl_gpt2 *. */
 typedef struct rl_recipe_gpt2_env {
     uint64_t rng_state[4]; /* the sampling stream of generate (an rl_rng) */
     int32_t eos_id;        /* -1: none */
     int32_t pad_id;
+    rl_tokenizer *tok;     /* decodes text for the verifiable rewards; NULL: byte ids */
 } rl_recipe_gpt2_env;
 void rl_recipe_gpt2_env_init(rl_recipe_gpt2_env *env, uint64_t seed);
 /* The table; env may be NULL (generate then samples from a stream seeded 0,
@@ -41,6 +44,10 @@ const rl_recipe_extern_bridge *rl_recipe_ffi_bridge(void);
  * rl_recipe_gpt2_fns) and the libffi bridge: what the runner, `rlhf graph`
  * and the gradient checks compile with. */
 rl_recipe_opts rl_recipe_opts_gpt2(rl_recipe_gpt2_env *env);
+
+/* The verifiable rewards' calls (rewards.c), rows of the GPT-2 table. */
+rl_status rl_recipe_fn_reward_match(const rl_recipe_call *c, rl_recipe_value *out);
+rl_status rl_recipe_fn_reward_format(const rl_recipe_call *c, rl_recipe_value *out);
 
 #ifdef __cplusplus
 }

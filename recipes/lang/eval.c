@@ -198,6 +198,7 @@ static rl_status run_fn(rl_recipe_program *p, rl_ctx *ctx, rl_ir *in) {
         .fn = fn,
         .args = args,
         .dry = p->dry,
+        .dtype = p->opts.dtype,
         .dry_len = in->dry_len,
         .state = p->dry ? &in->dry_state : &in->state,
         .user = p->fnv_user[in->op],

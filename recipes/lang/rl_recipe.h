@@ -189,6 +189,7 @@ typedef struct rl_recipe_call {
     const struct rl_recipe_fn *fn;
     const rl_recipe_value *args;
     int dry;         /* 1 in the shape check: tiny models, symbolic dims bound to primes */
+    rl_dtype dtype;  /* the run's float dtype (what FLOAT results must have) */
     int64_t dry_len; /* dry run, TOKENS result: the length its fresh T must have */
     void **state;    /* STATEFUL: per call site, starts NULL, freed with fn->free_state */
     void *user;      /* the table's user pointer */

@@ -84,6 +84,7 @@ static rl_status rn_load_recipe(rn *r) {
 static rl_status rn_compile(rn *r) {
     rl_recipe_gpt2_env_init(&r->env, r->cfg->seed ^ 0x67656e6572617465ull); /* "generate" */
     r->env.eos_id = rl_tokenizer_eos_id(r->tok);
+    r->env.tok = r->tok; /* the verifiable rewards decode responses with it */
     /* GPT-2's model functions; externs run from their shared libraries */
     rl_recipe_opts o = rl_recipe_opts_gpt2(&r->env);
     o.dtype = RL_F32;

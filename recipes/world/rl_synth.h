@@ -57,6 +57,9 @@
  *                       family. Held out means the prompt's arithmetic fact
  *                       (a, op, b), or its (phrasing, category) / (phrasing,
  *                       act) combination, never occurs in any training file.
+ *   arith_prompts.jsonl {"prompt", "answer"}: training arithmetic prompts (none
+ *                       held out; as many as sft.jsonl's arithmetic ones) with
+ *                       the answer as text, for verifiable rewards (reward_match).
  *   hh_eval.jsonl,      n_eval_pairs pairs each, in the formats above, on the
  *   pku_eval.jsonl      held-out prompts only: held-out accuracy of reward
  *                       and cost models (`rlhf eval --score-model`).

@@ -546,6 +546,27 @@ rl_status rl_synth_write(const rl_synth_cfg *cfg, const char *dir, char *err, si
         json_object_set_new(e, "safety_ties", json_integer(ties));
         json_object_set_new(files, "pku.jsonl", e);
     }
+    /* arith_prompts.jsonl: training arithmetic prompts with their answer, for
+     * online recipes with a verifiable reward (reward_match against the
+     * "answer" column); as many as sft.jsonl's arithmetic demonstrations, none
+     * held out; its own stream leaves the other files as they were */
+    if (ok) {
+        int64_t c[RL_FAM_COUNT];
+        rl_thirds(cfg->n_sft, c);
+        rl_part_rng(&r, cfg->seed, 6);
+        ok = rl_out_open(&o, dir, "arith_prompts.jsonl", err, errlen);
+        for (int64_t i = 0; ok && i < c[RL_FAM_ARITH]; i++) {
+            rl_synth_prompt p = rl_world_sample(&w, &r, RL_FAM_ARITH);
+            rl_synth_prompt_text(&p, pt, sizeof pt);
+            snprintf(x, sizeof x, "%d", p.answer);
+            ok = rl_out_line(&o, json_pack("{s:s,s:s}", "prompt", pt, "answer", x));
+        }
+        ok = rl_out_close(&o, ok, err, errlen);
+        json_t *e = json_object();
+        json_object_set_new(e, "records", json_integer(c[RL_FAM_ARITH]));
+        json_object_set_new(e, "arith", json_integer(c[RL_FAM_ARITH]));
+        json_object_set_new(files, "arith_prompts.jsonl", e);
+    }
     /* hh_eval.jsonl, pku_eval.jsonl: pairs on the held-out prompts only (cycled
      * in order, so each family gets a third), for held-out reward-model and
      * cost-model accuracy; their own RNG streams leave the training files as
