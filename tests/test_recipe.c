@@ -1321,8 +1321,9 @@ static void test_prelude_and_natives_tables(void **state) {
     assert_true(pr->n_stmts >= 10);
     rl_recipe_free(pr);
     assert_non_null(strstr(rl_recipe_prelude_source(), "fn masked_mean(x, m) = sum(x * m) / sum(m)"));
-    const char *need[] = {"at_end", "gae", "whiten", "var", "std", "window_mean", "kl"};
-    for (int k = 0; k < 7; k++) {
+    const char *need[] = {"at_end", "gae",       "whiten",    "var",       "std",       "window_mean",     "kl",
+                          "agg_loss", "group_mean", "group_sum", "group_std", "group_loo", "group_broadcast"};
+    for (int k = 0; k < (int)(sizeof need / sizeof need[0]); k++) {
         bool found = false;
         for (int i = 0; i < rl_recipe_n_natives(); i++)
             if (strcmp(rl_recipe_native_at(i)->name, need[k]) == 0) found = true;
@@ -1330,7 +1331,9 @@ static void test_prelude_and_natives_tables(void **state) {
     }
     assert_null(rl_recipe_native_at(-1));
     rl_recipe_fns f = rl_recipe_gpt2_fns(NULL);
-    assert_int_equal(f.n_fns, 5);
+    const char *fns[] = {"token_logprobs", "end_score", "values", "logits", "generate", "reward_match", "reward_format"};
+    assert_int_equal(f.n_fns, 7);
+    for (int k = 0; k < 7; k++) assert_string_equal(f.fns[k].name, fns[k]);
     assert_non_null(f.dry.make);
 }
 
