@@ -1,5 +1,6 @@
-/* tests/test_builtin_offline.c - the reference-free offline pairwise built-ins,
- * recipes/orpo.recipe and recipes/simpo.recipe, against docs/objectives.md.
+/* tests/test_builtin_offline.c - the offline built-ins beyond DPO,
+ * recipes/orpo.recipe, recipes/simpo.recipe (pairwise, reference-free) and
+ * recipes/kto.recipe (unpaired), against docs/objectives.md.
  * Every expected number is computed here in plain C doubles from the formulas
  * as the public code writes them (TRL's ORPOTrainer, SimPO's simpo_trainer.py),
  * with the per-token log-probabilities read back from the tiny GPT-2
@@ -383,9 +384,77 @@ static int lm_tensors(void) {
     return n;
 }
 
+/* ---- kto ------------------------------------------------------------------------------- */
+
+/* KTO as TRL's KTOTrainer computes it, by hand: h = sum over the completion
+ * of log pi - log pi_ref; z0 = max(0, mean of h over the mismatched rows);
+ * loss = mean(label lam_d (1 - sig(beta (h - z0))) + (1 - label) lam_u (1 - sig(beta (z0 - h)))). */
+static void test_kto_by_hand(void **state) {
+    (void)state;
+    rl_gpt2 *pol = rl_test_tiny_gpt2(g_ctx, RL_GPT2_LM, 11), *ref = rl_test_tiny_gpt2(g_ctx, RL_GPT2_LM, 12);
+    batch s, k;
+    make_pairs(&s, &k, 71);
+    double lps[96], lrs[96], lpk[96], lrk[96];
+    logprobs(pol, &s, lps), logprobs(ref, &s, lrs), logprobs(pol, &k, lpk), logprobs(ref, &k, lrk);
+    const double label[4] = {1, 0, 1, 1};
+    int64_t B = 4;
+    rl_tensor *lab = rl_tensor_new(g_ctx, RL_F64, 1, &B, "label");
+    assert_int_equal(rl_tensor_write(g_ctx, lab, label, sizeof label), RL_OK);
+    const struct {
+        const char *sets[4];
+        double beta, ld, lu;
+        int swap; /* policy and reference exchanged: z0 on the other side of 0 */
+    } cases[] = {
+        {{NULL}, 0.1, 1, 1, 0},
+        {{"beta=2", "lam_d=1.3", "lam_u=0.7", NULL}, 2, 1.3, 0.7, 0},
+        {{"beta=2", NULL}, 2, 1, 1, 1},
+    };
+    int clamped = 0, unclamped = 0;
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        rl_recipe *r;
+        rl_recipe_program *p = builtin64("kto", cases[c].sets, &r);
+        int sw = cases[c].swap;
+        assert_int_equal(rl_recipe_bind_model(p, "policy", sw ? ref : pol), RL_OK);
+        assert_int_equal(rl_recipe_bind_model(p, "ref", sw ? pol : ref), RL_OK);
+        assert_int_equal(rl_recipe_bind_tokens(p, "seq", s.ids, s.mask, s.attn), RL_OK);
+        assert_int_equal(rl_recipe_bind_tokens(p, "kl_seq", k.ids, k.mask, k.attn), RL_OK);
+        assert_int_equal(rl_recipe_bind_tensor(p, "label", lab), RL_OK);
+        assert_int_equal(rl_recipe_run_loss(p, g_ctx, -1, -1), RL_OK);
+        const double beta = cases[c].beta, sign = sw ? -1 : 1;
+        double h[4], hk = 0;
+        for (int b = 0; b < 4; b++) {
+            h[b] = 0;
+            for (int t = 0; t < 7; t++) {
+                h[b] += sign * s.hmask[b * 7 + t] * (lps[b * 7 + t] - lrs[b * 7 + t]);
+                hk += sign * k.hmask[b * 7 + t] * (lpk[b * 7 + t] - lrk[b * 7 + t]) / 4;
+            }
+        }
+        double z0 = hk > 0 ? hk : 0, want = 0, rc = 0, rr = 0;
+        clamped += hk <= 0, unclamped += hk > 0;
+        for (int b = 0; b < 4; b++) {
+            double des = cases[c].ld * (1 - 1 / (1 + exp(-beta * (h[b] - z0))));
+            double und = cases[c].lu * (1 - 1 / (1 + exp(-beta * (z0 - h[b]))));
+            want += (label[b] * des + (1 - label[b]) * und) / 4;
+            rc += label[b] * beta * h[b] / 3, rr += (1 - label[b]) * beta * h[b];
+        }
+        assert_close(get(rl_recipe_loss(p, 0), 0), want, 1e-12, "KTO loss");
+        assert_close(metric(p, "kl"), z0, 1e-12, "z0");
+        assert_close(metric(p, "reward_chosen"), rc, 1e-12, "reward_chosen");
+        assert_close(metric(p, "reward_rejected"), rr, 1e-12, "reward_rejected");
+        assert_close(metric(p, "reward_margin"), rc - rr, 1e-12, "reward_margin");
+        free_prog(p, r);
+    }
+    /* both sides of the clamp were exercised */
+    assert_true(clamped > 0 && unclamped > 0);
+    rl_tensor_free(g_ctx, lab);
+    free_pairs(&s, &k);
+    rl_gpt2_free(g_ctx, pol), rl_gpt2_free(g_ctx, ref);
+}
+
 /* `rlhf gradcheck NAME [--set ...]` in-process: every tensor of the policy
- * (the loss's only trainable) passes against f64 central differences. */
-static void check(const char *name, const char *const *sets, int elems) {
+ * (the loss's only trainable) and the float inputs the loss reaches (KTO's
+ * label: `inputs` of them) pass against f64 central differences. */
+static void check_inputs(const char *name, const char *const *sets, int elems, int inputs) {
     rl_recipe *r = load_builtin(name, sets);
     rl_recipe_gc_opts o;
     rl_recipe_gc_opts_default(&o);
@@ -397,11 +466,13 @@ static void check(const char *name, const char *const *sets, int elems) {
         rl_recipe_gradcheck(r, &o, &res);
         fail_msg("%s: %s", name, res.msg);
     }
-    assert_int_equal(res.n_tensors, lm_tensors());
+    assert_int_equal(res.n_tensors, lm_tensors() + inputs);
     assert_true(res.n_elems >= res.n_tensors);
     assert_true(res.max_rel < 1e-4);
     rl_recipe_free(r);
 }
+
+static void check(const char *name, const char *const *sets, int elems) { check_inputs(name, sets, elems, 0); }
 
 static void test_gradcheck(void **state) {
     (void)state;
@@ -409,6 +480,8 @@ static void test_gradcheck(void **state) {
     check("orpo", (const char *[]){"nll_prompt=false", "lam=1", NULL}, 3);
     check("simpo", NULL, 0);
     check("simpo", (const char *[]){"eps=0.1", "beta=10", NULL}, 3);
+    /* z0 is a stop() of the policy: the check holds it at the point checked, as the tape does */
+    check_inputs("kto", (const char *[]){"beta=2", NULL}, 3, 1);
 }
 
 /* The batch-split report at B = 4 (splits 2 x 2 and 4 x 1): SimPO is a mean
@@ -435,6 +508,7 @@ static void test_batch_split(void **state) {
     splits("simpo", (const char *[]){"eps=0.1", NULL}, 0);
     splits("orpo", NULL, 2);
     splits("orpo", (const char *[]){"nll_prompt=false", NULL}, 2);
+    splits("kto", NULL, 2); /* z0 is the micro-batch's mean */
 }
 
 int main(void) {
@@ -444,6 +518,7 @@ int main(void) {
         cmocka_unit_test(test_simpo_by_hand),
         cmocka_unit_test(test_simpo_tie_closed_form),
         cmocka_unit_test(test_defaults),
+        cmocka_unit_test(test_kto_by_hand),
         cmocka_unit_test(test_gradcheck),
         cmocka_unit_test(test_batch_split),
     };

@@ -542,11 +542,16 @@ static const char *k_cols = "recipe cols : supervised\n"
                             "input n     : i32[B] from \"meta.n\"\n"
                             "input w     : f32[B] from \"meta.w\"\n"
                             "input ans   : tokens from \"answer\"\n"
+                            "input kl    : tokens from \"mismatched\"\n"
                             "model policy : lm trainable, adamw(lr = 1e-4)\n"
                             "lp = seq_sum(token_logprobs(policy, seq), seq.mask)\n"
                             "loss = -mean(w * (2 * label - 1) * lp) / 100\n"
                             "log lab = mean(label), nsum = sum(float(n)), wmean = mean(w),\n"
-                            "    alen = mean(sum(float(ans.mask), axis = -1))\n";
+                            "    alen = mean(sum(float(ans.mask), axis = -1)),\n"
+                            "    ms = sum(float(seq.mask)), mk = sum(float(kl.mask)),\n"
+                            "    is = sum(float(seq.ids) * float(seq.attn)), ik = sum(float(kl.ids) * float(kl.attn)),\n"
+                            "    s0 = sum(float(slice(seq.ids, 0, 0, 1)) * float(slice(seq.mask, 0, 0, 1))),\n"
+                            "    k5 = sum(float(slice(kl.ids, 0, 5, 6)) * float(slice(kl.mask, 0, 5, 6)))\n";
 
 /* Unpaired data (TRL's prompt-completion-label, KTO's input): the recipe
  * reads a boolean, a nested integer and number, and a string tokenized
@@ -574,6 +579,14 @@ static void test_columns(void **state) {
     rl_test_assert_close(num(m[0], "nsum"), nsum, 1e-7, "sum(meta.n)");
     rl_test_assert_close(num(m[0], "wmean"), wsum / 6, 1e-7, "mean(meta.w)");
     rl_test_assert_close(num(m[0], "alen"), alen / 6, 1e-7, "answer tokens (one byte each)");
+    /* the mismatched rows (KTO's KL rows) hold the same prompts and responses, shifted by one:
+     * row 5 ends with row 0's response */
+    rl_test_assert_close(num(m[0], "mk"), num(m[0], "ms"), 0, "mismatched response tokens");
+    rl_test_assert_close(num(m[0], "ik"), num(m[0], "is"), 0, "mismatched token ids");
+    rl_test_assert_close(num(m[0], "k5"), num(m[0], "s0"), 0, "row 5's response is row 0's");
+    /* and the built-in kto trains on this unpaired data */
+    TRAIN_OK(&res, (char *)builtin("kto"), "--data", (char *)P("unpaired.jsonl"), "--out", (char *)P("kto"), "--steps",
+             "2", "--batch", "3");
     free_lines(m, n);
     /* a column the data lacks: the data file's line, the input and where it is declared */
     char *bad = rl_test_read_file(P("cols.recipe"));

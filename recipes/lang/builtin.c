@@ -13,11 +13,11 @@
 #include <sys/stat.h>
 
 static const char *const rl_builtin_names[] = {
-    "sft", "bradley_terry", "cost_model", "ppo_kl", "safe_rlhf", "dpo", "ipo", "orpo", "simpo",
+    "sft", "bradley_terry", "cost_model", "ppo_kl", "safe_rlhf", "dpo", "ipo", "orpo", "simpo", "kto",
 };
 
 const char *const rl_recipe_row_columns[] = {"prompt", "response", "completion", "chosen", "rejected",
-                                             "safer", "unsafer", "safer_sign", "unsafer_sign", NULL};
+                                             "safer", "unsafer", "safer_sign", "unsafer_sign", "mismatched", NULL};
 
 int rl_recipe_is_row_column(const char *col) {
     for (int i = 0; col && rl_recipe_row_columns[i]; i++)

@@ -255,7 +255,20 @@ static rl_status run_ir(rl_recipe_program *p, rl_ctx *ctx, rl_ir *in) {
         rl_tensor *a[16];
         for (int i = 0; i < in->n_args && i < 16; i++) a[i] = p->vals[in->args[i]].t;
         o->kind = RL_RV_TENSOR;
+        if (p->stop_mode == 2 && in->op == RL_OP_STOP_GRADIENT && in->stop_val) {
+            o->t = in->stop_val;
+            break;
+        }
         o->t = run_op(p, ctx, in, a);
+        if (p->stop_mode == 1 && in->op == RL_OP_STOP_GRADIENT && o->t) {
+            rl_tensor_free(ctx, in->stop_val);
+            in->stop_val = rl_tensor_new(ctx, o->t->dtype, o->t->ndim, o->t->shape, "stop");
+            size_t nb = rl_dtype_size(o->t->dtype) * (size_t)o->t->numel;
+            void *buf = malloc(nb ? nb : 1);
+            if (!in->stop_val || !buf || rl_tensor_read(ctx, o->t, buf, nb) || rl_tensor_write(ctx, in->stop_val, buf, nb))
+                rl_ctx_fail(ctx, RL_ERR_MEMORY, "recording stop(): out of memory");
+            free(buf);
+        }
         break;
     }
     case IR_FN: return run_fn(p, ctx, in);

@@ -534,8 +534,10 @@ static void parse_input(rl_parser *p, int from) {
         s->lib = cur(p)->s;
         s->libsp = cur(p)->sp;
         adv(p);
-        /* a text field is as long as its own text: tokens[B, T_answer], not the rows' T */
-        if (s->type.tokens && !s->type.dims_written && !rl_recipe_is_row_column(s->lib))
+        /* a text field (and the mismatched rows) is as long as its own text:
+         * tokens[B, T_answer], not the rows' T */
+        if (s->type.tokens && !s->type.dims_written &&
+            (!rl_recipe_is_row_column(s->lib) || !strcmp(s->lib, "mismatched")))
             s->type.dim[1] = rl_rpool_printf(&p->r->pool, "T_%s", s->names[0]);
     }
 }

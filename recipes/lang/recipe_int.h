@@ -269,6 +269,7 @@ typedef struct rl_ir {
     int64_t dry_len;
     void *state;        /* STATEFUL functions */
     void *dry_state;    /* the same during the shape check */
+    rl_tensor *stop_val; /* IR_OP stop: its value at the point a gradient check checks (persistent) */
     int model;          /* IR_FN: the model passed (or -1); IR_MODEL: the model */
 } rl_ir;
 
@@ -381,6 +382,10 @@ struct rl_recipe_program {
     /* every function an IR_FN calls: natives, model functions, externs */
     const rl_recipe_fn **fnv; int n_fnv, cap_fnv;
     void **fnv_user; int cap_fnv_user; /* the user pointer each one is called with */
+    /* gradient checks: 1 records every stop()'s value (ir.stop_val), 2 replays
+     * them, so that central differences hold stop(x) constant at the point
+     * checked, as the tape does (KTO's z0 is a stop() of the policy) */
+    int stop_mode;
     int64_t *lits; int n_lits, cap_lits; /* integer literals (the shape check avoids them as primes) */
 
     rl_ir *ir; int n_ir, cap_ir;

@@ -323,8 +323,9 @@ typedef struct rl_recipe_optim {
 
 /* The token rows a runner builds from a data file's format rather than reads
  * as a field (`input c : tokens from "chosen"`): prompt, response,
- * completion, chosen, rejected, safer, unsafer, and the PKU cost signs
- * safer_sign, unsafer_sign. NULL-terminated. */
+ * completion, chosen, rejected, safer, unsafer, the PKU cost signs
+ * safer_sign, unsafer_sign, and mismatched (row k's prompt with row k+1's
+ * response, the batch shifted by one: KTO's KL estimate). NULL-terminated. */
 extern const char *const rl_recipe_row_columns[];
 int rl_recipe_is_row_column(const char *col);
 

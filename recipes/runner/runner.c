@@ -254,6 +254,7 @@ static const struct {
     {"unsafer", RN_FEED_UNSAFER, RL_ROWS_PAIRS},
     {"safer_sign", RN_FEED_SIGN_S, RL_ROWS_PAIRS}, /* PKU: cost signs [B], +1 unsafe, -1 safe */
     {"unsafer_sign", RN_FEED_SIGN_U, RL_ROWS_PAIRS},
+    {"mismatched", RN_FEED_MISMATCHED, RL_ROWS_SFT},   /* row k's prompt + row k+1's response */
 };
 #define RN_N_ROW_COLS ((int)(sizeof rn_row_cols / sizeof rn_row_cols[0]))
 
@@ -314,7 +315,8 @@ static rl_status rn_plan_feeds(rn *r, rl_rows_kind *rows) {
         }
         if (!col) col = in->name; /* a number input: the field of its name */
         int k = rn_row_col(col);
-        if (k >= 0 && rn_row_cols[k].feed >= RN_FEED_SIGN_S) {
+        bool sign = k >= 0 && (rn_row_cols[k].feed == RN_FEED_SIGN_S || rn_row_cols[k].feed == RN_FEED_SIGN_U);
+        if (sign) {
             if (in->type.tokens)
                 return rn_fail(r, RL_ERR_ARG, "%s: input '%s' reads \"%s\", cost signs [B]: declare it i32[B] or f32[B]",
                                rn_where(r, in, at, sizeof at), in->name, col);
@@ -560,6 +562,39 @@ static rl_status rn_bind_column(rn *r, int i, const rl_data_batch *b) {
     return st;
 }
 
+/* KTO's KL rows (Ethayarajh et al. 2024; TRL's KTOTrainer): row k is row
+ * k's prompt followed by row k+1's response (the batch shifted by one, the
+ * last row taking the first's), so that log pi(y' | x) - log pi_ref(y' | x)
+ * over mismatched pairs estimates the KL term z0. Mask on the response;
+ * cut to T from the response's end. */
+static rl_status rn_bind_mismatched(rn *r, const char *name, const rl_rows *rw) {
+    int64_t B = rw->B, W = 1;
+    for (int64_t k = 0; k < B; k++) {
+        int64_t j = (k + 1) % B, w = rw->prompt_len[k] + rw->len[j] - rw->prompt_len[j];
+        if (w > W) W = w;
+    }
+    if (W > r->T) W = r->T;
+    size_t n = (size_t)(B * W);
+    int32_t *ids = malloc(sizeof(int32_t) * n), *mask = calloc(n, sizeof(int32_t)), *attn = calloc(n, sizeof(int32_t));
+    if (!ids || !mask || !attn) {
+        free(ids), free(mask), free(attn);
+        return rn_fail(r, RL_ERR_MEMORY, "out of memory");
+    }
+    for (size_t e = 0; e < n; e++) ids[e] = r->pad_id;
+    for (int64_t k = 0; k < B; k++) {
+        int64_t j = (k + 1) % B, t = 0;
+        for (int64_t s = 0; s < rw->prompt_len[k] && t < W; s++, t++)
+            ids[k * W + t] = rw->ids[k * rw->T + s], attn[k * W + t] = 1;
+        for (int64_t s = rw->prompt_len[j]; s < rw->len[j] && t < W; s++, t++)
+            ids[k * W + t] = rw->ids[j * rw->T + s], attn[k * W + t] = 1, mask[k * W + t] = 1;
+    }
+    int64_t shape[2] = {B, W};
+    rl_tensor *ti = rl_const(r->ctx, RL_I32, 2, shape, ids), *tm = rl_const(r->ctx, RL_I32, 2, shape, mask);
+    rl_tensor *ta = rl_const(r->ctx, RL_I32, 2, shape, attn);
+    free(ids), free(mask), free(attn);
+    return ti && tm && ta ? rl_recipe_bind_tokens(r->p, name, ti, tm, ta) : rl_ctx_status(r->ctx);
+}
+
 /* Binds the batch's arena tensors (again after every rl_ctx_reset). */
 static rl_status rn_bind(rn *r) {
     const rl_data_batch *b = r->batch;
@@ -591,6 +626,8 @@ static rl_status rn_bind(rn *r) {
             st = t ? rl_recipe_bind_tensor(r->p, name, t) : rl_ctx_status(r->ctx);
         } else if (r->feed[i] == RN_FEED_COLUMN || r->feed[i] == RN_FEED_TEXT) {
             st = rn_bind_column(r, i, b);
+        } else if (r->feed[i] == RN_FEED_MISMATCHED) {
+            st = rn_bind_mismatched(r, name, &b->rows);
         } else {
             const rl_rows *rw = rn_rows_of(b, r->feed[i]);
             int64_t shape[2] = {rw->B, rw->T};

@@ -58,6 +58,7 @@ typedef enum {
     RN_FEED_ROWS = 0,        /* b->rows (demos, prompts) */
     RN_FEED_CHOSEN, RN_FEED_REJECTED, RN_FEED_SAFER, RN_FEED_UNSAFER,
     RN_FEED_SIGN_S, RN_FEED_SIGN_U,
+    RN_FEED_MISMATCHED,      /* row k's prompt + row k+1's response (KTO's KL rows, TRL) */
     RN_FEED_COLUMN,          /* a number column of the data: f32[B] / i32[B] (booleans 0/1) */
     RN_FEED_TEXT,            /* a string column, tokenized alone: tokens (mask = attn) */
     RN_FEED_PTX,             /* online: demonstrations from --ptx-data (ppo_kl's ptx term) */

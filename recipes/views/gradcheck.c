@@ -222,7 +222,19 @@ static void check_tensor(gc_state *s, const rl_recipe_gc_opts *o, rl_recipe_gc_r
     rl_tensor *in[1] = {t};
     mark_loss(s->p, li, s->only);
     s->p->only = s->only;
-    rl_status st = rl_gradcheck_fn(s->ctx, loss_fn, s, 1, in, &go, &gr);
+    /* stop(x) of a loss-phase x (KTO's z0) is a constant to the tape: the
+     * differences must hold it at its value here too */
+    s->p->stop_mode = 1;
+    rl_tensor *base = loss_fn(s->ctx, NULL, s);
+    rl_ctx_reset(s->ctx);
+    s->p->stop_mode = 2;
+    rl_status st = base ? rl_gradcheck_fn(s->ctx, loss_fn, s, 1, in, &go, &gr) : RL_ERR_STATE;
+    if (!base) memset(&gr, 0, sizeof gr);
+    s->p->stop_mode = 0;
+    for (int i = 0; i < s->p->n_ir; i++) {
+        rl_tensor_free(s->ctx, s->p->ir[i].stop_val);
+        s->p->ir[i].stop_val = NULL;
+    }
     s->p->only = NULL;
     rl_ctx_clear_error(s->ctx);
     const char *lname = rl_recipe_loss_at(s->p, li)->name;
