@@ -185,13 +185,19 @@ rl_tensor *rl_slice(rl_ctx *ctx, rl_tensor *x, int axis, int64_t start, int64_t 
 /* ---- concat ------------------------------------------------------------------------ */
 
 /* Attribute: axis (normalised). */
-rl_tensor *rl_concat(rl_ctx *ctx, int n, rl_tensor *const *xs, int axis) {
+/* The checks concat and stack share: at least one input, each a valid tensor. */
+static bool rl_check_inputs(rl_ctx *ctx, const char *op, int n, rl_tensor *const *xs) {
     if (n < 1 || !xs) {
-        rl_ctx_fail(ctx, RL_ERR_ARG, "concat: needs at least one input (got n = %d)", n);
-        return NULL;
+        rl_ctx_fail(ctx, RL_ERR_ARG, "%s: needs at least one input (got n = %d)", op, n);
+        return false;
     }
     for (int i = 0; i < n; i++)
-        if (!rl_check_input(ctx, "concat", i, xs[i])) return NULL;
+        if (!rl_check_input(ctx, op, i, xs[i])) return false;
+    return true;
+}
+
+rl_tensor *rl_concat(rl_ctx *ctx, int n, rl_tensor *const *xs, int axis) {
+    if (!rl_check_inputs(ctx, "concat", n, xs)) return NULL;
     const rl_tensor *x0 = xs[0];
     char d0[96], di[96];
     if (x0->ndim == 0) {
@@ -225,12 +231,7 @@ rl_tensor *rl_concat(rl_ctx *ctx, int n, rl_tensor *const *xs, int axis) {
 
 /* Attribute: axis (normalised, of the output). */
 rl_tensor *rl_stack(rl_ctx *ctx, int n, rl_tensor *const *xs, int axis) {
-    if (n < 1 || !xs) {
-        rl_ctx_fail(ctx, RL_ERR_ARG, "stack: needs at least one input (got n = %d)", n);
-        return NULL;
-    }
-    for (int i = 0; i < n; i++)
-        if (!rl_check_input(ctx, "stack", i, xs[i])) return NULL;
+    if (!rl_check_inputs(ctx, "stack", n, xs)) return NULL;
     const rl_tensor *x0 = xs[0];
     char d0[96], di[96];
     if (x0->ndim >= RL_MAX_DIMS) {

@@ -21,13 +21,14 @@
 #include <string.h>
 
 static void rl_gradcheck_usage(FILE *f) {
+    char names[600];
     fprintf(f,
             "usage: rlhf gradcheck --op NAME | --all | --recipes | RECIPE [options]\n"
             "  --op NAME     check one op of the op table (see --list)\n"
             "  --all         check every op\n"
             "  --list        print the op names and the built-in recipes\n"
-            "  RECIPE        check a recipe: a .recipe file or a built-in name (sft, bradley_terry,\n"
-            "                cost_model, ppo_kl, safe_rlhf, dpo, ipo)\n"
+            "  RECIPE        check a recipe: a .recipe file or a built-in name:\n"
+            "                %s\n"
             "  --recipes     check every built-in recipe\n"
             "  --set K=V     override a recipe hyper (repeatable)\n"
             "  --elems N     recipes: elements sampled per model tensor (default 6)\n"
@@ -35,7 +36,8 @@ static void rl_gradcheck_usage(FILE *f) {
             "  --splits      recipes: also check that micro-batches (every size dividing the batch)\n"
             "                accumulate to the batch's loss and gradients, and say which losses do not\n"
             "  --seed N      seed of the random inputs (default 1234 for ops, 1 for recipes)\n"
-            "  --verbose     print each failing element\n");
+            "  --verbose     print each failing element\n",
+            rl_recipe_builtin_list(names, sizeof names));
 }
 
 static int rl_gradcheck_one(rl_op op, const rl_gc_opts *opts) {

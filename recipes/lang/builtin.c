@@ -25,6 +25,14 @@ int rl_recipe_is_row_column(const char *col) {
     return 0;
 }
 
+char *rl_recipe_builtin_list(char *buf, size_t n) {
+    size_t k = 0;
+    if (n) buf[0] = 0;
+    for (int i = 0; i < rl_recipe_n_builtins() && k < n; i++)
+        k += (size_t)snprintf(buf + k, n - k, "%s%s", i ? ", " : "", rl_builtin_names[i]);
+    return buf;
+}
+
 int rl_recipe_n_builtins(void) { return (int)(sizeof rl_builtin_names / sizeof rl_builtin_names[0]); }
 
 const char *rl_recipe_builtin_name(int i) {

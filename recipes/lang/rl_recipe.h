@@ -457,6 +457,8 @@ const char *rl_recipe_prelude_source(void);
 
 /* The recipes shipped in recipes/: sft, bradley_terry, cost_model, ppo_kl,
  * safe_rlhf, dpo, ipo (i in [0, rl_recipe_n_builtins); NULL outside). */
+/* "sft, bradley_terry, ...": the built-in names for usage texts; returns buf. */
+char *rl_recipe_builtin_list(char *buf, size_t n);
 int rl_recipe_n_builtins(void);
 const char *rl_recipe_builtin_name(int i);
 /* A recipe argument as command lines take it: an existing file is itself;

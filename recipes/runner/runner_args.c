@@ -4,6 +4,7 @@
  */
 #include "rl_file.h"
 #include "rl_runner.h"
+#include "rl_recipe.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -23,6 +24,7 @@ void rl_runner_cfg_init(rl_runner_cfg *c) {
 }
 
 void rl_runner_usage(FILE *f) {
+    char names[600];
     fprintf(f,
             "usage: rlhf train RECIPE [--data F] [--data-kind auto|demos|hh|pku|prompts] [--ptx-data F]\n"
             "                  [--init MODEL=CKPT|MODEL=OTHER ...] [--set k=v ...] [--out DIR]\n"
@@ -31,15 +33,16 @@ void rl_runner_usage(FILE *f) {
             "                  [--device cpu|cuda] [--ckpt-every N] [--resume] [--skip-bad-lines]\n"
             "                  [--preset tiny|mini|small|gpt2] [--tokenizer bytes|DIR] [--ctx T]\n"
             "                  [--sample-every N] [--samples N] [--log-every N] [--group-by-length G] [--quiet]\n"
-            "RECIPE is a .recipe file or a built-in name (sft, bradley_terry, cost_model, ppo_kl,\n"
-            "safe_rlhf, dpo, ipo). Trains the recipe's stage (supervised, pairwise, online or fullbatch) and writes\n"
+            "RECIPE is a .recipe file or a built-in name (%s).\n"
+            "Trains the recipe's stage (supervised, pairwise, online or fullbatch) and writes\n"
             "OUT/metrics.jsonl, OUT/samples.jsonl, OUT/checkpoint.safetensors (every --ckpt-every\n"
             "steps and at the end; --resume continues from it) and OUT/MODEL/ for every trainable\n"
             "model. Models without --init are fresh --preset models (seed S). `rlhf plot OUT` draws\n"
             "the curves. --group-by-length G batches examples of similar length (windows of G\n"
             "batches sorted by length; less padding, same order for a seed). Defaults: --batch 8,\n"
             "--ppo-epochs 1, 1 epoch (fullbatch: 100 steps), no length grouping,\n"
-            "--preset tiny, --tokenizer bytes, --out runs/<recipe name>.\n");
+            "--preset tiny, --tokenizer bytes, --out runs/<recipe name>.\n",
+            rl_recipe_builtin_list(names, sizeof names));
 }
 
 /* A whole-string integer >= lo. */
