@@ -199,7 +199,7 @@ static void read_gen(const rl_recipe_program *p, gen *g) {
 }
 
 static const char *const BUILTINS[] = {"sft", "bradley_terry", "cost_model", "ppo_kl", "safe_rlhf", "dpo", "ipo",
-                                        "orpo", "simpo", "kto"};
+                                        "orpo", "simpo", "kto", "grpo", "dapo", "rloo", "reinforce_pp", "remax"};
 
 /* ---- every built-in compiles cleanly ---------------------------------------------------- */
 

@@ -14,6 +14,7 @@
 
 static const char *const rl_builtin_names[] = {
     "sft", "bradley_terry", "cost_model", "ppo_kl", "safe_rlhf", "dpo", "ipo", "orpo", "simpo", "kto",
+    "grpo", "dapo", "rloo", "reinforce_pp", "remax",
 };
 
 const char *const rl_recipe_row_columns[] = {"prompt", "response", "completion", "chosen", "rejected",
