@@ -14,6 +14,8 @@
  * shape and choice errors, generate's n, and each recipe's gradient check
  * with its batch-split report.
  */
+#include <valgrind/valgrind.h>
+
 #include "rl_test.h"
 #include "rl_test_batch.h"
 
@@ -971,6 +973,10 @@ static void test_gradcheck_and_splits(void **state) {
     (void)state;
     /* the token mean divides each micro-batch by its own token count */
     check_and_split("grpo", (const char *[]){"G=2", "loss_agg=token_mean", "kl_in=reward", NULL}, 2);
+    /* under valgrind (the suite's memcheck run) one check covers these code
+     * paths; the other settings' numbers are asserted in the plain and
+     * sanitizer runs, and seven recipe gradchecks would take hours there */
+    if (RUNNING_ON_VALGRIND) return;
     /* per-sequence means and the constant normaliser do not */
     check_and_split("grpo", (const char *[]){"G=2", "scale_rewards=batch", NULL}, 0);
     check_and_split("grpo", (const char *[]){"G=2", "loss_agg=seq_mean_token_sum_norm", "scale_rewards=none", NULL}, 0);

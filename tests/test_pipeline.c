@@ -70,7 +70,7 @@ static const char *const tiny_sets[] = {
     NULL, /* out=..., filled in */
     "preset=tiny", "threads=1", "synth_args=--n-sft 1500 --n-pairs 1500 --n-eval 30 --n-eval-pairs 120",
     "sft_steps=60", "rm_steps=80", "rm_lr=2e-3", "sft_lr=3e-3", "ppo_steps=20", "ppo_batch=16", "max_new=12",
-    "critic_lr=3e-3", "eval=--samples 1 --max-new 12 --seed 1"};
+    "critic_lr=3e-3", "grpo_steps=10", "eval=--samples 1 --max-new 12 --seed 1"};
 
 /* Runs a loaded pipeline with its progress in g_dir/out.txt; returns the
  * result and the progress (caller frees). */
