@@ -32,6 +32,14 @@
 #include "rl_recipe_gradcheck.h"
 #include "rl_test_recipe.h"
 
+/* The suite's memcheck run (valgrind, 30-50x slower) runs the cheaper half
+ * of this file: the same code paths (generation in groups, the group
+ * natives, agg_loss, the recipe gradcheck through tests/test_recipe_gradcheck.c);
+ * the numbers of every case are asserted in the plain and sanitizer runs. */
+static void valgrind_skip(void) {
+    if (RUNNING_ON_VALGRIND) skip();
+}
+
 /* ---- helpers -------------------------------------------------------------------------- */
 
 #define NMAX 512 /* elements of a [rows, T] value */
@@ -377,6 +385,7 @@ static void grpo_case(const char *agg, const char *scale, const char *kl_in, dou
 static void test_grpo_by_hand(void **state) {
     (void)state;
     grpo_case("seq_mean_token_mean", "group", "loss", 0.3);   /* the paper's GRPO */
+    if (RUNNING_ON_VALGRIND) return; /* see valgrind_skip */
     grpo_case("token_mean", "batch", "reward", 0.3);
     grpo_case("seq_mean_token_sum", "none", "loss", 0.3);
     grpo_case("seq_mean_token_sum_norm", "none", "reward", 0.3); /* Dr.GRPO */
@@ -466,6 +475,7 @@ static void test_dapo_by_hand(void **state) {
 
 static void test_rloo_by_hand(void **state) {
     (void)state;
+    valgrind_skip();
     const int64_t G = 3;
     const double beta = 0.2, clip = 0.2;
     models m;
@@ -603,6 +613,7 @@ static void rpp_case(int64_t G, bool baseline, int est) {
 
 static void test_reinforce_pp_by_hand(void **state) {
     (void)state;
+    valgrind_skip();
     rpp_case(1, false, 1); /* OpenRLHF's default: one sample per prompt, k1 */
     rpp_case(3, true, 2);  /* REINFORCE++-baseline with k2 */
 }
@@ -695,6 +706,7 @@ static const char *hyper_str(const rl_recipe_program *p, const char *name) {
 /* The defaults docs/objectives.md gives, with their sources (the recipes' comments). */
 static void test_defaults(void **state) {
     (void)state;
+    valgrind_skip();
     rl_recipe *r;
     rl_recipe_program *p = builtin64("grpo", NULL, &r);
     assert_close(hyper(p, "lr"), 1e-6, 0, "grpo lr (TRL)");
@@ -971,12 +983,9 @@ static void check_and_split(const char *name, const char *const *sets, int want_
 
 static void test_gradcheck_and_splits(void **state) {
     (void)state;
+    valgrind_skip();
     /* the token mean divides each micro-batch by its own token count */
     check_and_split("grpo", (const char *[]){"G=2", "loss_agg=token_mean", "kl_in=reward", NULL}, 2);
-    /* under valgrind (the suite's memcheck run) one check covers these code
-     * paths; the other settings' numbers are asserted in the plain and
-     * sanitizer runs, and seven recipe gradchecks would take hours there */
-    if (RUNNING_ON_VALGRIND) return;
     /* per-sequence means and the constant normaliser do not */
     check_and_split("grpo", (const char *[]){"G=2", "scale_rewards=batch", NULL}, 0);
     check_and_split("grpo", (const char *[]){"G=2", "loss_agg=seq_mean_token_sum_norm", "scale_rewards=none", NULL}, 0);
