@@ -434,7 +434,8 @@ static rl_status native_group_broadcast(const rl_recipe_call *c, rl_recipe_value
  *   token_mean               sum(x m) / sum(m)              (DAPO; TRL's "dapo"; split-dependent)
  *   seq_mean_token_mean      mean_b sum_t(x m) / sum_t(m)   (GRPO's paper)
  *   seq_mean_token_sum       mean_b sum_t(x m)
- *   seq_mean_token_sum_norm  sum(x m) / (rows * norm)       (Dr.GRPO; norm 0: T, the batch's length)
+ *   seq_mean_token_sum_norm  sum(x m) / (rows * norm)       (Dr.GRPO and TRL's "dr_grpo"; verl's mode of
+ *                            this name divides by norm alone; norm 0: T, the batch's length)
  * A row without a mask token counts as a mean of 0 (its count is taken as 1). */
 static rl_status native_agg_loss(const rl_recipe_call *c, rl_recipe_value *out) {
     rl_ctx *ctx = c->ctx;
