@@ -4,7 +4,12 @@
  *   - the byte-level tokenizer: one token per byte (id = byte value) plus a
  *     few special tokens (ids 256..263, below); no files needed;
  *   - GPT-2's byte-level BPE, read from the standard vocab.json + merges.txt,
- *     encoding exactly as OpenAI's gpt-2/src/encoder.py does.
+ *     encoding exactly as OpenAI's gpt-2/src/encoder.py does;
+ *   - a Hugging Face tokenizer.json (or tokenizer.json.gz) with a byte-level
+ *     BPE model, as Llama 3 and Qwen2/2.5/3 publish it, encoding exactly as
+ *     the Hugging Face `tokenizers` library does (models/tokenizer_hf.c says
+ *     which fields and values it supports; anything else is refused with a
+ *     message naming the file and the field).
  *
  *   char err[512];
  *   rl_tokenizer *tok = rl_tokenizer_open("models/gpt2", err, sizeof err);   // or "bytes"
@@ -19,6 +24,16 @@
  * Round trip: decode(encode(x)) == x byte for byte, for any bytes, including
  * invalid UTF-8 and NUL bytes (lengths are explicit).
  *
+ * tokenizer.json: its added tokens are the special tokens here. Without
+ * RL_TOKENIZE_SPECIAL those marked "special" are plain text, but the others
+ * (Qwen3's <think>, <tool_call>, ...) are still split out, as the library
+ * does with encode_special_tokens (transformers' split_special_tokens=True);
+ * with it, all of them are (the library's default, longest match first).
+ * RL_TOKENIZE_ADD_BOS adds what the file's post_processor template puts
+ * around one sequence (Llama 3: <|begin_of_text|> in front), i.e. the
+ * library's add_special_tokens=True; it does nothing for other tokenizers.
+ * With an NFC normalizer (Qwen2/3), decode(encode(x)) is NFC(x), not x.
+ *
  * Special tokens (<|endoftext|> and, for the byte tokenizer, <|pad|>, <|sep|>)
  * are NOT recognised in the text by rl_tokenizer_encode: the text
  * "<|endoftext|>" is encoded as ordinary characters, so user-supplied text
@@ -31,6 +46,12 @@
  * End of sequence and padding: both use rl_tokenizer_eos_id() (the GPT-2
  * convention; padding is masked out anyway). A BPE vocab.json must contain
  * "<|endoftext|>". Other special ids are found with rl_tokenizer_token_id().
+ * A tokenizer.json takes eos/bos/pad from tokenizer_config.json beside it
+ * (eos_token, bos_token, pad_token: a string, {"content": ...} or null);
+ * without that file, or where a field is absent (or eos_token null), eos is
+ * the first of <|endoftext|>, <|end_of_text|>, </s> among the added tokens,
+ * bos <|begin_of_text|> or <s> among them (else -1), and pad is eos. A null
+ * bos_token or pad_token means none (bos -1, pad = eos).
  *
  * GPT-2 pre-tokenization (rl_pretokenizer_next) follows the pattern of
  * encoder.py, which uses the `regex` module (not Python's `re`):
@@ -82,6 +103,7 @@ enum {
 /* Flags of rl_tokenizer_encode_ex. */
 enum {
     RL_TOKENIZE_SPECIAL = 1u << 0, /* turn special tokens' text into their ids */
+    RL_TOKENIZE_ADD_BOS = 1u << 1, /* tokenizer.json: add the post-processor's template (BOS) */
 };
 
 /* The byte-level tokenizer (never fails but for memory: NULL). */
@@ -92,7 +114,12 @@ rl_tokenizer *rl_tokenizer_bpe_load(const char *vocab_json, const char *merges_t
                                     char *err, size_t errlen);
 /* The same from DIR/vocab.json and DIR/merges.txt. */
 rl_tokenizer *rl_tokenizer_bpe_load_dir(const char *dir, char *err, size_t errlen);
-/* "bytes" gives the byte-level tokenizer; anything else is a directory for
+/* A Hugging Face tokenizer.json, or tokenizer.json.gz (gzip). NULL with a
+ * message in err naming the file (and the field) on failure. */
+rl_tokenizer *rl_tokenizer_hf_load(const char *path, char *err, size_t errlen);
+/* "bytes" gives the byte-level tokenizer; a file is a tokenizer.json(.gz)
+ * for rl_tokenizer_hf_load; a directory gives its tokenizer.json (or
+ * tokenizer.json.gz) when it has one, else it goes to
  * rl_tokenizer_bpe_load_dir. For command lines and recipe files. */
 rl_tokenizer *rl_tokenizer_open(const char *spec, char *err, size_t errlen);
 void rl_tokenizer_free(rl_tokenizer *tok);
@@ -119,6 +146,10 @@ rl_status rl_tokenizer_decode(rl_tokenizer *tok, const int32_t *ids, int64_t n,
 rl_tokenizer_kind rl_tokenizer_kind_of(const rl_tokenizer *tok);
 int32_t rl_tokenizer_vocab_size(const rl_tokenizer *tok);
 int32_t rl_tokenizer_eos_id(const rl_tokenizer *tok);
+/* Beginning of sequence (-1: none; the GPT-2 and byte tokenizers have none). */
+int32_t rl_tokenizer_bos_id(const rl_tokenizer *tok);
+/* Padding: tokenizer_config.json's pad_token, else eos. */
+int32_t rl_tokenizer_pad_id(const rl_tokenizer *tok);
 /* The id of a token given by its text (a special token such as "<|pad|>", a
  * byte token's single byte, or a BPE vocabulary entry as raw bytes), or -1. */
 int32_t rl_tokenizer_token_id(const rl_tokenizer *tok, const char *token, size_t len);

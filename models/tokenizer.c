@@ -12,9 +12,16 @@
  * the merging of words seen recently, as encoder.py's self.cache does. The
  * plain loop of encoder.py is kept as a reference mode the tests compare
  * against (bpe_merge_reference).
+ *
+ * This BPE core is shared through tokenizer_internal.h with tokenizer_hf.c,
+ * which loads Hugging Face tokenizer.json files into the same object; the
+ * library's merge (a queue of (rank, position), new pairs competing at once)
+ * gives the same ids as encoder.py's passes whenever a merge's parts rank
+ * below it, as in every trained vocabulary (checked on Llama 3 and Qwen3).
  */
 #include "rl_file.h"
 #include "rl_tokenizer.h"
+#include "tokenizer_internal.h"
 
 #include <errno.h>
 #include <jansson.h>
@@ -22,6 +29,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <utf8proc.h>
 
 /* ---- small helpers ----------------------------------------------------- */
@@ -56,15 +64,9 @@ static uint64_t hash_u64(uint64_t x) { /* splitmix64's finaliser */
     return x;
 }
 
-static size_t pow2_at_least(size_t n) {
-    size_t c = 16;
-    while (c < n) c <<= 1;
-    return c;
-}
-
 /* Shows a token for a message: printable ASCII as is, other bytes as \xNN,
  * cut at about 40 bytes. */
-static const char *show(const char *s, size_t n, char *buf, size_t bufn) {
+const char *rl_tok_show(const char *s, size_t n, char *buf, size_t bufn) {
     size_t o = 0;
     for (size_t i = 0; i < n && o + 8 < bufn; i++) {
         unsigned char c = (unsigned char)s[i];
@@ -82,7 +84,7 @@ static const char *show(const char *s, size_t n, char *buf, size_t bufn) {
  * 174..255 stand for themselves; the other 68 bytes get the code points
  * 256, 257, ... in byte order, so every byte is a visible character and
  * vocab.json / merges.txt never contain spaces or control characters. */
-static void byte_alphabet(uint32_t byte_to_cp[256], int16_t cp_to_byte[324]) {
+void rl_tok_byte_alphabet(uint32_t byte_to_cp[256], int16_t cp_to_byte[324]) {
     int n = 0;
     for (int b = 0; b < 256; b++) {
         int keep = (b >= 33 && b <= 126) || (b >= 161 && b <= 172) || (b >= 174 && b <= 255);
@@ -95,7 +97,7 @@ static void byte_alphabet(uint32_t byte_to_cp[256], int16_t cp_to_byte[324]) {
 /* Converts a string of the alphabet (UTF-8) to the raw bytes it stands for.
  * Returns the number of bytes, or -1 with *bad set to the offending code
  * point (-1 for invalid UTF-8). out needs room for len bytes. */
-static long alphabet_to_bytes(const int16_t cp_to_byte[324], const char *s, size_t len,
+long rl_tok_alphabet_to_bytes(const int16_t cp_to_byte[324], const char *s, size_t len,
                               uint8_t *out, long *bad) {
     size_t i = 0;
     long n = 0;
@@ -112,61 +114,6 @@ static long alphabet_to_bytes(const int16_t cp_to_byte[324], const char *s, size
 }
 
 /* ---- GPT-2's pre-tokenizer ---------------------------------------------------- */
-
-enum { CL_OTHER = 0, CL_LETTER, CL_NUMBER, CL_SPACE };
-
-/* \s of the `regex` module (which encoder.py imports as re) is the Unicode
- * White_Space property; it is stable since Unicode 6.3 (when U+180E left it). */
-static int is_white_space(int32_t cp) {
-    if (cp <= 0x20) return cp == 0x20 || (cp >= 0x09 && cp <= 0x0D);
-    if (cp < 0x85) return 0;
-    return cp == 0x85 || cp == 0xA0 || cp == 0x1680 || (cp >= 0x2000 && cp <= 0x200A) ||
-           cp == 0x2028 || cp == 0x2029 || cp == 0x202F || cp == 0x205F || cp == 0x3000;
-}
-
-static int class_of_cp(int32_t cp) {
-    if (is_white_space(cp)) return CL_SPACE;
-    switch (utf8proc_category(cp)) {
-    case UTF8PROC_CATEGORY_LU: case UTF8PROC_CATEGORY_LL: case UTF8PROC_CATEGORY_LT:
-    case UTF8PROC_CATEGORY_LM: case UTF8PROC_CATEGORY_LO:
-        return CL_LETTER;
-    case UTF8PROC_CATEGORY_ND: case UTF8PROC_CATEGORY_NL: case UTF8PROC_CATEGORY_NO:
-        return CL_NUMBER;
-    default:
-        return CL_OTHER;
-    }
-}
-
-/* ASCII, the common case, without a table lookup in utf8proc. */
-static inline int ascii_class(uint8_t c) {
-    if ((uint8_t)((c | 0x20) - 'a') < 26) return CL_LETTER;
-    if ((uint8_t)(c - '0') < 10) return CL_NUMBER;
-    if (c == ' ' || (c >= 0x09 && c <= 0x0D)) return CL_SPACE;
-    return CL_OTHER;
-}
-
-/* Class of the character at s[pos] and its width in bytes. Bytes that are
- * not valid UTF-8 (stray continuation bytes, overlong forms, surrogates,
- * truncated sequences) are symbols of width 1. */
-static inline int char_class(const uint8_t *s, size_t len, size_t pos, size_t *w) {
-    uint8_t c = s[pos];
-    if (c < 0x80) { *w = 1; return ascii_class(c); }
-    utf8proc_int32_t cp;
-    utf8proc_ssize_t n = utf8proc_iterate(s + pos, (utf8proc_ssize_t)(len - pos), &cp);
-    if (n <= 0) { *w = 1; return CL_OTHER; }
-    *w = (size_t)n;
-    return class_of_cp(cp);
-}
-
-/* End of the run of characters of class cl starting at pos. */
-static size_t run_end(const uint8_t *s, size_t len, size_t pos, int cl) {
-    while (pos < len) {
-        size_t w;
-        if (char_class(s, len, pos, &w) != cl) break;
-        pos += w;
-    }
-    return pos;
-}
 
 /* One match of
  *   's|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+
@@ -186,14 +133,14 @@ size_t rl_pretokenizer_next(const char *text, size_t len, size_t pos) {
         }
     }
     size_t w;
-    int cl = char_class(s, len, pos, &w);
+    int cl = rl_tok_char_class(s, len, pos, &w);
     /* " ?X+": one optional leading SPACE (not any whitespace) joins the word. */
     if (s[pos] == ' ' && pos + 1 < len) {
         size_t w1;
-        int cl1 = char_class(s, len, pos + 1, &w1);
-        if (cl1 != CL_SPACE) return run_end(s, len, pos + 1 + w1, cl1);
+        int cl1 = rl_tok_char_class(s, len, pos + 1, &w1);
+        if (cl1 != CL_SPACE) return rl_tok_run_end(s, len, pos + 1 + w1, cl1);
     }
-    if (cl != CL_SPACE) return run_end(s, len, pos + w, cl);
+    if (cl != CL_SPACE) return rl_tok_run_end(s, len, pos + w, cl);
     /* \s+(?!\S): a whitespace run that ends the text is taken whole; one that
      * is followed by a non-space gives back its last character (which then
      * prefixes the next word, when it is a space). A lone whitespace
@@ -201,7 +148,7 @@ size_t rl_pretokenizer_next(const char *text, size_t len, size_t pos) {
     size_t last = pos, e = pos + w;
     while (e < len) {
         size_t w2;
-        if (char_class(s, len, e, &w2) != CL_SPACE) break;
+        if (rl_tok_char_class(s, len, e, &w2) != CL_SPACE) break;
         last = e;
         e += w2;
     }
@@ -211,65 +158,7 @@ size_t rl_pretokenizer_next(const char *text, size_t len, size_t pos) {
 
 /* ---- the tokenizer object ------------------------------------------------------ */
 
-typedef struct {
-    int32_t id;
-    uint32_t len;
-    const char *text; /* points into the decode pool */
-} special_tok;
-
-typedef struct {
-    uint64_t key;  /* (left id << 32) | right id; UINT64_MAX when empty */
-    int32_t rank;
-    int32_t id;    /* the merged token */
-} merge_slot;
-
-typedef struct {
-    uint64_t hash;
-    uint32_t koff, klen; /* klen == 0: empty (words are never empty) */
-    uint32_t voff, vlen;
-} cache_slot;
-
-typedef struct {
-    int32_t rank, pos, a, b, id; /* pair (a, b) at pos merges into id */
-} heap_ent;
-
-#define CACHE_SLOTS (1u << 15)
-#define CACHE_MAX_WORD 256
-#define SMALL_WORD 64 /* symbols: longer words use the priority queue */
-
-struct rl_tokenizer {
-    rl_tokenizer_kind kind;
-    int32_t vocab_size;
-    int32_t eos_id;
-    int reference_mode;
-    char err[512];
-    /* Decoding: token i is pool[off[i] .. off[i+1]). */
-    char *pool;
-    uint32_t *off;
-    special_tok *special; /* longest first, for matching */
-    int nspecial;
-    /* BPE only. */
-    int32_t byte_id[256];
-    int32_t *tok_map; /* raw bytes -> id, open addressing over ids; -1 empty */
-    size_t tok_cap;
-    merge_slot *merges;
-    size_t merge_cap;
-    /* Word cache. */
-    cache_slot *cache;
-    size_t cache_count;
-    char *ckeys;
-    size_t ckeys_len, ckeys_cap;
-    int32_t *cvals;
-    size_t cvals_len, cvals_cap;
-    /* Scratch for merging one word. */
-    int32_t *w_tok, *w_next, *w_prev;
-    size_t w_cap;
-    heap_ent *heap, *pending;
-    size_t heap_cap, pending_cap;
-};
-
-static void tok_fail(rl_tokenizer *tok, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void tok_fail(rl_tokenizer *tok, const char *fmt, ...) {
+void rl_tok_fail(rl_tokenizer *tok, const char *fmt, ...) {
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(tok->err, sizeof tok->err, fmt, ap);
@@ -291,6 +180,9 @@ void rl_tokenizer_free(rl_tokenizer *tok) {
     free(tok->w_prev);
     free(tok->heap);
     free(tok->pending);
+    free(tok->hf.prefix);
+    free(tok->hf.suffix);
+    free(tok->hf.norm);
     free(tok);
 }
 
@@ -338,6 +230,8 @@ rl_tokenizer *rl_tokenizer_bytes_new(void) {
     tok->kind = RL_TOKENIZER_BYTES;
     tok->vocab_size = RL_TOK_BYTES_VOCAB;
     tok->eos_id = RL_TOK_BYTES_EOS;
+    tok->bos_id = -1;
+    tok->pad_id = RL_TOK_BYTES_EOS;
     size_t total = 256;
     for (int i = 0; i < RL_TOK_BYTES_VOCAB - 256; i++) total += strlen(names[i]);
     tok->pool = malloc(total);
@@ -359,7 +253,7 @@ rl_tokenizer *rl_tokenizer_bytes_new(void) {
 
 /* ---- BPE: hash maps ----------------------------------------------------------- */
 
-static int32_t tok_lookup(const rl_tokenizer *tok, const void *s, size_t len) {
+int32_t rl_tok_lookup(const rl_tokenizer *tok, const void *s, size_t len) {
     if (!tok->tok_map) return -1;
     size_t mask = tok->tok_cap - 1;
     for (size_t i = hash_bytes(s, len) & mask;; i = (i + 1) & mask) {
@@ -371,7 +265,7 @@ static int32_t tok_lookup(const rl_tokenizer *tok, const void *s, size_t len) {
     }
 }
 
-static void tok_insert(rl_tokenizer *tok, int32_t id) {
+void rl_tok_insert(rl_tokenizer *tok, int32_t id) {
     size_t mask = tok->tok_cap - 1;
     uint32_t l;
     const char *t = token_bytes(tok, id, &l);
@@ -392,7 +286,7 @@ static inline merge_slot *merge_find(const rl_tokenizer *tok, int32_t a, int32_t
 
 /* encoder.py builds its ranks with dict(zip(merges, range(...))), so a pair
  * listed twice keeps its later rank; this does the same. */
-static void merge_insert(rl_tokenizer *tok, int32_t a, int32_t b, int32_t rank, int32_t id) {
+void rl_tok_merge_insert(rl_tokenizer *tok, int32_t a, int32_t b, int32_t rank, int32_t id) {
     uint64_t key = ((uint64_t)(uint32_t)a << 32) | (uint32_t)b;
     size_t mask = tok->merge_cap - 1;
     size_t i = hash_u64(key) & mask;
@@ -474,20 +368,20 @@ static int load_vocab(rl_tokenizer *tok, const char *path, const int16_t cp_to_b
         size_t klen = strlen(key); /* keys with NUL bytes cannot be alphabet strings anyway */
         if (!json_is_integer(val)) {
             rl_errf(err, errlen, RL_ERR_ARG, "%s: the id of token \"%s\" is not an integer", path,
-                    show(key, klen, buf, sizeof buf));
+                    rl_tok_show(key, klen, buf, sizeof buf));
             free(lens);
             goto out;
         }
         json_int_t id = json_integer_value(val);
         if (id < 0 || (size_t)id >= n) {
             rl_errf(err, errlen, RL_ERR_ARG, "%s: token \"%s\" has id %lld, outside [0, %zu) (ids must be 0..N-1 for N tokens)",
-                    path, show(key, klen, buf, sizeof buf), (long long)id, n);
+                    path, rl_tok_show(key, klen, buf, sizeof buf), (long long)id, n);
             free(lens);
             goto out;
         }
         if (lens[id]) {
             rl_errf(err, errlen, RL_ERR_ARG, "%s: id %lld is given to two tokens (one is \"%s\")", path,
-                    (long long)id, show(key, klen, buf, sizeof buf));
+                    (long long)id, rl_tok_show(key, klen, buf, sizeof buf));
             free(lens);
             goto out;
         }
@@ -509,15 +403,15 @@ static int load_vocab(rl_tokenizer *tok, const char *path, const int16_t cp_to_b
     uint32_t o = 0;
     for (size_t i = 0; i < n; i++) {
         long bad = 0;
-        long r = alphabet_to_bytes(cp_to_byte, src[i], strlen(src[i]), (uint8_t *)tok->pool + o, &bad);
+        long r = rl_tok_alphabet_to_bytes(cp_to_byte, src[i], strlen(src[i]), (uint8_t *)tok->pool + o, &bad);
         if (r < 0) {
             if (bad < 0)
                 rl_errf(err, errlen, RL_ERR_ARG, "%s: token \"%s\" (id %zu) is not valid UTF-8", path,
-                        show(src[i], strlen(src[i]), buf, sizeof buf), i);
+                        rl_tok_show(src[i], strlen(src[i]), buf, sizeof buf), i);
             else
                 rl_errf(err, errlen, RL_ERR_ARG, "%s: token \"%s\" (id %zu) has the character U+%04lX, which is "
                         "not in GPT-2's byte-to-unicode alphabet", path,
-                        show(src[i], strlen(src[i]), buf, sizeof buf), i, (unsigned long)bad);
+                        rl_tok_show(src[i], strlen(src[i]), buf, sizeof buf), i, (unsigned long)bad);
             free(src);
             goto out;
         }
@@ -528,15 +422,15 @@ static int load_vocab(rl_tokenizer *tok, const char *path, const int16_t cp_to_b
     free(src);
     /* The lookup map; the alphabet is a bijection, so distinct strings have
      * distinct bytes. */
-    tok->tok_cap = pow2_at_least(2 * n);
+    tok->tok_cap = rl_tok_pow2(2 * n);
     tok->tok_map = malloc(tok->tok_cap * sizeof *tok->tok_map);
     if (!tok->tok_map) { rl_errf(err, errlen, RL_ERR_MEMORY, "%s: out of memory", path); goto out; }
     memset(tok->tok_map, 0xff, tok->tok_cap * sizeof *tok->tok_map);
-    for (size_t i = 0; i < n; i++) tok_insert(tok, (int32_t)i);
+    for (size_t i = 0; i < n; i++) rl_tok_insert(tok, (int32_t)i);
     /* Byte-level BPE can encode anything only if every byte is a token. */
     for (int b = 0; b < 256; b++) {
         uint8_t c = (uint8_t)b;
-        tok->byte_id[b] = tok_lookup(tok, &c, 1);
+        tok->byte_id[b] = rl_tok_lookup(tok, &c, 1);
         if (tok->byte_id[b] < 0) {
             utf8proc_uint8_t u[8];
             utf8proc_ssize_t ul = utf8proc_encode_char((utf8proc_int32_t)byte_to_cp[b], u);
@@ -546,7 +440,7 @@ static int load_vocab(rl_tokenizer *tok, const char *path, const int16_t cp_to_b
             goto out;
         }
     }
-    tok->eos_id = tok_lookup(tok, "<|endoftext|>", 13);
+    tok->eos_id = rl_tok_lookup(tok, "<|endoftext|>", 13);
     if (tok->eos_id < 0) {
         rl_errf(err, errlen, RL_ERR_ARG, "%s: has no \"<|endoftext|>\" token (needed as end of sequence and padding)", path);
         goto out;
@@ -567,7 +461,7 @@ static int load_merges(rl_tokenizer *tok, const char *path, const int16_t cp_to_
     /* Count lines for the map's size. */
     size_t lines = 1;
     for (size_t i = 0; i < len; i++) lines += text[i] == '\n';
-    tok->merge_cap = pow2_at_least(2 * lines);
+    tok->merge_cap = rl_tok_pow2(2 * lines);
     tok->merges = malloc(tok->merge_cap * sizeof *tok->merges);
     uint8_t *raw = malloc(len + 1);
     if (!tok->merges || !raw) { rl_errf(err, errlen, RL_ERR_MEMORY, "%s: out of memory", path); goto out; }
@@ -589,7 +483,7 @@ static int load_merges(rl_tokenizer *tok, const char *path, const int16_t cp_to_
         size_t l2 = sp ? ll - l1 - 1 : 0;
         if (!sp || l1 == 0 || l2 == 0 || memchr(sp + 1, ' ', l2) || memchr(line, '\t', ll)) {
             rl_errf(err, errlen, RL_ERR_ARG, "%s line %ld: malformed merge \"%s\" (expected two tokens separated by one space)",
-                    path, lineno, show(line, ll, b1, sizeof b1));
+                    path, lineno, rl_tok_show(line, ll, b1, sizeof b1));
             goto out;
         }
         int32_t ids[3];
@@ -598,32 +492,32 @@ static int load_merges(rl_tokenizer *tok, const char *path, const int16_t cp_to_
         size_t plen[2] = {l1, l2};
         for (int k = 0; k < 2; k++) {
             long bad = 0;
-            long r = alphabet_to_bytes(cp_to_byte, part[k], plen[k], raw + (k ? rl[0] : 0), &bad);
+            long r = rl_tok_alphabet_to_bytes(cp_to_byte, part[k], plen[k], raw + (k ? rl[0] : 0), &bad);
             if (r < 0) {
                 if (bad < 0)
                     rl_errf(err, errlen, RL_ERR_ARG, "%s line %ld: \"%s\" is not valid UTF-8", path, lineno,
-                            show(part[k], plen[k], b1, sizeof b1));
+                            rl_tok_show(part[k], plen[k], b1, sizeof b1));
                 else
                     rl_errf(err, errlen, RL_ERR_ARG, "%s line %ld: \"%s\" has the character U+%04lX, which is not in "
                             "GPT-2's byte-to-unicode alphabet", path, lineno,
-                            show(part[k], plen[k], b1, sizeof b1), (unsigned long)bad);
+                            rl_tok_show(part[k], plen[k], b1, sizeof b1), (unsigned long)bad);
                 goto out;
             }
             rl[k] = (size_t)r;
-            ids[k] = tok_lookup(tok, raw + (k ? rl[0] : 0), rl[k]);
+            ids[k] = rl_tok_lookup(tok, raw + (k ? rl[0] : 0), rl[k]);
             if (ids[k] < 0) {
                 rl_errf(err, errlen, RL_ERR_ARG, "%s line %ld: \"%s\" is not in the vocabulary", path, lineno,
-                        show(part[k], plen[k], b1, sizeof b1));
+                        rl_tok_show(part[k], plen[k], b1, sizeof b1));
                 goto out;
             }
         }
-        ids[2] = tok_lookup(tok, raw, rl[0] + rl[1]);
+        ids[2] = rl_tok_lookup(tok, raw, rl[0] + rl[1]);
         if (ids[2] < 0) {
             rl_errf(err, errlen, RL_ERR_ARG, "%s line %ld: the merge of \"%s\" and \"%s\" is not in the vocabulary",
-                    path, lineno, show(part[0], plen[0], b1, sizeof b1), show(part[1], plen[1], b2, sizeof b2));
+                    path, lineno, rl_tok_show(part[0], plen[0], b1, sizeof b1), rl_tok_show(part[1], plen[1], b2, sizeof b2));
             goto out;
         }
-        merge_insert(tok, ids[0], ids[1], rank++, ids[2]);
+        rl_tok_merge_insert(tok, ids[0], ids[1], rank++, ids[2]);
     }
     rc = 0;
 out:
@@ -641,7 +535,7 @@ rl_tokenizer *rl_tokenizer_bpe_load(const char *vocab_json, const char *merges_t
     }
     uint32_t byte_to_cp[256];
     int16_t cp_to_byte[324];
-    byte_alphabet(byte_to_cp, cp_to_byte);
+    rl_tok_byte_alphabet(byte_to_cp, cp_to_byte);
     rl_tokenizer *tok = calloc(1, sizeof *tok);
     if (!tok) { rl_errf(err, errlen, RL_ERR_MEMORY, "out of memory"); return NULL; }
     tok->kind = RL_TOKENIZER_BPE;
@@ -655,6 +549,8 @@ rl_tokenizer *rl_tokenizer_bpe_load(const char *vocab_json, const char *merges_t
         rl_tokenizer_free(tok);
         return NULL;
     }
+    tok->bos_id = -1;
+    tok->pad_id = tok->eos_id;
     return tok;
 }
 
@@ -681,7 +577,24 @@ rl_tokenizer *rl_tokenizer_open(const char *spec, char *err, size_t errlen) {
         if (!t) rl_errf(err, errlen, RL_ERR_MEMORY, "out of memory");
         return t;
     }
-    return rl_tokenizer_bpe_load_dir(spec, err, errlen);
+    if (!spec) { rl_errf(err, errlen, RL_ERR_ARG, "rl_tokenizer_open: spec is NULL"); return NULL; }
+    struct stat st;
+    if (stat(spec, &st) == 0 && !S_ISDIR(st.st_mode)) return rl_tokenizer_hf_load(spec, err, errlen);
+    /* A directory: its tokenizer.json wins over vocab.json + merges.txt (a
+     * Hugging Face checkpoint may hold both; tokenizer.json has the added
+     * tokens and the exact pre-tokenizer). */
+    size_t n = strlen(spec) + 24;
+    char *p = malloc(n);
+    if (!p) { rl_errf(err, errlen, RL_ERR_MEMORY, "out of memory"); return NULL; }
+    rl_tokenizer *tok = NULL;
+    int found = 0;
+    static const char *const names[] = {"tokenizer.json", "tokenizer.json.gz"};
+    for (int k = 0; k < 2 && !found; k++) {
+        snprintf(p, n, "%s/%s", spec, names[k]);
+        if (stat(p, &st) == 0) { found = 1; tok = rl_tokenizer_hf_load(p, err, errlen); }
+    }
+    free(p);
+    return found ? tok : rl_tokenizer_bpe_load_dir(spec, err, errlen);
 }
 
 /* ---- BPE: merging one word ------------------------------------------------- */
@@ -804,7 +717,7 @@ static size_t bpe_merge_small(const rl_tokenizer *tok, int32_t *w, size_t n) {
 static int bpe_merge_heap(rl_tokenizer *tok, int32_t *w, size_t *np) {
     size_t n = *np;
     if (n > tok->w_cap) { /* the three per-symbol arrays share one capacity */
-        size_t c = pow2_at_least(n);
+        size_t c = rl_tok_pow2(n);
         int32_t *a = realloc(tok->w_tok, c * sizeof *a);
         if (a) tok->w_tok = a;
         int32_t *b = realloc(tok->w_next, c * sizeof *b);
@@ -907,7 +820,7 @@ static void cache_put(rl_tokenizer *tok, const char *s, size_t len, uint64_t h, 
 /* ---- encoding ---------------------------------------------------------------- */
 
 /* Encodes one pre-token into out (room for len ids); returns the count or -1. */
-static long bpe_word(rl_tokenizer *tok, const char *s, size_t len, int32_t *out) {
+long rl_tok_bpe_word(rl_tokenizer *tok, const char *s, size_t len, int32_t *out) {
     for (size_t i = 0; i < len; i++) out[i] = tok->byte_id[(uint8_t)s[i]];
     if (len == 1) return 1;
     int use_cache = !tok->reference_mode && len <= CACHE_MAX_WORD;
@@ -934,13 +847,7 @@ static long bpe_word(rl_tokenizer *tok, const char *s, size_t len, int32_t *out)
     return (long)n;
 }
 
-/* The growing output of an encode call. */
-typedef struct {
-    int32_t *v;
-    size_t n, cap;
-} id_buf;
-
-static int ids_reserve(id_buf *b, size_t extra) {
+int rl_tok_ids_reserve(rl_tok_ids *b, size_t extra) {
     if (b->n + extra <= b->cap) return 0;
     size_t c = b->cap ? b->cap : 16;
     while (c < b->n + extra) c *= 2;
@@ -952,10 +859,10 @@ static int ids_reserve(id_buf *b, size_t extra) {
 }
 
 /* Encodes a stretch of text without special tokens; 0 or -1 (memory). */
-static int encode_plain(rl_tokenizer *tok, const char *s, size_t len, id_buf *b) {
+static int encode_plain(rl_tokenizer *tok, const char *s, size_t len, rl_tok_ids *b) {
     if (len == 0) return 0; /* s may be NULL */
     if (tok->kind == RL_TOKENIZER_BYTES) {
-        if (ids_reserve(b, len) != 0) return -1;
+        if (rl_tok_ids_reserve(b, len) != 0) return -1;
         for (size_t i = 0; i < len; i++) b->v[b->n + i] = (uint8_t)s[i];
         b->n += len;
         return 0;
@@ -963,8 +870,8 @@ static int encode_plain(rl_tokenizer *tok, const char *s, size_t len, id_buf *b)
     for (size_t p = 0; p < len;) {
         size_t e = rl_pretokenizer_next(s, len, p);
         /* a word never has more ids than bytes */
-        if (ids_reserve(b, e - p) != 0) return -1;
-        long k = bpe_word(tok, s + p, e - p, b->v + b->n);
+        if (rl_tok_ids_reserve(b, e - p) != 0) return -1;
+        long k = rl_tok_bpe_word(tok, s + p, e - p, b->v + b->n);
         if (k < 0) return -1;
         b->n += (size_t)k;
         p = e;
@@ -975,21 +882,24 @@ static int encode_plain(rl_tokenizer *tok, const char *s, size_t len, id_buf *b)
 rl_status rl_tokenizer_encode_ex(rl_tokenizer *tok, const char *text, size_t len, unsigned flags,
                                  int32_t **ids, int64_t *n) {
     if (!tok || !ids || !n || (!text && len)) {
-        if (tok) tok_fail(tok, "rl_tokenizer_encode: NULL argument");
+        if (tok) rl_tok_fail(tok, "rl_tokenizer_encode: NULL argument");
         return RL_ERR_ARG;
     }
     *ids = NULL;
     *n = 0;
     if (len > (size_t)INT32_MAX) { /* positions inside a word are int32_t */
-        tok_fail(tok, "rl_tokenizer_encode: %zu bytes of text in one call; the limit is 2 GiB", len);
+        rl_tok_fail(tok, "rl_tokenizer_encode: %zu bytes of text in one call; the limit is 2 GiB", len);
         return RL_ERR_ARG;
     }
     /* GPT-2 averages about 4 bytes a token on English text; the buffer grows
      * when the guess is short (CJK, symbols) */
-    id_buf b = {0};
-    if (ids_reserve(&b, tok->kind == RL_TOKENIZER_BYTES ? len + 1 : len / 3 + 16) != 0) goto oom;
+    rl_tok_ids b = {0};
+    if (rl_tok_ids_reserve(&b, tok->kind == RL_TOKENIZER_BYTES ? len + 1 : len / 3 + 16) != 0) goto oom;
     size_t start = 0;
-    if ((flags & RL_TOKENIZE_SPECIAL) && len > 0) {
+    if (tok->hf.on) {
+        if (rl_tok_hf_encode(tok, text, len, flags, &b) != 0) goto oom;
+        start = len;
+    } else if ((flags & RL_TOKENIZE_SPECIAL) && len > 0) {
         for (size_t p = 0; p + 1 < len;) {
             const char *lt = memchr(text + p, '<', len - p - 1);
             if (!lt) break;
@@ -1001,13 +911,13 @@ rl_status rl_tokenizer_encode_ex(rl_tokenizer *tok, const char *text, size_t len
                     if (sp->len <= len - p && memcmp(text + p, sp->text, sp->len) == 0) { hit = k; break; }
                 }
             if (hit < 0) { p++; continue; }
-            if (encode_plain(tok, text + start, p - start, &b) != 0 || ids_reserve(&b, 1) != 0) goto oom;
+            if (encode_plain(tok, text + start, p - start, &b) != 0 || rl_tok_ids_reserve(&b, 1) != 0) goto oom;
             b.v[b.n++] = tok->special[hit].id;
             p += tok->special[hit].len;
             start = p;
         }
     }
-    if (len && encode_plain(tok, text + start, len - start, &b) != 0) goto oom;
+    if (len > start && encode_plain(tok, text + start, len - start, &b) != 0) goto oom;
     if (b.n < b.cap / 2 && b.cap > 1024) {
         int32_t *shrunk = realloc(b.v, (b.n ? b.n : 1) * sizeof *b.v);
         if (shrunk) b.v = shrunk;
@@ -1017,7 +927,7 @@ rl_status rl_tokenizer_encode_ex(rl_tokenizer *tok, const char *text, size_t len
     return RL_OK;
 oom:
     free(b.v);
-    tok_fail(tok, "rl_tokenizer_encode: out of memory (text of %zu bytes)", len);
+    rl_tok_fail(tok, "rl_tokenizer_encode: out of memory (text of %zu bytes)", len);
     return RL_ERR_MEMORY;
 }
 
@@ -1029,7 +939,7 @@ rl_status rl_tokenizer_encode(rl_tokenizer *tok, const char *text, size_t len, i
 rl_status rl_tokenizer_decode(rl_tokenizer *tok, const int32_t *ids, int64_t n, char **text,
                               size_t *len) {
     if (!tok || !text || !len || n < 0 || (!ids && n)) {
-        if (tok) tok_fail(tok, "rl_tokenizer_decode: NULL argument or negative count");
+        if (tok) rl_tok_fail(tok, "rl_tokenizer_decode: NULL argument or negative count");
         return RL_ERR_ARG;
     }
     *text = NULL;
@@ -1037,7 +947,7 @@ rl_status rl_tokenizer_decode(rl_tokenizer *tok, const int32_t *ids, int64_t n, 
     size_t total = 0;
     for (int64_t i = 0; i < n; i++) {
         if (ids[i] < 0 || ids[i] >= tok->vocab_size) {
-            tok_fail(tok, "rl_tokenizer_decode: id %ld at position %lld is outside [0, %ld)",
+            rl_tok_fail(tok, "rl_tokenizer_decode: id %ld at position %lld is outside [0, %ld)",
                      (long)ids[i], (long long)i, (long)tok->vocab_size);
             return RL_ERR_ARG;
         }
@@ -1045,7 +955,7 @@ rl_status rl_tokenizer_decode(rl_tokenizer *tok, const int32_t *ids, int64_t n, 
     }
     char *out = malloc(total + 1);
     if (!out) {
-        tok_fail(tok, "rl_tokenizer_decode: out of memory for %zu bytes", total);
+        rl_tok_fail(tok, "rl_tokenizer_decode: out of memory for %zu bytes", total);
         return RL_ERR_MEMORY;
     }
     size_t o = 0;
@@ -1064,11 +974,17 @@ rl_status rl_tokenizer_decode(rl_tokenizer *tok, const int32_t *ids, int64_t n, 
 rl_tokenizer_kind rl_tokenizer_kind_of(const rl_tokenizer *tok) { return tok ? tok->kind : RL_TOKENIZER_BYTES; }
 int32_t rl_tokenizer_vocab_size(const rl_tokenizer *tok) { return tok ? tok->vocab_size : 0; }
 int32_t rl_tokenizer_eos_id(const rl_tokenizer *tok) { return tok ? tok->eos_id : -1; }
+int32_t rl_tokenizer_bos_id(const rl_tokenizer *tok) { return tok ? tok->bos_id : -1; }
+int32_t rl_tokenizer_pad_id(const rl_tokenizer *tok) { return tok ? tok->pad_id : -1; }
 const char *rl_tokenizer_error(const rl_tokenizer *tok) { return tok ? tok->err : "NULL tokenizer"; }
 
 int32_t rl_tokenizer_token_id(const rl_tokenizer *tok, const char *token, size_t len) {
     if (!tok || (!token && len)) return -1;
-    if (tok->kind == RL_TOKENIZER_BPE) return tok_lookup(tok, token, len);
+    /* a tokenizer.json's added tokens are not in the vocabulary map */
+    for (int k = 0; k < tok->nspecial && tok->hf.on; k++)
+        if (tok->special[k].len == len && memcmp(tok->special[k].text, token, len) == 0)
+            return tok->special[k].id;
+    if (tok->kind == RL_TOKENIZER_BPE) return rl_tok_lookup(tok, token, len);
     if (len == 1) return (uint8_t)token[0];
     for (int k = 0; k < tok->nspecial; k++)
         if (tok->special[k].len == len && memcmp(tok->special[k].text, token, len) == 0)

@@ -27,6 +27,7 @@ static const rl_cli_cmd rl_cli_cmds[] = {
     {"plot", rl_cmd_plot, "draw a training run's metrics.jsonl to PNG and SVG (gnuplot)"},
     {"graph", rl_cmd_graph, "draw a recipe's dataflow with Graphviz (-o FILE.svg|.png|.dot)"},
     {"pipeline", rl_cmd_pipeline, "run a pipeline file: chained stages, evaluations, results table, aims"},
+    {"tokenize", rl_cmd_tokenize, "text (JSON strings, one a line) to token ids and back (--decode)"},
 };
 
 static void rl_cli_usage(FILE *f) {
