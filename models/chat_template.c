@@ -323,6 +323,7 @@ typedef struct {
     tok *toks;
     size_t ntok, captok, at;
     int loop_depth;
+    int depth; /* recursion depth, so that hostile nesting fails instead of overflowing the stack */
 } P;
 
 static _Noreturn void pfail(P *p, size_t pos, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
@@ -494,7 +495,8 @@ static size_t lex_tag(P *p, size_t pos, int block, size_t open_pos, int *strip) 
             }
             if (!after_dot && j + 1 < n && s[j] == '.' && s[j + 1] >= '0' && s[j + 1] <= '9') {
                 isf = 1;
-                num[k++] = s[j++];
+                if (k < sizeof num - 1) num[k++] = s[j];
+                j++;
                 while (j < n && ((s[j] >= '0' && s[j] <= '9') || s[j] == '_')) {
                     if (s[j] != '_' && k < sizeof num - 1) num[k++] = s[j];
                     j++;
@@ -729,6 +731,11 @@ static node *parse_expr(P *p);
 static node *parse_or(P *p);
 static node *parse_unary(P *p, int with_filter);
 
+enum { MAX_DEPTH = 200 };
+static void enter(P *p) {
+    if (++p->depth > MAX_DEPTH) pfail(p, cur(p)->pos, "template nested too deeply (more than %d levels)", MAX_DEPTH);
+}
+
 /* (args) of a call, filter or test, into n. */
 static void parse_args(P *p, node *n) {
     nvec v = {0};
@@ -956,6 +963,7 @@ static node *parse_filter_expr(P *p, node *n) {
 }
 
 static node *parse_unary(P *p, int with_filter) {
+    enter(p);
     tok *t = cur(p);
     node *n;
     if (is_op(t, "-") || is_op(t, "+")) {
@@ -967,6 +975,7 @@ static node *parse_unary(P *p, int with_filter) {
     }
     n = parse_postfix(p, n);
     if (with_filter) n = parse_filter_expr(p, n);
+    p->depth--;
     return n;
 }
 
@@ -1043,7 +1052,9 @@ static node *parse_not(P *p) {
     if (is_name(cur(p), "not")) {
         node *n = mk(p, N_NOT, cur(p)->pos);
         next(p);
+        enter(p);
         n->a = parse_not(p);
+        p->depth--;
         return n;
     }
     return parse_compare(p);
@@ -1072,6 +1083,7 @@ static node *parse_or(P *p) {
 }
 /* a if c else b (the else part optional: undefined when c is false) */
 static node *parse_expr(P *p) {
+    enter(p);
     node *n = parse_or(p);
     while (is_name(cur(p), "if")) {
         node *x = mk(p, N_COND, cur(p)->pos);
@@ -1084,6 +1096,7 @@ static node *parse_expr(P *p) {
         }
         n = x;
     }
+    p->depth--;
     return n;
 }
 /* An expression, or a tuple of them when commas follow (as in {{ a, b }}). */
@@ -1223,6 +1236,7 @@ static node *parse_statement(P *p) {
 static node *subparse(P *p, const char *const *ends, const char *opener, size_t open_pos) {
     nvec v = {0};
     node *body = mk(p, N_BODY, cur(p)->pos);
+    enter(p);
     for (;;) {
         tok *t = cur(p);
         if (t->kind == T_EOF) {
@@ -1254,6 +1268,7 @@ static node *subparse(P *p, const char *const *ends, const char *opener, size_t 
         }
     }
     nv_to(body, &v);
+    p->depth--;
     return body;
 }
 
@@ -1274,6 +1289,9 @@ typedef struct {
     size_t errlen;
     scope *sc;
     int ctl; /* 1: break, 2: continue, pending */
+    int depth; /* of eval_node and repr/json recursion: left-deep chains (a+b+...) and
+                * self-containing namespaces must fail, not overflow the stack */
+    size_t at;  /* the expression being evaluated, for errors without a node */
     char *out;
     size_t outn, outcap;
     struct tm now;
@@ -1600,6 +1618,7 @@ static void repr_str(sbuf *b, const char *s, size_t n) {
 }
 
 static void repr_into(R *r, sbuf *b, value v) {
+    if (++r->depth > 2000) rfail(r, r->at, "value nested too deeply to print (does a namespace contain itself?)");
     if (v.t == V_STR) {
         repr_str(b, v.u.s.p, v.u.s.n);
     } else if (v.t == V_LIST) {
@@ -1624,6 +1643,7 @@ static void repr_into(R *r, sbuf *b, value v) {
     } else {
         str_into(r, b, v);
     }
+    r->depth--;
 }
 
 static void str_into(R *r, sbuf *b, value v) {
@@ -1694,6 +1714,7 @@ static void json_nl(sbuf *b, value ind, int level) {
 
 static void json_into(R *r, size_t pos, sbuf *b, value v, value ind, int level) {
     char tmp[48];
+    if (level > 1000) rfail(r, pos, "Circular reference detected (or a value nested more than 1000 deep)");
     const char *sep = ind.t == V_NONE ? ", " : ",";
     switch (v.t) {
     case V_NONE: sb_puts(b, "null"); break;
@@ -2535,7 +2556,17 @@ static value compare(R *r, node *n) {
     return v_bool(1);
 }
 
+static value eval_inner(R *r, node *n);
+
 static value eval_node(R *r, node *n) {
+    if (++r->depth > 2000) rfail(r, n->pos, "expression nested too deeply (more than 2000 levels)");
+    r->at = n->pos;
+    value v = eval_inner(r, n);
+    r->depth--;
+    return v;
+}
+
+static value eval_inner(R *r, node *n) {
     switch (n->kind) {
     case N_CONST: return n->k;
     case N_NAME: {

@@ -289,6 +289,95 @@ static void test_malformed_templates(void **state) {
     assert_parse_fails("{{ '\\x4' }}", "truncated \\x escape");
 }
 
+/* Hostile nesting fails with a message instead of overflowing the stack. */
+static void test_deep_nesting(void **state) {
+    (void)state;
+    char err[512];
+    size_t n = 100000;
+    char *src = malloc(n * 20 + 64);
+    assert_non_null(src);
+    const char *pieces[] = {"not ", "- ", "{% if 1 %}", "(", "[", "{% for x in y %}", "a if b else "};
+    for (size_t k = 0; k < sizeof pieces / sizeof *pieces; k++) {
+        size_t len = 0;
+        int block = pieces[k][0] == '{';
+        if (!block) len += (size_t)sprintf(src + len, "{{ ");
+        for (size_t i = 0; i < n; i++) len += (size_t)sprintf(src + len, "%s", pieces[k]);
+        len += (size_t)sprintf(src + len, block ? "x" : "1 }}");
+        rl_chat_template *t = rl_chat_template_parse(src, len, "deep", err, sizeof err);
+        if (t) {
+            rl_chat_template_free(t);
+            fail_msg("nesting '%s' %zu deep parsed", pieces[k], n);
+        }
+        if (!strstr(err, "nested too deeply")) fail_msg("nesting '%s': %s", pieces[k], err);
+    }
+    /* a left-deep chain parses in a loop but must not recurse without bound when evaluated */
+    size_t len = (size_t)sprintf(src, "{{ 1");
+    for (size_t i = 0; i < n; i++) len += (size_t)sprintf(src + len, " + 1");
+    len += (size_t)sprintf(src + len, " }}");
+    rl_chat_template *t = rl_chat_template_parse(src, len, "chain", err, sizeof err);
+    assert_non_null(t);
+    char *out;
+    size_t olen;
+    assert_int_equal(rl_chat_template_render(t, NULL, 0, false, &out, &olen, err, sizeof err), RL_ERR_ARG);
+    assert_contains(err, "nested too deeply");
+    rl_chat_template_free(t);
+    free(src);
+    assert_render_fails("{% set ns = namespace(a=1) %}{% set ns.a = ns %}{{ ns }}", "nested too deeply to print");
+    assert_render_fails("{% set ns = namespace(a=1) %}{% set ns.a = [ns] %}{{ ns.a }}", "nested too deeply to print");
+    assert_render_fails("{% set ns = namespace(a=1) %}{{ [ns] | tojson }}",
+                        "Object of type Namespace is not JSON serializable");
+}
+
+/* Deleting, doubling or replacing a byte anywhere in the Qwen3 template never
+ * crashes: each variant parses or is refused with a message. */
+static void test_mutations_never_crash(void **state) {
+    (void)state;
+    char path[1024], err[512];
+    snprintf(path, sizeof path, "%s/qwen3/tokenizer_config.json", FIXTURES);
+    json_t *root = json_load_file(path, 0, NULL);
+    assert_non_null(root);
+    const char *src = json_string_value(json_object_get(root, "chat_template"));
+    size_t n = strlen(src);
+    char *buf = malloc(n + 2);
+    assert_non_null(buf);
+    rl_chat_message m[] = {{"user", "q"}, {"assistant", "<think>\nr\n</think>\n\na"}, {"user", "again"}};
+    int parsed = 0, refused = 0;
+    const char repl[] = "{}%#-'\"()[]|.~ ";
+    for (size_t i = 0; i < n; i++) {
+        for (int kind = 0; kind < 3; kind++) {
+            size_t len;
+            if (kind == 0) { /* delete */
+                memcpy(buf, src, i);
+                memcpy(buf + i, src + i + 1, n - i - 1);
+                len = n - 1;
+            } else if (kind == 1) { /* double */
+                memcpy(buf, src, i + 1);
+                memcpy(buf + i + 1, src + i, n - i);
+                len = n + 1;
+            } else { /* replace */
+                memcpy(buf, src, n);
+                buf[i] = repl[i % (sizeof repl - 1)];
+                len = n;
+            }
+            rl_chat_template *t = rl_chat_template_parse(buf, len, "mut", err, sizeof err);
+            if (!t) {
+                assert_true(strncmp(err, "mut:", 4) == 0);
+                refused++;
+                continue;
+            }
+            parsed++;
+            char *out;
+            size_t olen;
+            if (rl_chat_template_render(t, m, 3, true, &out, &olen, err, sizeof err) == RL_OK) free(out);
+            else assert_true(err[0] != 0);
+            rl_chat_template_free(t);
+        }
+    }
+    printf("qwen3 one-byte mutations: %d parse, %d refused with a message\n", parsed, refused);
+    free(buf);
+    json_decref(root);
+}
+
 /* Every prefix of the Qwen3 template (and a few mangled variants) either
  * parses or fails with a message; those that parse render or fail cleanly. */
 static void test_prefixes_never_crash(void **state) {
@@ -366,6 +455,7 @@ int main(void) {
         cmocka_unit_test(test_raise_exception),        cmocka_unit_test(test_strftime_and_vars),
         cmocka_unit_test(test_unsupported_constructs), cmocka_unit_test(test_malformed_templates),
         cmocka_unit_test(test_prefixes_never_crash),   cmocka_unit_test(test_load_errors),
+        cmocka_unit_test(test_deep_nesting),           cmocka_unit_test(test_mutations_never_crash),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
