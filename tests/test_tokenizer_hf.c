@@ -383,6 +383,60 @@ static void test_mini_tokenizer(void **state) {
     json_decref(root);
 }
 
+/* GPT-2's vocab.json + merges.txt as Hugging Face writes them into a
+ * tokenizer.json (merges as "a b" strings, plain ByteLevel pre-tokenizer with
+ * GPT-2's pattern): the same ids as the vocab.json loader on the GPT-2 fixture
+ * (from an independent port of encoder.py), and a directory holding both
+ * kinds of files opens its tokenizer.json. */
+static void test_gpt2_tokenizer_json(void **state) {
+    (void)state;
+    json_error_t je;
+    json_t *vocab = json_load_file(FIX "/gpt2/vocab.json", 0, &je);
+    assert_non_null(vocab);
+    char *mt = rl_test_read_file(FIX "/gpt2/merges.txt");
+    assert_non_null(mt);
+    json_t *merges = json_array();
+    for (char *line = strtok(mt, "\n"); line; line = strtok(NULL, "\n"))
+        if (line[0] != '#' && line[0]) json_array_append_new(merges, json_string(line));
+    free(mt);
+    json_t *root = json_pack(
+        "{s:n, s:n, s:[{s:i, s:s, s:b, s:b, s:b, s:b, s:b}], s:n, s:{s:s, s:b, s:b, s:b},"
+        " s:{s:s, s:b, s:b, s:b}, s:{s:s}, s:{s:s, s:n, s:n, s:s, s:s, s:b, s:o, s:o}}",
+        "truncation", "padding", "added_tokens", "id", 50256, "content", "<|endoftext|>", "single_word", 0,
+        "lstrip", 0, "rstrip", 0, "normalized", 1, "special", 1, "normalizer", "pre_tokenizer", "type",
+        "ByteLevel", "add_prefix_space", 0, "trim_offsets", 1, "use_regex", 1, "post_processor", "type",
+        "ByteLevel", "add_prefix_space", 1, "trim_offsets", 0, "use_regex", 1, "decoder", "type", "ByteLevel",
+        "model", "type", "BPE", "dropout", "unk_token", "continuing_subword_prefix", "", "end_of_word_suffix", "",
+        "fuse_unk", 0, "vocab", vocab, "merges", merges);
+    assert_non_null(root);
+    mkdir(TMP("gpt2"), 0755);
+    write_json(TMP("gpt2/tokenizer.json"), root);
+    json_decref(root);
+    rl_test_write_file(TMP("gpt2/vocab.json"), "not what is read");
+    char err[512];
+    rl_tokenizer *t = rl_tokenizer_open(TMP("gpt2"), err, sizeof err);
+    if (!t) fail_msg("%s", err);
+    assert_int_equal(rl_tokenizer_eos_id(t), 50256);
+    assert_int_equal(rl_tokenizer_bos_id(t), -1);
+    json_t *exp = json_load_file(FIX "/gpt2_expected.json", 0, &je);
+    assert_non_null(exp);
+    json_t *cases = json_object_get(exp, "cases");
+    size_t agree = 0, total = json_array_size(cases);
+    int shown = 0;
+    for (size_t i = 0; i < total; i++) {
+        json_t *c = json_array_get(cases, i), *tx = json_object_get(c, "text");
+        agree += same_ids(t, json_string_value(tx), json_string_length(tx), 0, json_object_get(c, "ids"), "gpt2",
+                          "ids", &shown);
+        check_roundtrip(t, json_string_value(tx), json_string_length(tx), 0);
+    }
+    printf("gpt2 as tokenizer.json: %zu/%zu strings equal to gpt2_expected.json\n", agree, total);
+    assert_int_equal(agree, total);
+    json_decref(exp);
+    /* the library splits added tokens out by default: RL_TOKENIZE_SPECIAL */
+    check_ids(t, "a<|endoftext|>", 14, RL_TOKENIZE_SPECIAL, IDS(64, 50256));
+    rl_tokenizer_free(t);
+}
+
 /* ---- load errors ------------------------------------------------------------------ */
 
 /* Changes root (by f), loads it, and checks the message names the file and says what. */
@@ -588,6 +642,7 @@ int main(void) {
         cmocka_unit_test(test_special_ids),
         cmocka_unit_test(test_roundtrips),
         cmocka_unit_test(test_mini_tokenizer),
+        cmocka_unit_test(test_gpt2_tokenizer_json),
         cmocka_unit_test(test_load_errors),
         cmocka_unit_test(test_cli),
         cmocka_unit_test(test_throughput),
