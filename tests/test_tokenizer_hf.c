@@ -632,6 +632,27 @@ static void test_throughput(void **state) {
                dt > 0 ? (double)len / dt / 1e6 : 0.0);
         free(ids);
     }
+    /* unique random words: every word misses the cache and is merged */
+    uint64_t x = 99;
+    len = 0;
+    while (len + 16 < cap / 4) {
+        int wl = 2 + (int)(x % 11);
+        text[len++] = ' ';
+        for (int k = 0; k < wl; k++) {
+            x = x * 6364136223846793005ull + 1442695040888963407ull;
+            text[len++] = "etaoinshrdlucmfwypvbgkqjxz"[(x >> 33) % 26];
+        }
+    }
+    for (int k = 0; k < 2; k++) {
+        int32_t *ids;
+        int64_t n;
+        double t0 = (double)clock() / CLOCKS_PER_SEC;
+        assert_int_equal(rl_tokenizer_encode(toks[k], text, len, &ids, &n), RL_OK);
+        double dt = (double)clock() / CLOCKS_PER_SEC - t0;
+        printf("%s: unique random words: %zu bytes into %lld ids in %.3f s (%.1f MB/s)\n", names[k], len,
+               (long long)n, dt, dt > 0 ? (double)len / dt / 1e6 : 0.0);
+        free(ids);
+    }
     free(text);
 }
 
