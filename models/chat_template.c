@@ -2015,7 +2015,7 @@ static value split_v(R *r, size_t pos, value s, const value *sep, int64_t maxspl
             i += py_space_prefix(p + i, n - i);
             if (i >= n) break;
             if (maxsplit >= 0 && (int64_t)np >= maxsplit) {
-                PUSH(i, i + py_rstrip_len(p + i, n - i));
+                PUSH(i, n); /* the rest keeps its trailing whitespace, as in Python */
                 break;
             }
             size_t j = i;
@@ -2456,7 +2456,7 @@ static value binop(R *r, node *n) {
             }
             case OP_FLOORDIV:
             case OP_MOD: {
-                if (y == 0) rfail(r, n->pos, "integer division or modulo by zero");
+                if (y == 0) rfail(r, n->pos, op == OP_MOD ? "integer modulo by zero" : "integer division or modulo by zero");
                 if (x == INT64_MIN && y == -1) checked(r, n->pos, 1, 0);
                 int64_t q = x / y, m = x % y;
                 if (m != 0 && ((m < 0) != (y < 0))) {
@@ -2637,9 +2637,9 @@ static void bind_targets(R *r, node *n, scope *s, value item) {
         return;
     }
     if (item.t != V_LIST) rfail(r, n->pos, "cannot unpack non-iterable %s object", pytype(item));
-    if (item.u.l->n != n->nnames)
-        rfail(r, n->pos, "%s values to unpack (expected %zu, got %zu)",
-              item.u.l->n > n->nnames ? "too many" : "not enough", n->nnames, item.u.l->n);
+    if (item.u.l->n > n->nnames) rfail(r, n->pos, "too many values to unpack (expected %zu)", n->nnames);
+    if (item.u.l->n < n->nnames)
+        rfail(r, n->pos, "not enough values to unpack (expected %zu, got %zu)", n->nnames, item.u.l->n);
     for (size_t i = 0; i < n->nnames; i++) scope_set(r, s, n->names[i], item.u.l->v[i]);
 }
 

@@ -109,6 +109,45 @@ static void test_fixtures_match_jinja2(void **state) {
     assert_true(all_ok);
 }
 
+/* One-line templates over the expression language (snippets.json): the same
+ * output as jinja2, or an error with jinja2's message where it failed. */
+static void test_snippets_match_jinja2(void **state) {
+    (void)state;
+    json_error_t je;
+    json_t *root = json_load_file(FIXTURES "/snippets.json", 0, &je);
+    if (!root) fail_msg("snippets.json:%d: %s", je.line, je.text);
+    json_t *cases = json_object_get(root, "cases"), *c;
+    size_t i;
+    int ok = 0, total = (int)json_array_size(cases);
+    rl_chat_message m = {"user", "hi"};
+    json_array_foreach(cases, i, c) {
+        const char *src = json_string_value(json_object_get(c, "template"));
+        json_t *want = json_object_get(c, "expected");
+        const char *jerr = json_string_value(json_object_get(c, "error"));
+        char err[1024], *out = NULL;
+        size_t len = 0;
+        rl_chat_template *t = rl_chat_template_parse(src, strlen(src), "snippet", err, sizeof err);
+        rl_status st = t ? rl_chat_template_render(t, &m, 1, true, &out, &len, err, sizeof err) : RL_ERR_ARG;
+        rl_chat_template_free(t);
+        if (want) {
+            if (st != RL_OK) fprintf(stderr, "snippet %zu '%s': failed: %s\n", i, src, err);
+            else if (len != json_string_length(want) || memcmp(out, json_string_value(want), len))
+                show_diff(src, out, len, json_string_value(want), json_string_length(want));
+            else ok++;
+        } else if (st == RL_OK) {
+            fprintf(stderr, "snippet %zu '%s': rendered '%s', but jinja2 failed with: %s\n", i, src, out, jerr);
+        } else if (!strstr(err, jerr)) {
+            fprintf(stderr, "snippet %zu '%s': error '%s' lacks jinja2's '%s'\n", i, src, err, jerr);
+        } else {
+            ok++;
+        }
+        free(out);
+    }
+    printf("chat template snippets: %d/%d agree with jinja2\n", ok, total);
+    json_decref(root);
+    assert_int_equal(ok, total);
+}
+
 /* Parses src (expected to succeed) and renders one user message. */
 static rl_status render1(const char *src, const char *content, char **out, char *err, size_t errlen) {
     rl_chat_template *t = rl_chat_template_parse(src, strlen(src), "t.jinja", err, errlen);
@@ -451,7 +490,8 @@ static void test_load_errors(void **state) {
 
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_fixtures_match_jinja2),  cmocka_unit_test(test_semantics),
+        cmocka_unit_test(test_fixtures_match_jinja2),  cmocka_unit_test(test_snippets_match_jinja2),
+        cmocka_unit_test(test_semantics),
         cmocka_unit_test(test_raise_exception),        cmocka_unit_test(test_strftime_and_vars),
         cmocka_unit_test(test_unsupported_constructs), cmocka_unit_test(test_malformed_templates),
         cmocka_unit_test(test_prefixes_never_crash),   cmocka_unit_test(test_load_errors),

