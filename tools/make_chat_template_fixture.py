@@ -259,6 +259,26 @@ SNIPPETS = [
     "{{ 3 | length }}",
     "{% set ns = namespace() %}{% set n2 = 5 %}{% set n2.a = 1 %}",
     "{{ raise_exception('custom: ' ~ messages | length) }}",
+    # whitespace control, trim_blocks and lstrip_blocks, delimiters inside strings
+    "a\n  {% if true %}\n  b\n  {% endif %}\n  c\n\t{% for i in [1] %}\n\td{{ i }}\n\t{%- endfor %}\ne",
+    "  {#- c -#}  x  {#+ keep #}\n  {# c2 #}\ny{%- if true -%}  \n  z  \n  {%- endif -%}  \n w",
+    "{{ '{{ x }}' }}|{{ '%}' }}|{% set s = '%} {{' %}{{ s }}|{{ \"}}\" }}|{# {{ not a var }} #}|{{ {'a': {'b': 1}} }}",
+    "x {%- if true %} y {% endif -%} z\n{%+ if true %}  p{% endif +%}\nq",
+    "{% if true %}\r\nline\r\n{% endif %}\r\nend\r\n",
+    "{{- ' a ' -}}\n\n{{- ' b ' }}  {{ ' c ' -}}  \n  text",
+    "{% for i in [1, 2] %}\n  {% for j in [3] %}\n    {{ i }}{{ j }}{{ loop.previtem is defined }}\n  {% endfor %}\n{% endfor %}",
+    # access forms
+    "{% set x = [10, 20] %}{{ x[0] }}{{ x.1 }}{{ messages.0.role }}{{ x[5] is defined }}{{ x['k'] is defined }}",
+    "{% set ns = namespace() %}{{ ns.missing }}|{{ ns.missing is defined }}|{{ {'a': 1,} }}|{{ [1,] }}|{{ (1) }}|{{ (1,) }}",
+    "{{ 'abc' | list }}{{ {'a': 1} | list }}{{ u | items | list }}{{ u | list }}{{ u | first }}|{{ none | string }}{{ [1, 2] | string }}{{ x | default }}",
+    "{{ true and none }}|{{ 1 if true else 2 if false else 3 }}|{{ 0 if false else 2 if false else 3 }}|{{ 'x' ~ -1 }}|{{ not 1 == 2 }}|{{ 1 in [1] and 2 not in [1] }}",
+    "{{ 'ab'[0:1:1] }}{{ 'ab'[:] }}{{ '\\'' }}{{ \"\\\"\" }}{{ [3, 1] | join(',') | length }}{{ 'x' if true }}|{{ 'x' if false }}|",
+    "{{ 2 ** 62 }}|{{ 10 / 4 }}|{{ 1e-5 | string }}|{{ 5.0 // 2 }}|{{ -5 // 2.0 }}|{{ 2 ** -1 }}|{{ 1_000 + 0.5 }}|{{ 3 - -3 }}|{{ +3 }}|{{ -(-3) }}",
+    "{{ '\u2003x\u2003' | trim }}|{{ 'x\u00a0' | trim | length }}|{{ '\u200bx' | trim | length }}|{{ 'ǅx' | upper }}{{ 'ÀÉ' | lower }}",
+    "{% set a = 'outer' %}{% for a in ['inner'] %}{{ a }}{% endfor %}{{ a }}|{% for m in messages %}{% set messages = [] %}{{ messages | length }}{% endfor %}{{ messages | length }}",
+    "{% for x in [1, 2, 3] if x != 2 %}{{ x }}{{ loop.last }}{% else %}none{% endfor %}|{% for x in [1] if false %}y{% else %}filtered-out{% endfor %}",
+    "{{ messages[0].content.upper() }}{{ messages[0]['content'][::-1] }}{{ messages | first }}{{ (messages | last).role }}",
+    "{{ [1, 2, 3] | length is odd }}{{ 'abc' is not string }}{{ u is not defined }}{{ none is not none }}",
 ]
 
 
