@@ -69,6 +69,12 @@ static inline void rl_test_assert_close(double got, double want, double tol, con
     if (!(err <= tol)) fail_msg("%s: got %.17g, want %.17g (rel err %.3g > %.3g)", what, got, want, err, tol);
 }
 
+/* log(sigmoid(x)), stable for large |x|. */
+static inline double rl_test_logsig(double x) { return fmin(x, 0) - log1p(exp(-fabs(x))); }
+
+/* x clamped to [lo, hi]. */
+static inline double rl_test_clamp(double x, double lo, double hi) { return x < lo ? lo : x > hi ? hi : x; }
+
 /* Writes text to path (replacing it); a failed write fails the test. */
 static inline void rl_test_write_file(const char *path, const char *text) {
     FILE *f = fopen(path, "wb");

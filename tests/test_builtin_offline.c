@@ -25,61 +25,16 @@
 
 /* ---- helpers -------------------------------------------------------------------------- */
 
-static void assert_close(double got, double want, double tol, const char *what) {
-    double err = fabs(got - want) / fmax(1.0, fabs(want));
-    if (!(err <= tol)) fail_msg("%s: got %.17g, want %.17g (rel err %.3g)", what, got, want, err);
-}
-
-static double logsig(double x) { return fmin(x, 0) - log1p(exp(-fabs(x))); }
-static double get(const rl_tensor *t, int64_t i) { return rl_tensor_get(g_ctx, t, i); }
-
-static rl_recipe *load_builtin(const char *name, const char *const *sets) {
-    char path[1024];
-    assert_int_equal(rl_recipe_resolve(name, path, sizeof path), RL_OK);
-    const char *err = NULL;
-    rl_recipe *r = rl_recipe_load(path, &err);
-    if (!r) fail_msg("cannot read %s: %s", path, err);
-    for (int i = 0; sets && sets[i]; i++) assert_int_equal(rl_recipe_set_arg(r, sets[i]), RL_OK);
-    return r;
-}
-
-/* Compiles a built-in in f64 with the GPT-2 functions; fails the test when it
- * does not compile cleanly (errors or warnings). */
-static rl_recipe_program *builtin64(const char *name, const char *const *sets, rl_recipe **rout) {
-    rl_recipe *r = load_builtin(name, sets);
-    rl_recipe_program *p = rl_test_compile(r, RL_F64, false);
-    if (!p || rl_recipe_n_warnings(r)) {
-        rl_recipe_print_diags(r, stderr);
-        fail_msg("%s did not compile cleanly", name);
-    }
-    *rout = r;
-    return p;
-}
-
-static void free_prog(rl_recipe_program *p, rl_recipe *r) {
-    rl_ctx_reset(g_ctx);
-    rl_recipe_program_free(p);
-    rl_recipe_free(r);
-}
-
-static double metric(const rl_recipe_program *p, const char *name) {
-    for (int i = 0; i < rl_recipe_n_metrics(p); i++)
-        if (strcmp(rl_recipe_metric_name(p, i), name) == 0) return get(rl_recipe_metric(p, i), 0);
-    fail_msg("no metric '%s'", name);
-    return NAN;
-}
-
 static double hyper(const rl_recipe_program *p, const char *name) {
     const rl_recipe_hyper_info *h = rl_recipe_hyper(p, name);
     if (!h) fail_msg("no hyper '%s'", name);
     return h->num;
 }
 
-typedef rl_test_batch batch;
 
 /* A pair batch of B = 4 rows, T = 7: rows 0-2 differ, row 3 is the same
  * sequence on both sides (a tie, which strict accuracy counts as wrong). */
-static void make_pairs(batch *w, batch *l, uint64_t seed) {
+static void make_pairs(rl_test_batch *w, rl_test_batch *l, uint64_t seed) {
     rl_test_batch_make(g_ctx, w, 4, 7, (int[]){7, 5, 6, 6}, (int[]){3, 2, 4, 2}, seed);
     rl_test_batch_make(g_ctx, l, 4, 7, (int[]){6, 7, 4, 6}, (int[]){2, 3, 2, 2}, seed + 1);
     for (int t = 0; t < 7; t++) l->hid[21 + t] = w->hid[21 + t];
@@ -87,31 +42,31 @@ static void make_pairs(batch *w, batch *l, uint64_t seed) {
 }
 
 /* A batch whose rejected side is the chosen side, row for row. */
-static void make_same(batch *w, batch *l, uint64_t seed) {
+static void make_same(rl_test_batch *w, rl_test_batch *l, uint64_t seed) {
     const int len[3] = {7, 5, 6}, resp[3] = {3, 2, 4};
     rl_test_batch_make(g_ctx, w, 3, 7, len, resp, seed);
     rl_test_batch_make(g_ctx, l, 3, 7, len, resp, seed);
 }
 
-static void free_pairs(batch *w, batch *l) { rl_test_batch_free(g_ctx, w), rl_test_batch_free(g_ctx, l); }
+static void free_pairs(rl_test_batch *w, rl_test_batch *l) { rl_test_batch_free(g_ctx, w), rl_test_batch_free(g_ctx, l); }
 
-static void bind_pairs(rl_recipe_program *p, rl_gpt2 *pol, batch *w, batch *l) {
+static void bind_pairs(rl_recipe_program *p, rl_gpt2 *pol, rl_test_batch *w, rl_test_batch *l) {
     assert_int_equal(rl_recipe_bind_model(p, "policy", pol), RL_OK);
     assert_int_equal(rl_recipe_bind_tokens(p, "chosen", w->ids, w->mask, w->attn), RL_OK);
     assert_int_equal(rl_recipe_bind_tokens(p, "rejected", l->ids, l->mask, l->attn), RL_OK);
 }
 
 /* log pi(ids[t] | ids[<t]) [B, T] with gradients off: 0 at t = 0 and on padding. */
-static void logprobs(rl_gpt2 *m, batch *b, double *out) {
+static void logprobs(rl_gpt2 *m, rl_test_batch *b, double *out) {
     int was = rl_ctx_set_grad(g_ctx, 0);
     rl_tensor *t = rl_gpt2_token_logprobs(g_ctx, m, b->ids, b->attn);
     assert_non_null(t);
-    for (int64_t i = 0; i < t->numel; i++) out[i] = get(t, i);
+    for (int64_t i = 0; i < t->numel; i++) out[i] = rl_test_get(t, i);
     rl_ctx_set_grad(g_ctx, was);
 }
 
 /* The mean token log-prob over each row's response tokens: [B]. */
-static void seq_means(const batch *b, const double *lp, double *m) {
+static void seq_means(const rl_test_batch *b, const double *lp, double *m) {
     for (int64_t r = 0; r < b->B; r++) {
         double s = 0, n = 0;
         for (int64_t t = 0; t < b->T; t++) s += b->hmask[r * b->T + t] * lp[r * b->T + t], n += b->hmask[r * b->T + t];
@@ -121,7 +76,7 @@ static void seq_means(const batch *b, const double *lp, double *m) {
 }
 
 /* rl_gpt2_sft_loss over a host mask (an independent NLL). */
-static double sft_loss(rl_gpt2 *m, batch *b, const int32_t *hmask) {
+static double sft_loss(rl_gpt2 *m, rl_test_batch *b, const int32_t *hmask) {
     int64_t shape[2] = {b->B, b->T};
     rl_tensor *mk = rl_tensor_new(g_ctx, RL_I32, 2, shape, "loss_mask");
     assert_non_null(mk);
@@ -129,7 +84,7 @@ static double sft_loss(rl_gpt2 *m, batch *b, const int32_t *hmask) {
     int was = rl_ctx_set_grad(g_ctx, 0);
     rl_tensor *t = rl_gpt2_sft_loss(g_ctx, m, b->ids, mk);
     assert_non_null(t);
-    double v = get(t, 0);
+    double v = rl_test_get(t, 0);
     rl_ctx_set_grad(g_ctx, was);
     rl_tensor_free(g_ctx, mk);
     return v;
@@ -148,7 +103,7 @@ typedef struct orpo_hand {
         log_odds_ratio, log_odds_chosen;
 } orpo_hand;
 
-static void orpo_by_hand(rl_gpt2 *pol, batch *w, batch *l, double lam, int nll_prompt, orpo_hand *o) {
+static void orpo_by_hand(rl_gpt2 *pol, rl_test_batch *w, rl_test_batch *l, double lam, int nll_prompt, orpo_hand *o) {
     const int64_t B = w->B, T = w->T;
     double lpw[96], lpl[96], mw[16], ml[16];
     logprobs(pol, w, lpw), logprobs(pol, l, lpl);
@@ -167,7 +122,7 @@ static void orpo_by_hand(rl_gpt2 *pol, batch *w, batch *l, double lam, int nll_p
     double or_mean = 0;
     for (int64_t b = 0; b < B; b++) {
         double h = log_odds(mw[b]) - log_odds(ml[b]);
-        or_mean += logsig(h) / (double)B;
+        or_mean += rl_test_logsig(h) / (double)B;
         o->log_odds_chosen += h / (double)B;
         o->reward_chosen += lam * mw[b] / (double)B;
         o->reward_rejected += lam * ml[b] / (double)B;
@@ -183,26 +138,26 @@ static void orpo_by_hand(rl_gpt2 *pol, batch *w, batch *l, double lam, int nll_p
 static void assert_orpo(const rl_recipe_program *p, const orpo_hand *o, const char *what) {
     char msg[128];
     snprintf(msg, sizeof msg, "%s: ORPO loss", what);
-    assert_close(get(rl_recipe_loss(p, 0), 0), o->loss, 1e-12, msg);
-    assert_close(metric(p, "nll_loss"), o->nll, 1e-12, "nll_loss");
-    assert_close(metric(p, "reward_chosen"), o->reward_chosen, 1e-12, "reward_chosen = lam * mean logp");
-    assert_close(metric(p, "reward_rejected"), o->reward_rejected, 1e-12, "reward_rejected");
-    assert_close(metric(p, "reward_margin"), o->reward_margin, 1e-12, "reward_margin");
-    assert_close(metric(p, "accuracy"), o->accuracy, 0, "accuracy");
-    assert_close(metric(p, "logp_chosen"), o->logp_chosen, 1e-12, "logp_chosen");
-    assert_close(metric(p, "logp_rejected"), o->logp_rejected, 1e-12, "logp_rejected");
-    assert_close(metric(p, "log_odds_ratio"), o->log_odds_ratio, 1e-12, "log_odds_ratio = mean logsig(h)");
-    assert_close(metric(p, "log_odds_chosen"), o->log_odds_chosen, 1e-12, "log_odds_chosen = mean h");
+    rl_test_assert_close(rl_test_get(rl_recipe_loss(p, 0), 0), o->loss, 1e-12, msg);
+    rl_test_assert_close(rl_test_metric(p, "nll_loss"), o->nll, 1e-12, "nll_loss");
+    rl_test_assert_close(rl_test_metric(p, "reward_chosen"), o->reward_chosen, 1e-12, "reward_chosen = lam * mean logp");
+    rl_test_assert_close(rl_test_metric(p, "reward_rejected"), o->reward_rejected, 1e-12, "reward_rejected");
+    rl_test_assert_close(rl_test_metric(p, "reward_margin"), o->reward_margin, 1e-12, "reward_margin");
+    rl_test_assert_close(rl_test_metric(p, "accuracy"), o->accuracy, 0, "accuracy");
+    rl_test_assert_close(rl_test_metric(p, "logp_chosen"), o->logp_chosen, 1e-12, "logp_chosen");
+    rl_test_assert_close(rl_test_metric(p, "logp_rejected"), o->logp_rejected, 1e-12, "logp_rejected");
+    rl_test_assert_close(rl_test_metric(p, "log_odds_ratio"), o->log_odds_ratio, 1e-12, "log_odds_ratio = mean logsig(h)");
+    rl_test_assert_close(rl_test_metric(p, "log_odds_chosen"), o->log_odds_chosen, 1e-12, "log_odds_chosen = mean h");
 }
 
 static void test_orpo_by_hand(void **state) {
     (void)state;
     rl_gpt2 *pol = rl_test_tiny_gpt2(g_ctx, RL_GPT2_LM, 3);
-    batch w, l;
+    rl_test_batch w, l;
     make_pairs(&w, &l, 41);
     for (int np = 1; np >= 0; np--) {
         rl_recipe *r;
-        rl_recipe_program *p = builtin64("orpo", np ? NULL : (const char *[]){"nll_prompt=false", NULL}, &r);
+        rl_recipe_program *p = rl_test_builtin64("orpo", np ? NULL : (const char *[]){"nll_prompt=false", NULL}, &r);
         bind_pairs(p, pol, &w, &l);
         assert_int_equal(rl_recipe_run_loss(p, g_ctx, -1, -1), RL_OK);
         orpo_hand o;
@@ -211,18 +166,18 @@ static void test_orpo_by_hand(void **state) {
         assert_true(o.accuracy <= 0.75); /* row 3 is a tie */
         /* the NLL agrees with the model's own SFT loss under the same mask
          * (rl_gpt2_sft_loss skips t = 0 itself) */
-        assert_close(o.nll, sft_loss(pol, &w, np ? w.hattn : w.hmask), 1e-12, "nll = rl_gpt2_sft_loss");
-        free_prog(p, r);
+        rl_test_assert_close(o.nll, sft_loss(pol, &w, np ? w.hattn : w.hmask), 1e-12, "nll = rl_gpt2_sft_loss");
+        rl_test_free_program(p, r);
     }
     /* lam from --set */
     rl_recipe *r;
-    rl_recipe_program *p = builtin64("orpo", (const char *[]){"lam=0.5", NULL}, &r);
+    rl_recipe_program *p = rl_test_builtin64("orpo", (const char *[]){"lam=0.5", NULL}, &r);
     bind_pairs(p, pol, &w, &l);
     assert_int_equal(rl_recipe_run_loss(p, g_ctx, -1, -1), RL_OK);
     orpo_hand o;
     orpo_by_hand(pol, &w, &l, 0.5, 1, &o);
     assert_orpo(p, &o, "lam 0.5");
-    free_prog(p, r);
+    rl_test_free_program(p, r);
     free_pairs(&w, &l);
     rl_gpt2_free(g_ctx, pol);
 }
@@ -232,18 +187,18 @@ static void test_orpo_by_hand(void **state) {
 static void test_orpo_tie_closed_form(void **state) {
     (void)state;
     rl_gpt2 *pol = rl_test_tiny_gpt2(g_ctx, RL_GPT2_LM, 4);
-    batch w, l;
+    rl_test_batch w, l;
     make_same(&w, &l, 51);
     rl_recipe *r;
-    rl_recipe_program *p = builtin64("orpo", NULL, &r);
+    rl_recipe_program *p = rl_test_builtin64("orpo", NULL, &r);
     bind_pairs(p, pol, &w, &l);
     assert_int_equal(rl_recipe_run_loss(p, g_ctx, -1, -1), RL_OK);
     double nll = sft_loss(pol, &w, w.hattn);
-    assert_close(get(rl_recipe_loss(p, 0), 0), nll + 0.1 * log(2.0), 1e-12, "nll + lam log 2");
-    assert_close(metric(p, "log_odds_chosen"), 0, 1e-15, "h = 0");
-    assert_close(metric(p, "log_odds_ratio"), -log(2.0), 1e-15, "logsig(0)");
-    assert_close(metric(p, "accuracy"), 0, 0, "ties are not wins");
-    free_prog(p, r);
+    rl_test_assert_close(rl_test_get(rl_recipe_loss(p, 0), 0), nll + 0.1 * log(2.0), 1e-12, "nll + lam log 2");
+    rl_test_assert_close(rl_test_metric(p, "log_odds_chosen"), 0, 1e-15, "h = 0");
+    rl_test_assert_close(rl_test_metric(p, "log_odds_ratio"), -log(2.0), 1e-15, "logsig(0)");
+    rl_test_assert_close(rl_test_metric(p, "accuracy"), 0, 0, "ties are not wins");
+    rl_test_free_program(p, r);
     free_pairs(&w, &l);
     rl_gpt2_free(g_ctx, pol);
 }
@@ -253,7 +208,7 @@ static void test_orpo_tie_closed_form(void **state) {
 static void test_simpo_by_hand(void **state) {
     (void)state;
     rl_gpt2 *pol = rl_test_tiny_gpt2(g_ctx, RL_GPT2_LM, 5);
-    batch w, l;
+    rl_test_batch w, l;
     make_pairs(&w, &l, 61);
     double lpw[96], lpl[96], mw[16], ml[16];
     logprobs(pol, &w, lpw), logprobs(pol, &l, lpl);
@@ -269,7 +224,7 @@ static void test_simpo_by_hand(void **state) {
     };
     for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
         rl_recipe *r;
-        rl_recipe_program *p = builtin64("simpo", cases[c].sets, &r);
+        rl_recipe_program *p = rl_test_builtin64("simpo", cases[c].sets, &r);
         bind_pairs(p, pol, &w, &l);
         assert_int_equal(rl_recipe_run_loss(p, g_ctx, -1, -1), RL_OK);
         const double beta = cases[c].beta, gamma = beta * cases[c].gbr, eps = cases[c].eps;
@@ -282,17 +237,17 @@ static void test_simpo_by_hand(void **state) {
                 sl += l.hmask[b * 7 + t] * lpl[b * 7 + t], nl += l.hmask[b * 7 + t];
             }
             double z = beta / nw * sw - beta / nl * sl - gamma;
-            want += (-(1 - eps) * logsig(z) - eps * logsig(-z)) / 4;
+            want += (-(1 - eps) * rl_test_logsig(z) - eps * rl_test_logsig(-z)) / 4;
             rc += beta * mw[b] / 4, rr += beta * ml[b] / 4, rm += beta * (mw[b] - ml[b]) / 4;
             acc += (beta * mw[b] > beta * ml[b]) / 4.0;
         }
-        assert_close(get(rl_recipe_loss(p, 0), 0), want, 1e-12, "SimPO loss");
-        assert_close(metric(p, "reward_chosen"), rc, 1e-12, "reward_chosen = beta * mean logp");
-        assert_close(metric(p, "reward_rejected"), rr, 1e-12, "reward_rejected");
-        assert_close(metric(p, "reward_margin"), rm, 1e-12, "reward_margin");
-        assert_close(metric(p, "accuracy"), acc, 0, "accuracy");
+        rl_test_assert_close(rl_test_get(rl_recipe_loss(p, 0), 0), want, 1e-12, "SimPO loss");
+        rl_test_assert_close(rl_test_metric(p, "reward_chosen"), rc, 1e-12, "reward_chosen = beta * mean logp");
+        rl_test_assert_close(rl_test_metric(p, "reward_rejected"), rr, 1e-12, "reward_rejected");
+        rl_test_assert_close(rl_test_metric(p, "reward_margin"), rm, 1e-12, "reward_margin");
+        rl_test_assert_close(rl_test_metric(p, "accuracy"), acc, 0, "accuracy");
         assert_true(acc <= 0.75); /* row 3 is a tie */
-        free_prog(p, r);
+        rl_test_free_program(p, r);
     }
     free_pairs(&w, &l);
     rl_gpt2_free(g_ctx, pol);
@@ -303,17 +258,17 @@ static void test_simpo_by_hand(void **state) {
 static void test_simpo_tie_closed_form(void **state) {
     (void)state;
     rl_gpt2 *pol = rl_test_tiny_gpt2(g_ctx, RL_GPT2_LM, 6);
-    batch w, l;
+    rl_test_batch w, l;
     make_same(&w, &l, 71);
     for (int k = 0; k < 2; k++) {
         rl_recipe *r;
-        rl_recipe_program *p = builtin64("simpo", k ? (const char *[]){"eps=0.2", NULL} : NULL, &r);
+        rl_recipe_program *p = rl_test_builtin64("simpo", k ? (const char *[]){"eps=0.2", NULL} : NULL, &r);
         bind_pairs(p, pol, &w, &l);
         assert_int_equal(rl_recipe_run_loss(p, g_ctx, -1, -1), RL_OK);
-        double want = k ? -(0.8) * logsig(-1.0) - 0.2 * logsig(1.0) : log1p(exp(1.0)); /* gamma = 2 * 0.5 */
-        assert_close(get(rl_recipe_loss(p, 0), 0), want, 1e-14, k ? "label-smoothed tie" : "softplus(gamma)");
-        assert_close(metric(p, "reward_margin"), 0, 1e-15, "no margin");
-        free_prog(p, r);
+        double want = k ? -(0.8) * rl_test_logsig(-1.0) - 0.2 * rl_test_logsig(1.0) : log1p(exp(1.0)); /* gamma = 2 * 0.5 */
+        rl_test_assert_close(rl_test_get(rl_recipe_loss(p, 0), 0), want, 1e-14, k ? "label-smoothed tie" : "softplus(gamma)");
+        rl_test_assert_close(rl_test_metric(p, "reward_margin"), 0, 1e-15, "no margin");
+        rl_test_free_program(p, r);
     }
     free_pairs(&w, &l);
     rl_gpt2_free(g_ctx, pol);
@@ -329,7 +284,7 @@ static void assert_policy_only(const rl_recipe_program *p, const char *name, dou
     assert_string_equal(m->name, "policy");
     assert_true(m->trainable);
     assert_string_equal(m->optim.kind, "adamw");
-    assert_close(m->optim.lr, lr, 0, "policy lr");
+    rl_test_assert_close(m->optim.lr, lr, 0, "policy lr");
     assert_int_equal(rl_recipe_n_losses(p), 1);
     const rl_recipe_loss_info *li = rl_recipe_loss_at(p, 0);
     assert_string_equal(li->name, "loss");
@@ -340,39 +295,39 @@ static void assert_policy_only(const rl_recipe_program *p, const char *name, dou
 static void test_defaults(void **state) {
     (void)state;
     rl_recipe *r;
-    rl_recipe_program *p = builtin64("orpo", NULL, &r);
+    rl_recipe_program *p = rl_test_builtin64("orpo", NULL, &r);
     assert_policy_only(p, "orpo", 1e-6);        /* TRL ORPOConfig.learning_rate */
-    assert_close(hyper(p, "lr"), 1e-6, 0, "orpo lr");
-    assert_close(hyper(p, "lam"), 0.1, 0, "lam"); /* TRL ORPOConfig.beta */
-    assert_close(hyper(p, "nll_prompt"), 1, 0, "nll_prompt (TRL)");
+    rl_test_assert_close(hyper(p, "lr"), 1e-6, 0, "orpo lr");
+    rl_test_assert_close(hyper(p, "lam"), 0.1, 0, "lam"); /* TRL ORPOConfig.beta */
+    rl_test_assert_close(hyper(p, "nll_prompt"), 1, 0, "nll_prompt (TRL)");
     const char *om[] = {"reward_chosen", "reward_rejected", "reward_margin", "accuracy", "logp_chosen",
                         "logp_rejected", "nll_loss", "log_odds_ratio", "log_odds_chosen"};
     assert_int_equal(rl_recipe_n_metrics(p), 9);
     for (int i = 0; i < 9; i++) assert_string_equal(rl_recipe_metric_name(p, i), om[i]);
-    free_prog(p, r);
-    p = builtin64("orpo", (const char *[]){"lr=3e-6", NULL}, &r);
-    assert_close(rl_recipe_model_at(p, 0)->optim.lr, 3e-6, 0, "orpo --set lr reaches adamw");
-    free_prog(p, r);
+    rl_test_free_program(p, r);
+    p = rl_test_builtin64("orpo", (const char *[]){"lr=3e-6", NULL}, &r);
+    rl_test_assert_close(rl_recipe_model_at(p, 0)->optim.lr, 3e-6, 0, "orpo --set lr reaches adamw");
+    rl_test_free_program(p, r);
 
-    p = builtin64("simpo", NULL, &r);
+    p = rl_test_builtin64("simpo", NULL, &r);
     assert_policy_only(p, "simpo", 6e-7);       /* SimPO llama-3-8b-base-simpo.yaml */
-    assert_close(hyper(p, "lr"), 6e-7, 0, "simpo lr");
-    assert_close(hyper(p, "beta"), 2.0, 0, "beta");
-    assert_close(hyper(p, "gamma_beta_ratio"), 0.5, 0, "gamma_beta_ratio");
-    assert_close(hyper(p, "gamma"), 1.0, 0, "gamma = beta * gamma_beta_ratio");
-    assert_close(hyper(p, "eps"), 0.0, 0, "label smoothing");
+    rl_test_assert_close(hyper(p, "lr"), 6e-7, 0, "simpo lr");
+    rl_test_assert_close(hyper(p, "beta"), 2.0, 0, "beta");
+    rl_test_assert_close(hyper(p, "gamma_beta_ratio"), 0.5, 0, "gamma_beta_ratio");
+    rl_test_assert_close(hyper(p, "gamma"), 1.0, 0, "gamma = beta * gamma_beta_ratio");
+    rl_test_assert_close(hyper(p, "eps"), 0.0, 0, "label smoothing");
     const char *sm[] = {"reward_chosen", "reward_rejected", "reward_margin", "accuracy"};
     assert_int_equal(rl_recipe_n_metrics(p), 4);
     for (int i = 0; i < 4; i++) assert_string_equal(rl_recipe_metric_name(p, i), sm[i]);
-    free_prog(p, r);
+    rl_test_free_program(p, r);
     /* gamma follows beta and the ratio; a --set of gamma itself wins */
-    p = builtin64("simpo", (const char *[]){"beta=2.5", "lr=1e-6", NULL}, &r);
-    assert_close(hyper(p, "gamma"), 1.25, 1e-15, "gamma after --set beta");
-    assert_close(rl_recipe_model_at(p, 0)->optim.lr, 1e-6, 0, "simpo --set lr reaches adamw");
-    free_prog(p, r);
-    p = builtin64("simpo", (const char *[]){"gamma=0.3", NULL}, &r);
-    assert_close(hyper(p, "gamma"), 0.3, 0, "--set gamma");
-    free_prog(p, r);
+    p = rl_test_builtin64("simpo", (const char *[]){"beta=2.5", "lr=1e-6", NULL}, &r);
+    rl_test_assert_close(hyper(p, "gamma"), 1.25, 1e-15, "gamma after --set beta");
+    rl_test_assert_close(rl_recipe_model_at(p, 0)->optim.lr, 1e-6, 0, "simpo --set lr reaches adamw");
+    rl_test_free_program(p, r);
+    p = rl_test_builtin64("simpo", (const char *[]){"gamma=0.3", NULL}, &r);
+    rl_test_assert_close(hyper(p, "gamma"), 0.3, 0, "--set gamma");
+    rl_test_free_program(p, r);
 }
 
 /* ---- gradient checks -------------------------------------------------------------------- */
@@ -392,7 +347,7 @@ static int lm_tensors(void) {
 static void test_kto_by_hand(void **state) {
     (void)state;
     rl_gpt2 *pol = rl_test_tiny_gpt2(g_ctx, RL_GPT2_LM, 11), *ref = rl_test_tiny_gpt2(g_ctx, RL_GPT2_LM, 12);
-    batch s, k;
+    rl_test_batch s, k;
     make_pairs(&s, &k, 71);
     double lps[96], lrs[96], lpk[96], lrk[96];
     logprobs(pol, &s, lps), logprobs(ref, &s, lrs), logprobs(pol, &k, lpk), logprobs(ref, &k, lrk);
@@ -412,7 +367,7 @@ static void test_kto_by_hand(void **state) {
     int clamped = 0, unclamped = 0;
     for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
         rl_recipe *r;
-        rl_recipe_program *p = builtin64("kto", cases[c].sets, &r);
+        rl_recipe_program *p = rl_test_builtin64("kto", cases[c].sets, &r);
         int sw = cases[c].swap;
         assert_int_equal(rl_recipe_bind_model(p, "policy", sw ? ref : pol), RL_OK);
         assert_int_equal(rl_recipe_bind_model(p, "ref", sw ? pol : ref), RL_OK);
@@ -437,12 +392,12 @@ static void test_kto_by_hand(void **state) {
             want += (label[b] * des + (1 - label[b]) * und) / 4;
             rc += label[b] * beta * h[b] / 3, rr += (1 - label[b]) * beta * h[b];
         }
-        assert_close(get(rl_recipe_loss(p, 0), 0), want, 1e-12, "KTO loss");
-        assert_close(metric(p, "kl"), z0, 1e-12, "z0");
-        assert_close(metric(p, "reward_chosen"), rc, 1e-12, "reward_chosen");
-        assert_close(metric(p, "reward_rejected"), rr, 1e-12, "reward_rejected");
-        assert_close(metric(p, "reward_margin"), rc - rr, 1e-12, "reward_margin");
-        free_prog(p, r);
+        rl_test_assert_close(rl_test_get(rl_recipe_loss(p, 0), 0), want, 1e-12, "KTO loss");
+        rl_test_assert_close(rl_test_metric(p, "kl"), z0, 1e-12, "z0");
+        rl_test_assert_close(rl_test_metric(p, "reward_chosen"), rc, 1e-12, "reward_chosen");
+        rl_test_assert_close(rl_test_metric(p, "reward_rejected"), rr, 1e-12, "reward_rejected");
+        rl_test_assert_close(rl_test_metric(p, "reward_margin"), rc - rr, 1e-12, "reward_margin");
+        rl_test_free_program(p, r);
     }
     /* both sides of the clamp were exercised */
     assert_true(clamped > 0 && unclamped > 0);
@@ -455,17 +410,12 @@ static void test_kto_by_hand(void **state) {
  * (the loss's only trainable) and the float inputs the loss reaches (KTO's
  * label: `inputs` of them) pass against f64 central differences. */
 static void check_inputs(const char *name, const char *const *sets, int elems, int inputs) {
-    rl_recipe *r = load_builtin(name, sets);
+    rl_recipe *r = rl_test_load_builtin(name, sets);
     rl_recipe_gc_opts o;
     rl_recipe_gc_opts_default(&o);
     if (elems) o.model_elems = elems;
     rl_recipe_gc_result res;
-    rl_status st = rl_recipe_gradcheck(r, &o, &res);
-    if (st != RL_OK || res.n_failed) {
-        o.out = stderr;
-        rl_recipe_gradcheck(r, &o, &res);
-        fail_msg("%s: %s", name, res.msg);
-    }
+    rl_test_gradcheck_must_pass(r, &o, &res, name);
     assert_int_equal(res.n_tensors, lm_tensors() + inputs);
     assert_true(res.n_elems >= res.n_tensors);
     assert_true(res.max_rel < 1e-4);
@@ -488,7 +438,7 @@ static void test_gradcheck(void **state) {
  * over pairs of per-sequence means, split-free; ORPO's NLL is a global token
  * mean over the chosen batch (TRL's CrossEntropyLoss), so both splits differ. */
 static void splits(const char *name, const char *const *sets, int want_dependent) {
-    rl_recipe *r = load_builtin(name, sets);
+    rl_recipe *r = rl_test_load_builtin(name, sets);
     rl_recipe_gc_opts o;
     rl_recipe_gc_opts_default(&o);
     o.batch = 4;

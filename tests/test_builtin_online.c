@@ -45,83 +45,17 @@ static void valgrind_skip(void) {
 #define NMAX 512 /* elements of a [rows, T] value */
 #define RMAX 32  /* rows */
 
-static rl_recipe_gpt2_env g_env;
-
-static void assert_close(double got, double want, double tol, const char *what) {
-    double err = fabs(got - want) / fmax(1.0, fabs(want));
-    if (!(err <= tol)) fail_msg("%s: got %.17g, want %.17g (rel err %.3g)", what, got, want, err);
-}
-
-static double get(const rl_tensor *t, int64_t i) { return rl_tensor_get(g_ctx, t, i); }
-static double clampd(double x, double lo, double hi) { return x < lo ? lo : x > hi ? hi : x; }
 static double k3(double d) { return exp(-d) - 1 + d; }
+
 /* -min(ratio * a, clamp(ratio, lo, hi) * a): the clipped surrogate of one token */
 static double surrogate(double ratio, double a, double lo, double hi) {
-    return -fmin(ratio * a, clampd(ratio, lo, hi) * a);
-}
-
-static rl_recipe *load_builtin(const char *name, const char *const *sets) {
-    char path[1024];
-    assert_int_equal(rl_recipe_resolve(name, path, sizeof path), RL_OK);
-    const char *err = NULL;
-    rl_recipe *r = rl_recipe_load(path, &err);
-    if (!r) fail_msg("cannot read %s: %s", path, err);
-    for (int i = 0; sets && sets[i]; i++) assert_int_equal(rl_recipe_set_arg(r, sets[i]), RL_OK);
-    return r;
-}
-
-/* Compiles in f64 with the GPT-2 functions and a seeded generation stream;
- * fails the test when it does not compile cleanly (errors or warnings). */
-static rl_recipe_program *builtin64(const char *name, const char *const *sets, rl_recipe **rout) {
-    rl_recipe *r = load_builtin(name, sets);
-    rl_recipe_gpt2_env_init(&g_env, 77);
-    rl_recipe_opts o = rl_recipe_opts_gpt2(&g_env);
-    o.dtype = RL_F64;
-    rl_recipe_program *p = rl_recipe_compile(r, g_ctx, &o);
-    if (!p || rl_recipe_n_warnings(r)) {
-        rl_recipe_print_diags(r, stderr);
-        fail_msg("%s did not compile cleanly", name);
-    }
-    *rout = r;
-    return p;
-}
-
-static void free_prog(rl_recipe_program *p, rl_recipe *r) {
-    rl_ctx_reset(g_ctx);
-    rl_recipe_program_free(p);
-    rl_recipe_free(r);
-}
-
-static double metric(const rl_recipe_program *p, const char *name) {
-    for (int i = 0; i < rl_recipe_n_metrics(p); i++)
-        if (strcmp(rl_recipe_metric_name(p, i), name) == 0) return get(rl_recipe_metric(p, i), 0);
-    fail_msg("no metric '%s'", name);
-    return NAN;
+    return -fmin(ratio * a, rl_test_clamp(ratio, lo, hi) * a);
 }
 
 static double loss0(const rl_recipe_program *p) {
     assert_int_equal(rl_recipe_n_losses(p), 1);
     assert_string_equal(rl_recipe_loss_at(p, 0)->name, "loss");
-    return get(rl_recipe_loss(p, 0), 0);
-}
-
-static double value(const rl_recipe_program *p, const char *name, int64_t i) {
-    rl_tensor *t = rl_recipe_value_of(p, name);
-    if (!t) fail_msg("no value '%s'", name);
-    return get(t, i);
-}
-
-/* The token batch a program holds under `name` (a rollout's generate result). */
-static rl_recipe_tokens tokens_of(const rl_recipe_program *p, const char *name) {
-    for (int i = p->n_named - 1; i >= 0; i--)
-        if (strcmp(p->named[i].name, name) == 0 && p->named[i].slot >= 0) {
-            const rl_recipe_value *v = &p->vals[p->named[i].slot];
-            assert_int_equal(v->kind, RL_RV_TOKENS);
-            return v->tok;
-        }
-    fail_msg("no token batch '%s'", name);
-    rl_recipe_tokens none = {0};
-    return none;
+    return rl_test_get(rl_recipe_loss(p, 0), 0);
 }
 
 /* A tiny f64 GPT-2 with 9 positions: generation stops at n_ctx, so a row's
@@ -141,7 +75,7 @@ static void perturb(rl_gpt2 *m, double sigma, uint64_t seed) {
     rl_rng_seed(&rng, seed);
     for (int k = 0; k < m->n_tensors; k++)
         for (int64_t e = 0; e < m->tensors[k]->numel; e++)
-            rl_tensor_set(g_ctx, m->tensors[k], e, get(m->tensors[k], e) + sigma * rl_rng_normal(&rng));
+            rl_tensor_set(g_ctx, m->tensors[k], e, rl_test_get(m->tensors[k], e) + sigma * rl_rng_normal(&rng));
 }
 
 /* Sets every weight of the score head to 0: every sequence scores 0 (the
@@ -184,7 +118,7 @@ static void model_out(rl_gpt2 *m, out_kind k, rl_tensor *ids, rl_tensor *attn, d
     int was = rl_ctx_set_grad(g_ctx, 0);
     rl_tensor *t = k == OUT_LOGPROBS ? rl_gpt2_token_logprobs(g_ctx, m, ids, attn) : rl_gpt2_end_score(g_ctx, m, ids, attn);
     assert_non_null(t);
-    for (int64_t i = 0; i < t->numel; i++) out[i] = get(t, i);
+    for (int64_t i = 0; i < t->numel; i++) out[i] = rl_test_get(t, i);
     rl_ctx_set_grad(g_ctx, was);
 }
 
@@ -201,7 +135,7 @@ typedef struct roll {
  * scores from rm. */
 static void read_roll(const rl_recipe_program *p, const char *name, rl_gpt2 *pol, rl_gpt2 *ref, rl_gpt2 *rm,
                       roll *g) {
-    rl_recipe_tokens tk = tokens_of(p, name);
+    rl_recipe_tokens tk = rl_test_tokens_of(p, name);
     g->R = tk.ids->shape[0], g->T = tk.ids->shape[1];
     assert_true(g->R <= RMAX && g->R * g->T <= NMAX);
     size_t nb = sizeof(int32_t) * (size_t)(g->R * g->T);
@@ -272,7 +206,7 @@ static double aggregate(const roll *g, const double *l, int64_t r0, int64_t r1, 
 static void assert_lengths(const roll *g, int64_t G) {
     const double want[3] = {2, 5, 6};
     assert_int_equal(g->R, 3 * G);
-    for (int64_t i = 0; i < g->R; i++) assert_close(g->len[i], want[i / G], 0, "response length");
+    for (int64_t i = 0; i < g->R; i++) rl_test_assert_close(g->len[i], want[i / G], 0, "response length");
 }
 
 /* ---- grpo ------------------------------------------------------------------------------- */
@@ -292,7 +226,7 @@ static void grpo_case(const char *agg, const char *scale, const char *kl_in, dou
     make_prompts(&pr, 21);
     rl_recipe *r;
     rl_recipe_program *p =
-        builtin64("grpo", (const char *[]){"G=3", "max_new=6", s_agg, s_scale, s_kl, s_beta, NULL}, &r);
+        rl_test_builtin64("grpo", (const char *[]){"G=3", "max_new=6", s_agg, s_scale, s_kl, s_beta, NULL}, &r);
     /* with beta = 0 the reference is never read, so it is not bound */
     bind_all(p, &m, beta > 0, &pr);
     assert_int_equal(rl_recipe_run_rollout(p, g_ctx), RL_OK);
@@ -302,13 +236,13 @@ static void grpo_case(const char *agg, const char *scale, const char *kl_in, dou
     const int64_t R = g.R, T = g.T, n = R * T;
     const bool in_loss = !strcmp(kl_in, "loss");
     double rew[RMAX], kl_seq[RMAX], adv[RMAX];
-    for (int64_t i = 0; i < n; i++) assert_close(value(p, "lp_old", i), g.lp_old[i], 1e-12, "lp_old");
+    for (int64_t i = 0; i < n; i++) rl_test_assert_close(rl_test_value(p, "lp_old", i), g.lp_old[i], 1e-12, "lp_old");
     for (int64_t b = 0; b < R; b++) {
         double d[NMAX];
         for (int64_t i = 0; i < n; i++) d[i] = g.lp_old[i] - g.lp_ref[i];
         kl_seq[b] = row_sum(&g, d, b);
         rew[b] = in_loss ? g.score[b] : g.score[b] - beta * kl_seq[b];
-        assert_close(value(p, "score", b), g.score[b], 1e-12, "end score");
+        rl_test_assert_close(rl_test_value(p, "score", b), g.score[b], 1e-12, "end score");
     }
     double sb = batch_std(rew, R);
     for (int64_t b = 0; b < R; b++) {
@@ -316,15 +250,15 @@ static void grpo_case(const char *agg, const char *scale, const char *kl_in, dou
         adv[b] = !strcmp(scale, "none")    ? c
                : !strcmp(scale, "batch")   ? c / (sb + eps)
                                            : c / (grp_std(rew, G, b) + eps);
-        assert_close(value(p, "adv", b), adv[b], 1e-12, "GRPO advantage");
+        rl_test_assert_close(rl_test_value(p, "adv", b), adv[b], 1e-12, "GRPO advantage");
     }
     /* at the rollout's parameters ratio = 1: each token's loss is -A (+ beta k3) */
     assert_int_equal(rl_recipe_run_loss(p, g_ctx, -1, -1), RL_OK);
     double l[NMAX];
     for (int64_t i = 0; i < n; i++)
         l[i] = -adv[i / T] + (in_loss ? beta * k3(g.lp_old[i] - g.lp_ref[i]) : 0);
-    assert_close(loss0(p), aggregate(&g, l, 0, R, agg, max_new), 1e-12, "GRPO loss at ratio 1");
-    assert_close(metric(p, "clip_ratio"), 0, 0, "no clipping at ratio 1");
+    rl_test_assert_close(loss0(p), aggregate(&g, l, 0, R, agg, max_new), 1e-12, "GRPO loss at ratio 1");
+    rl_test_assert_close(rl_test_metric(p, "clip_ratio"), 0, 0, "no clipping at ratio 1");
     rl_ctx_reset(g_ctx);
     /* a moved policy: the clipped surrogate and the KL by hand */
     perturb(m.pol, 0.05, 3);
@@ -337,12 +271,12 @@ static void grpo_case(const char *agg, const char *scale, const char *kl_in, dou
         l[i] = surrogate(ratio, A, 1 - clip, 1 + clip) + (in_loss ? beta * kt : 0);
         if (!g.mask[i]) continue;
         tokens++, nm++;
-        clipped += clampd(ratio, 1 - clip, 1 + clip) != ratio;
+        clipped += rl_test_clamp(ratio, 1 - clip, 1 + clip) != ratio;
         kl_tok += beta > 0 ? kt : 0;
         cr += (ratio < 1 - clip && A < 0) || (ratio > 1 + clip && A > 0);
     }
     assert_true(clipped > 0 && clipped < tokens); /* both arms of the clip */
-    assert_close(loss0(p), aggregate(&g, l, 0, R, agg, max_new), 1e-12, "GRPO loss");
+    rl_test_assert_close(loss0(p), aggregate(&g, l, 0, R, agg, max_new), 1e-12, "GRPO loss");
     /* the metrics as TRL logs them */
     double reward = 0, rstd = 0, klm = 0, clen = 0;
     for (int64_t b = 0; b < R; b++) {
@@ -350,16 +284,16 @@ static void grpo_case(const char *agg, const char *scale, const char *kl_in, dou
         rstd += (!strcmp(scale, "batch") ? sb : grp_std(rew, G, b)) / (double)R;
         klm += kl_seq[b] / (double)R;
     }
-    assert_close(metric(p, "reward"), reward, 1e-12, "reward");
-    assert_close(metric(p, "reward_std"), rstd, 1e-12, "reward_std");
-    assert_close(metric(p, "frac_reward_zero_std"), 0, 0, "no group of equal rewards");
-    assert_close(metric(p, "kl"), in_loss ? kl_tok / nm : klm, 1e-12, "kl");
-    assert_close(metric(p, "clip_ratio"), cr / nm, 1e-15, "clip_ratio (region)");
-    assert_close(metric(p, "completion_length"), clen, 1e-15, "completion length");
+    rl_test_assert_close(rl_test_metric(p, "reward"), reward, 1e-12, "reward");
+    rl_test_assert_close(rl_test_metric(p, "reward_std"), rstd, 1e-12, "reward_std");
+    rl_test_assert_close(rl_test_metric(p, "frac_reward_zero_std"), 0, 0, "no group of equal rewards");
+    rl_test_assert_close(rl_test_metric(p, "kl"), in_loss ? kl_tok / nm : klm, 1e-12, "kl");
+    rl_test_assert_close(rl_test_metric(p, "clip_ratio"), cr / nm, 1e-15, "clip_ratio (region)");
+    rl_test_assert_close(rl_test_metric(p, "completion_length"), clen, 1e-15, "completion length");
     /* a minibatch of one prompt takes its G adjacent rows: rows [G, 2G) */
     rl_ctx_reset(g_ctx);
     assert_int_equal(rl_recipe_run_loss(p, g_ctx, 1, 2), RL_OK);
-    assert_close(loss0(p), aggregate(&g, l, G, 2 * G, agg, max_new), 1e-12, "GRPO minibatch loss");
+    rl_test_assert_close(loss0(p), aggregate(&g, l, G, 2 * G, agg, max_new), 1e-12, "GRPO minibatch loss");
     rl_ctx_reset(g_ctx);
     /* equal rewards in every group (a reward model that scores 0): every
      * group has zero std and zero advantages; with the KL in the reward the
@@ -369,13 +303,13 @@ static void grpo_case(const char *agg, const char *scale, const char *kl_in, dou
         zero_scores(flat);
         assert_int_equal(rl_recipe_bind_model(p, "reward_model", flat), RL_OK);
         assert_int_equal(rl_recipe_run_rollout(p, g_ctx), RL_OK);
-        for (int64_t b = 0; b < R; b++) assert_close(value(p, "adv", b), 0, 0, "no signal in an equal group");
+        for (int64_t b = 0; b < R; b++) rl_test_assert_close(rl_test_value(p, "adv", b), 0, 0, "no signal in an equal group");
         assert_int_equal(rl_recipe_run_loss(p, g_ctx, -1, -1), RL_OK);
-        assert_close(metric(p, "frac_reward_zero_std"), 1, 0, "every group has equal rewards");
+        rl_test_assert_close(rl_test_metric(p, "frac_reward_zero_std"), 1, 0, "every group has equal rewards");
         rl_ctx_reset(g_ctx);
         rl_gpt2_free(g_ctx, flat);
     }
-    free_prog(p, r);
+    rl_test_free_program(p, r);
     rl_test_batch_free(g_ctx, &pr);
     models_free(&m);
 }
@@ -405,9 +339,9 @@ static void test_dapo_by_hand(void **state) {
     make_prompts(&pr, 41);
     rl_recipe *r;
     /* L_max = 6, L_cache = 3: lengths 2, 5 and 6 are unpunished, -2/3 and -1 */
-    rl_recipe_program *p = builtin64("dapo", (const char *[]){"G=2", "max_new=6", "L_cache=3", NULL}, &r);
-    assert_close(rl_recipe_hyper(p, "eps_low")->num, 0.2, 0, "eps_low");
-    assert_close(rl_recipe_hyper(p, "eps_high")->num, 0.28, 0, "eps_high");
+    rl_recipe_program *p = rl_test_builtin64("dapo", (const char *[]){"G=2", "max_new=6", "L_cache=3", NULL}, &r);
+    rl_test_assert_close(rl_recipe_hyper(p, "eps_low")->num, 0.2, 0, "eps_low");
+    rl_test_assert_close(rl_recipe_hyper(p, "eps_high")->num, 0.28, 0, "eps_high");
     bind_all(p, &m, false, &pr);
     assert_int_equal(rl_recipe_run_rollout(p, g_ctx), RL_OK);
     roll g;
@@ -419,13 +353,13 @@ static void test_dapo_by_hand(void **state) {
     for (int64_t b = 0; b < R; b++) {
         /* the soft overlong punishment, piecewise as the paper writes it */
         double L = g.len[b], pen = L <= 6 - 3 ? 0 : L <= 6 ? ((6 - 3) - L) / 3 : -1;
-        assert_close(pen, pen_want[b / G], 1e-15, "the fixture's penalties");
-        assert_close(value(p, "pen", b), pen, 1e-15, "overlong penalty");
+        rl_test_assert_close(pen, pen_want[b / G], 1e-15, "the fixture's penalties");
+        rl_test_assert_close(rl_test_value(p, "pen", b), pen, 1e-15, "overlong penalty");
         rew[b] = g.score[b] + pen;
     }
     for (int64_t b = 0; b < R; b++) {
         adv[b] = (rew[b] - grp_mean(rew, G, b)) / (grp_std(rew, G, b) + eps);
-        assert_close(value(p, "adv", b), adv[b], 1e-12, "DAPO advantage");
+        rl_test_assert_close(rl_test_value(p, "adv", b), adv[b], 1e-12, "DAPO advantage");
     }
     rl_ctx_reset(g_ctx);
     perturb(m.pol, 0.05, 16);
@@ -442,18 +376,18 @@ static void test_dapo_by_hand(void **state) {
         higher += A > 0 && ratio > 1 + lo && ratio < 1 + hi; /* where clip-higher changes the loss */
     }
     assert_true(higher > 0);
-    assert_close(loss0(p), aggregate(&g, l, 0, R, "token_mean", 0), 1e-12, "DAPO token-mean loss");
+    rl_test_assert_close(loss0(p), aggregate(&g, l, 0, R, "token_mean", 0), 1e-12, "DAPO token-mean loss");
     double reward = 0, shaped = 0, pen = 0, over = 0;
     for (int64_t b = 0; b < R; b++)
         reward += g.score[b] / (double)R, shaped += rew[b] / (double)R, pen += (rew[b] - g.score[b]) / (double)R,
             over += (rew[b] - g.score[b] < 0) / (double)R;
-    assert_close(metric(p, "reward"), reward, 1e-12, "reward");
-    assert_close(metric(p, "shaped_reward"), shaped, 1e-12, "shaped reward");
-    assert_close(metric(p, "overlong_penalty"), pen, 1e-12, "overlong penalty");
-    assert_close(metric(p, "overlong_frac"), over, 1e-15, "overlong fraction");
-    assert_close(metric(p, "clip_ratio_low"), clo / nm, 1e-15, "clip_ratio_low");
-    assert_close(metric(p, "clip_ratio_high"), chi / nm, 1e-15, "clip_ratio_high");
-    assert_close(metric(p, "frac_reward_zero_std"), 0, 0, "no equal group");
+    rl_test_assert_close(rl_test_metric(p, "reward"), reward, 1e-12, "reward");
+    rl_test_assert_close(rl_test_metric(p, "shaped_reward"), shaped, 1e-12, "shaped reward");
+    rl_test_assert_close(rl_test_metric(p, "overlong_penalty"), pen, 1e-12, "overlong penalty");
+    rl_test_assert_close(rl_test_metric(p, "overlong_frac"), over, 1e-15, "overlong fraction");
+    rl_test_assert_close(rl_test_metric(p, "clip_ratio_low"), clo / nm, 1e-15, "clip_ratio_low");
+    rl_test_assert_close(rl_test_metric(p, "clip_ratio_high"), chi / nm, 1e-15, "clip_ratio_high");
+    rl_test_assert_close(rl_test_metric(p, "frac_reward_zero_std"), 0, 0, "no equal group");
     rl_ctx_reset(g_ctx);
     /* dynamic sampling is not done: with scores of 0 each group's rewards are
      * its (equal) length penalties, every group would be dropped, and the
@@ -463,11 +397,11 @@ static void test_dapo_by_hand(void **state) {
     assert_int_equal(rl_recipe_bind_model(p, "reward_model", flat), RL_OK);
     assert_int_equal(rl_recipe_run_rollout(p, g_ctx), RL_OK);
     assert_int_equal(rl_recipe_run_loss(p, g_ctx, -1, -1), RL_OK);
-    assert_close(metric(p, "frac_reward_zero_std"), 1, 0, "every group would be dropped");
-    for (int64_t b = 0; b < R; b++) assert_close(value(p, "adv", b), 0, 0, "no signal");
+    rl_test_assert_close(rl_test_metric(p, "frac_reward_zero_std"), 1, 0, "every group would be dropped");
+    for (int64_t b = 0; b < R; b++) rl_test_assert_close(rl_test_value(p, "adv", b), 0, 0, "no signal");
     rl_ctx_reset(g_ctx);
     rl_gpt2_free(g_ctx, flat);
-    free_prog(p, r);
+    rl_test_free_program(p, r);
     rl_test_batch_free(g_ctx, &pr);
     models_free(&m);
 }
@@ -484,7 +418,7 @@ static void test_rloo_by_hand(void **state) {
     rl_test_batch pr;
     make_prompts(&pr, 61);
     rl_recipe *r;
-    rl_recipe_program *p = builtin64("rloo", (const char *[]){"G=3", "max_new=6", "beta=0.2", NULL}, &r);
+    rl_recipe_program *p = rl_test_builtin64("rloo", (const char *[]){"G=3", "max_new=6", "beta=0.2", NULL}, &r);
     bind_all(p, &m, true, &pr);
     assert_int_equal(rl_recipe_run_rollout(p, g_ctx), RL_OK);
     roll g;
@@ -502,7 +436,7 @@ static void test_rloo_by_hand(void **state) {
         double others = 0;
         for (int64_t k = b / G * G; k < b / G * G + G; k++) others += k == b ? 0 : rew[k];
         adv[b] = rew[b] - others / (double)(G - 1); /* the mean of the other G - 1 */
-        assert_close(value(p, "adv", b), adv[b], 1e-12, "RLOO advantage");
+        rl_test_assert_close(rl_test_value(p, "adv", b), adv[b], 1e-12, "RLOO advantage");
     }
     rl_ctx_reset(g_ctx);
     perturb(m.pol, 0.02, 7);
@@ -513,27 +447,27 @@ static void test_rloo_by_hand(void **state) {
     for (int64_t b = 0; b < R; b++) {
         double rho = exp(row_sum(&g, lp, b) - lp_seq_old[b]);
         want += surrogate(rho, adv[b], 1 - clip, 1 + clip) / (double)R;
-        clipped += clampd(rho, 1 - clip, 1 + clip) != rho;
+        clipped += rl_test_clamp(rho, 1 - clip, 1 + clip) != rho;
         cr += ((rho < 1 - clip && adv[b] < 0) || (rho > 1 + clip && adv[b] > 0)) / (double)R;
     }
     assert_true(clipped > 0 && clipped < R); /* the sequence ratio is clipped for some samples */
-    assert_close(loss0(p), want, 1e-12, "RLOO loss: clipped sequence-level surrogate");
+    rl_test_assert_close(loss0(p), want, 1e-12, "RLOO loss: clipped sequence-level surrogate");
     double reward = 0, kl_tok = 0, nm = 0;
     for (int64_t b = 0; b < R; b++) reward += g.score[b] / (double)R, kl_tok += kl_seq[b], nm += g.len[b];
-    assert_close(metric(p, "reward"), reward, 1e-12, "reward");
-    assert_close(metric(p, "reward_std"), batch_std(g.score, R), 1e-12, "reward_std (of the raw scores)");
-    assert_close(metric(p, "kl"), kl_tok / nm, 1e-12, "kl (k1 token mean)");
-    assert_close(metric(p, "clip_ratio"), cr, 1e-15, "clip_ratio");
-    free_prog(p, r);
+    rl_test_assert_close(rl_test_metric(p, "reward"), reward, 1e-12, "reward");
+    rl_test_assert_close(rl_test_metric(p, "reward_std"), batch_std(g.score, R), 1e-12, "reward_std (of the raw scores)");
+    rl_test_assert_close(rl_test_metric(p, "kl"), kl_tok / nm, 1e-12, "kl (k1 token mean)");
+    rl_test_assert_close(rl_test_metric(p, "clip_ratio"), cr, 1e-15, "clip_ratio");
+    rl_test_free_program(p, r);
     /* G = 1 leaves no other sample: the leave-one-out baseline refuses it at its call */
-    p = builtin64("rloo", (const char *[]){"G=1", "max_new=2", NULL}, &r);
+    p = rl_test_builtin64("rloo", (const char *[]){"G=1", "max_new=2", NULL}, &r);
     bind_all(p, &m, true, &pr);
     assert_int_not_equal(rl_recipe_run_rollout(p, g_ctx), RL_OK);
     const char *e = rl_recipe_program_error(p);
     assert_contains(e, "group_loo");
     assert_contains(e, "use n >= 2");
     assert_contains(e, "rloo.recipe:");
-    free_prog(p, r);
+    rl_test_free_program(p, r);
     rl_test_batch_free(g_ctx, &pr);
     models_free(&m);
 }
@@ -552,7 +486,7 @@ static void rpp_case(int64_t G, bool baseline, int est) {
     make_prompts(&pr, 81);
     rl_recipe *r;
     rl_recipe_program *p =
-        builtin64("reinforce_pp", (const char *[]){s_g, "max_new=6", "beta=0.1", s_base, s_est, NULL}, &r);
+        rl_test_builtin64("reinforce_pp", (const char *[]){s_g, "max_new=6", "beta=0.1", s_base, s_est, NULL}, &r);
     bind_all(p, &m, true, &pr);
     assert_int_equal(rl_recipe_run_rollout(p, g_ctx), RL_OK);
     roll g;
@@ -587,8 +521,8 @@ static void rpp_case(int64_t G, bool baseline, int est) {
     for (int64_t i = 0; i < n; i++) {
         adv[i] = (ret[i] - mean) / sqrt(var + 1e-8);
         if (!g.mask[i]) continue;
-        assert_close(value(p, "ret", i), ret[i], 1e-12, "REINFORCE++ return");
-        assert_close(value(p, "adv", i), adv[i], 1e-12, "REINFORCE++ whitened advantage");
+        rl_test_assert_close(rl_test_value(p, "ret", i), ret[i], 1e-12, "REINFORCE++ return");
+        rl_test_assert_close(rl_test_value(p, "adv", i), adv[i], 1e-12, "REINFORCE++ whitened advantage");
     }
     rl_ctx_reset(g_ctx);
     perturb(m.pol, 0.05, 9);
@@ -600,14 +534,14 @@ static void rpp_case(int64_t G, bool baseline, int est) {
         if (!g.mask[i]) continue;
         double ratio = exp(lp[i] - g.lp_old[i]);
         pg += surrogate(ratio, adv[i], 1 - clip, 1 + clip) / nm;
-        clipped += clampd(ratio, 1 - clip, 1 + clip) != ratio;
+        clipped += rl_test_clamp(ratio, 1 - clip, 1 + clip) != ratio;
         klm += kl[i] / (double)R, rmean += ret[i] / nm;
     }
     assert_true(clipped > 0 && clipped < nm);
-    assert_close(loss0(p), pg, 1e-12, "REINFORCE++ loss (token mean)");
-    assert_close(metric(p, "kl"), klm, 1e-12, "kl in the reward, per sample");
-    assert_close(metric(p, "return"), rmean, 1e-12, "mean return");
-    free_prog(p, r);
+    rl_test_assert_close(loss0(p), pg, 1e-12, "REINFORCE++ loss (token mean)");
+    rl_test_assert_close(rl_test_metric(p, "kl"), klm, 1e-12, "kl in the reward, per sample");
+    rl_test_assert_close(rl_test_metric(p, "return"), rmean, 1e-12, "mean return");
+    rl_test_free_program(p, r);
     rl_test_batch_free(g_ctx, &pr);
     models_free(&m);
 }
@@ -629,7 +563,7 @@ static void remax_case(double beta) {
     rl_test_batch pr;
     make_prompts(&pr, 101);
     rl_recipe *r;
-    rl_recipe_program *p = builtin64("remax", (const char *[]){"max_new=6", s_beta, NULL}, &r);
+    rl_recipe_program *p = rl_test_builtin64("remax", (const char *[]){"max_new=6", s_beta, NULL}, &r);
     bind_all(p, &m, beta > 0, &pr);
     assert_int_equal(rl_recipe_run_rollout(p, g_ctx), RL_OK);
     roll g, gr;
@@ -648,7 +582,7 @@ static void remax_case(double beta) {
             if (!gr.mask[i]) continue;
             int64_t best = 0;
             for (int64_t k = 1; k < V; k++)
-                if (get(lg, (i - 1) * V + k) > get(lg, (i - 1) * V + best)) best = k;
+                if (rl_test_get(lg, (i - 1) * V + k) > rl_test_get(lg, (i - 1) * V + best)) best = k;
             assert_int_equal(gr.ids[i], best);
         }
         rl_ctx_set_grad(g_ctx, was);
@@ -658,8 +592,8 @@ static void remax_case(double beta) {
     for (int64_t b = 0; b < B; b++) {
         kl_seq[b] = row_sum(&g, d, b);
         adv[b] = g.score[b] - beta * kl_seq[b] - gr.score[b];
-        assert_close(value(p, "base", b), gr.score[b], 1e-12, "the greedy response's reward");
-        assert_close(value(p, "adv", b), adv[b], 1e-12, "ReMax advantage");
+        rl_test_assert_close(rl_test_value(p, "base", b), gr.score[b], 1e-12, "the greedy response's reward");
+        rl_test_assert_close(rl_test_value(p, "adv", b), adv[b], 1e-12, "ReMax advantage");
     }
     if (beta > 0) assert_true(fabs(kl_seq[0]) > 0);
     for (int epoch = 0; epoch < 2; epoch++) {
@@ -671,15 +605,15 @@ static void remax_case(double beta) {
             rew += g.score[b] / (double)B, rg += gr.score[b] / (double)B, am += adv[b] / (double)B;
             kl += kl_seq[b] / (double)B;
         }
-        assert_close(loss0(p), want, 1e-12, "ReMax REINFORCE loss");
-        assert_close(metric(p, "reward"), rew, 1e-12, "reward");
-        assert_close(metric(p, "reward_greedy"), rg, 1e-12, "reward of the greedy responses");
-        assert_close(metric(p, "advantage"), am, 1e-12, "advantage");
-        assert_close(metric(p, "kl"), kl, 1e-12, "kl");
+        rl_test_assert_close(loss0(p), want, 1e-12, "ReMax REINFORCE loss");
+        rl_test_assert_close(rl_test_metric(p, "reward"), rew, 1e-12, "reward");
+        rl_test_assert_close(rl_test_metric(p, "reward_greedy"), rg, 1e-12, "reward of the greedy responses");
+        rl_test_assert_close(rl_test_metric(p, "advantage"), am, 1e-12, "advantage");
+        rl_test_assert_close(rl_test_metric(p, "kl"), kl, 1e-12, "kl");
         rl_ctx_reset(g_ctx);
         perturb(m.pol, 0.05, 11); /* the second epoch: a moved policy, the same advantages */
     }
-    free_prog(p, r);
+    rl_test_free_program(p, r);
     rl_test_batch_free(g_ctx, &pr);
     models_free(&m);
 }
@@ -710,54 +644,47 @@ static void test_defaults(void **state) {
     (void)state;
     valgrind_skip();
     rl_recipe *r;
-    rl_recipe_program *p = builtin64("grpo", NULL, &r);
-    assert_close(hyper(p, "lr"), 1e-6, 0, "grpo lr (TRL)");
-    assert_close(rl_recipe_model_at(p, 0)->optim.lr, 1e-6, 0, "grpo policy's optimizer lr");
-    assert_close(hyper(p, "G"), 8, 0, "grpo G (TRL num_generations)");
-    assert_close(hyper(p, "beta"), 0.04, 0, "grpo beta (paper)");
-    assert_close(hyper(p, "clip"), 0.2, 0, "grpo clip");
-    assert_close(hyper(p, "std_eps"), 1e-4, 0, "grpo std_eps (TRL)");
-    assert_close(hyper(p, "max_new"), 256, 0, "grpo max_new (TRL)");
+    rl_recipe_program *p = rl_test_builtin64("grpo", NULL, &r);
+    rl_test_assert_close(hyper(p, "lr"), 1e-6, 0, "grpo lr (TRL)");
+    rl_test_assert_close(rl_recipe_model_at(p, 0)->optim.lr, 1e-6, 0, "grpo policy's optimizer lr");
+    rl_test_assert_close(hyper(p, "G"), 8, 0, "grpo G (TRL num_generations)");
+    rl_test_assert_close(hyper(p, "beta"), 0.04, 0, "grpo beta (paper)");
+    rl_test_assert_close(hyper(p, "clip"), 0.2, 0, "grpo clip");
+    rl_test_assert_close(hyper(p, "std_eps"), 1e-4, 0, "grpo std_eps (TRL)");
+    rl_test_assert_close(hyper(p, "max_new"), 256, 0, "grpo max_new (TRL)");
     assert_string_equal(hyper_str(p, "kl_in"), "loss");
     assert_string_equal(hyper_str(p, "loss_agg"), "seq_mean_token_mean");
     assert_string_equal(hyper_str(p, "scale_rewards"), "group");
-    free_prog(p, r);
-    p = builtin64("dapo", NULL, &r);
-    assert_close(hyper(p, "eps_low"), 0.2, 0, "dapo eps_low");
-    assert_close(hyper(p, "eps_high"), 0.28, 0, "dapo eps_high");
-    assert_close(hyper(p, "G"), 16, 0, "dapo G");
-    assert_close(hyper(p, "L_cache"), 256.0 / 5, 1e-15, "dapo L_cache = max_new / 5");
-    assert_close(hyper(p, "std_eps"), 1e-6, 0, "dapo std_eps (verl)");
-    free_prog(p, r);
+    rl_test_free_program(p, r);
+    p = rl_test_builtin64("dapo", NULL, &r);
+    rl_test_assert_close(hyper(p, "eps_low"), 0.2, 0, "dapo eps_low");
+    rl_test_assert_close(hyper(p, "eps_high"), 0.28, 0, "dapo eps_high");
+    rl_test_assert_close(hyper(p, "G"), 16, 0, "dapo G");
+    rl_test_assert_close(hyper(p, "L_cache"), 256.0 / 5, 1e-15, "dapo L_cache = max_new / 5");
+    rl_test_assert_close(hyper(p, "std_eps"), 1e-6, 0, "dapo std_eps (verl)");
+    rl_test_free_program(p, r);
     /* L_cache follows max_new: DAPO's own 4096 of 20480 */
-    p = builtin64("dapo", (const char *[]){"max_new=20480", NULL}, &r);
-    assert_close(hyper(p, "L_cache"), 4096, 0, "dapo L_cache at L_max 20480");
-    free_prog(p, r);
-    p = builtin64("rloo", NULL, &r);
-    assert_close(hyper(p, "G"), 2, 0, "rloo G (TRL)");
-    assert_close(hyper(p, "beta"), 0.05, 0, "rloo beta (TRL)");
-    assert_close(hyper(p, "clip"), 0.2, 0, "rloo clip (TRL)");
-    free_prog(p, r);
-    p = builtin64("reinforce_pp", NULL, &r);
-    assert_close(hyper(p, "G"), 1, 0, "reinforce_pp G (OpenRLHF)");
-    assert_close(hyper(p, "beta"), 0.01, 0, "reinforce_pp beta (OpenRLHF)");
-    assert_close(hyper(p, "baseline"), 0, 0, "reinforce_pp baseline off");
+    p = rl_test_builtin64("dapo", (const char *[]){"max_new=20480", NULL}, &r);
+    rl_test_assert_close(hyper(p, "L_cache"), 4096, 0, "dapo L_cache at L_max 20480");
+    rl_test_free_program(p, r);
+    p = rl_test_builtin64("rloo", NULL, &r);
+    rl_test_assert_close(hyper(p, "G"), 2, 0, "rloo G (TRL)");
+    rl_test_assert_close(hyper(p, "beta"), 0.05, 0, "rloo beta (TRL)");
+    rl_test_assert_close(hyper(p, "clip"), 0.2, 0, "rloo clip (TRL)");
+    rl_test_free_program(p, r);
+    p = rl_test_builtin64("reinforce_pp", NULL, &r);
+    rl_test_assert_close(hyper(p, "G"), 1, 0, "reinforce_pp G (OpenRLHF)");
+    rl_test_assert_close(hyper(p, "beta"), 0.01, 0, "reinforce_pp beta (OpenRLHF)");
+    rl_test_assert_close(hyper(p, "baseline"), 0, 0, "reinforce_pp baseline off");
     assert_string_equal(hyper_str(p, "kl_estimator"), "k1");
-    free_prog(p, r);
-    p = builtin64("remax", NULL, &r);
-    assert_close(hyper(p, "beta"), 0, 0, "remax beta (paper)");
-    assert_close(hyper(p, "lr"), 1e-6, 0, "remax lr (verl)");
-    free_prog(p, r);
+    rl_test_free_program(p, r);
+    p = rl_test_builtin64("remax", NULL, &r);
+    rl_test_assert_close(hyper(p, "beta"), 0, 0, "remax beta (paper)");
+    rl_test_assert_close(hyper(p, "lr"), 1e-6, 0, "remax lr (verl)");
+    rl_test_free_program(p, r);
 }
 
 /* ---- the group natives by hand ---------------------------------------------------------- */
-
-static rl_tensor *tensor_of(int ndim, const int64_t *shape, const double *v) {
-    rl_tensor *t = rl_tensor_new(g_ctx, RL_F64, ndim, shape, "data");
-    assert_non_null(t);
-    for (int64_t i = 0; i < t->numel; i++) rl_tensor_set(g_ctx, t, i, v[i]);
-    return t;
-}
 
 /* Literal group sizes (a literal n is a number, not a dim) over inputs of
  * literal sizes, so the shape check needs no B*G. */
@@ -782,7 +709,7 @@ static void test_group_natives(void **state) {
     rl_recipe_program *p = rl_test_must_compile(r, RL_F64, false);
     assert_int_equal(rl_recipe_n_warnings(r), 0);
     const double hx[6] = {1, 2, 4, -1, 0, 7}, hy[4] = {1, -2, 3, 5};
-    rl_tensor *tx = tensor_of(1, (int64_t[]){6}, hx), *ty = tensor_of(2, (int64_t[]){2, 2}, hy);
+    rl_tensor *tx = rl_test_tensor_of(RL_F64, 1, (int64_t[]){6}, hx), *ty = rl_test_tensor_of(RL_F64, 2, (int64_t[]){2, 2}, hy);
     assert_int_equal(rl_recipe_bind_tensor(p, "x", tx), RL_OK);
     assert_int_equal(rl_recipe_bind_tensor(p, "y", ty), RL_OK);
     assert_int_equal(rl_recipe_run_loss(p, g_ctx, -1, -1), RL_OK);
@@ -794,28 +721,28 @@ static void test_group_natives(void **state) {
     const double lo2[6] = {2, 1, -1, 4, 7, 0};
     double want = 0;
     for (int k = 0; k < 2; k++) {
-        assert_close(value(p, "gm", k), gm[k], 1e-15, "group_mean");
-        assert_close(value(p, "gs", k), gs[k], 1e-15, "group_sum");
-        assert_close(value(p, "sd1", k), sd1[k], 1e-15, "group_std, unbiased");
-        assert_close(value(p, "sd0", k), sd0[k], 1e-15, "group_std, correction 0");
+        rl_test_assert_close(rl_test_value(p, "gm", k), gm[k], 1e-15, "group_mean");
+        rl_test_assert_close(rl_test_value(p, "gs", k), gs[k], 1e-15, "group_sum");
+        rl_test_assert_close(rl_test_value(p, "sd1", k), sd1[k], 1e-15, "group_std, unbiased");
+        rl_test_assert_close(rl_test_value(p, "sd0", k), sd0[k], 1e-15, "group_std, correction 0");
         want += (gm[k] + gs[k] + sd1[k] + sd0[k]) / 2 + gm[k] / 2;
     }
     for (int i = 0; i < 6; i++) {
-        assert_close(value(p, "lo", i), lo[i], 1e-15, "group_loo: the mean of the other two");
-        assert_close(value(p, "lo2", i), lo2[i], 1e-15, "group_loo of pairs");
-        assert_close(value(p, "bc", i), gm[i / 3], 1e-15, "group_broadcast: each row n times, adjacent");
+        rl_test_assert_close(rl_test_value(p, "lo", i), lo[i], 1e-15, "group_loo: the mean of the other two");
+        rl_test_assert_close(rl_test_value(p, "lo2", i), lo2[i], 1e-15, "group_loo of pairs");
+        rl_test_assert_close(rl_test_value(p, "bc", i), gm[i / 3], 1e-15, "group_broadcast: each row n times, adjacent");
         want += (lo[i] + lo2[i]) / 6;
     }
     /* y [2, 2] -> [4, 2]: rows 0, 0, 1, 1; and its group mean gives y back */
     const int rows[4] = {0, 0, 1, 1};
     for (int i = 0; i < 4; i++)
-        for (int c = 0; c < 2; c++) assert_close(value(p, "yb", i * 2 + c), hy[rows[i] * 2 + c], 0, "broadcast rows");
-    for (int i = 0; i < 4; i++) assert_close(value(p, "ym", i), hy[i], 1e-15, "group_mean of a broadcast");
+        for (int c = 0; c < 2; c++) rl_test_assert_close(rl_test_value(p, "yb", i * 2 + c), hy[rows[i] * 2 + c], 0, "broadcast rows");
+    for (int i = 0; i < 4; i++) rl_test_assert_close(rl_test_value(p, "ym", i), hy[i], 1e-15, "group_mean of a broadcast");
     want += (hy[0] + hy[1] + hy[2] + hy[3]) / 4 * 2;
-    assert_close(get(rl_recipe_loss(p, 0), 0), want, 1e-14, "the loss");
+    rl_test_assert_close(rl_test_get(rl_recipe_loss(p, 0), 0), want, 1e-14, "the loss");
     /* every term is w times a constant (a std scales with |w|): dloss/dw = loss at w = 1 */
     assert_int_equal(rl_recipe_backward(p, g_ctx), RL_OK);
-    assert_close(get(rl_recipe_param_at(p, 0)->tensor->grad, 0), want, 1e-12, "dloss/dw through the natives");
+    rl_test_assert_close(rl_test_get(rl_recipe_param_at(p, 0)->tensor->grad, 0), want, 1e-12, "dloss/dw through the natives");
     rl_ctx_reset(g_ctx);
     rl_recipe_program_free(p);
     rl_recipe_free(r);
@@ -888,7 +815,7 @@ static void test_group_errors(void **state) {
     expect_error_in(r, "--set", 1, 6, "--set mode=\"bat\" is not a choice", "one of: group, batch, none");
     rl_recipe_free(r);
     /* and on a built-in */
-    r = load_builtin("grpo", NULL);
+    r = rl_test_load_builtin("grpo", NULL);
     rl_recipe_set_arg(r, "loss_agg=token_sum");
     expect_error_in(r, "--set", 1, 10, "--set loss_agg=\"token_sum\" is not a choice",
                     "one of: token_mean, seq_mean_token_mean, seq_mean_token_sum, seq_mean_token_sum_norm");
@@ -912,18 +839,11 @@ static void test_generate_groups(void **state) {
         char set[32];
         snprintf(set, sizeof set, "G=%lld", (long long)groups[c]);
         if (c > 0) assert_int_equal(rl_recipe_set_arg(r, set), RL_OK);
-        rl_recipe_gpt2_env_init(&g_env, 3);
-        rl_recipe_opts o = rl_recipe_opts_gpt2(&g_env);
-        o.dtype = RL_F64;
-        rl_recipe_program *p = rl_recipe_compile(r, g_ctx, &o);
-        if (!p || rl_recipe_n_warnings(r)) {
-            rl_recipe_print_diags(r, stderr);
-            fail_msg("the group recipe did not compile cleanly");
-        }
+        rl_recipe_program *p = rl_test_compile_clean(r, 3);
         assert_int_equal(rl_recipe_bind_model(p, "policy", pol), RL_OK);
         assert_int_equal(rl_recipe_bind_tokens(p, "prompts", pr.ids, NULL, pr.attn), RL_OK);
         assert_int_equal(rl_recipe_run_rollout(p, g_ctx), RL_OK);
-        rl_recipe_tokens tk = tokens_of(p, "seq");
+        rl_recipe_tokens tk = rl_test_tokens_of(p, "seq");
         const int64_t G = groups[c], R = tk.ids->shape[0], T = tk.ids->shape[1];
         assert_int_equal(R, 2 * G);
         int32_t ids[256], mask[256], attn[256];
@@ -962,18 +882,13 @@ static void test_generate_groups(void **state) {
  * the split. Group sizes are 2 to keep it quick; max_new is the check's
  * own 6 new tokens at most, so response lengths differ. */
 static void check_and_split(const char *name, const char *const *sets, int want_dependent) {
-    rl_recipe *r = load_builtin(name, sets);
+    rl_recipe *r = rl_test_load_builtin(name, sets);
     rl_recipe_gc_opts o;
     rl_recipe_gc_opts_default(&o);
     o.batch = 4;
     o.splits = 1;
     rl_recipe_gc_result res;
-    rl_status st = rl_recipe_gradcheck(r, &o, &res);
-    if (st != RL_OK || res.n_failed) {
-        o.out = stderr;
-        rl_recipe_gradcheck(r, &o, &res);
-        fail_msg("%s: %s", name, res.msg);
-    }
+    rl_test_gradcheck_must_pass(r, &o, &res, name);
     rl_gpt2 *lm = tiny(RL_GPT2_LM, 1);
     assert_int_equal(res.n_tensors, lm->n_tensors);
     rl_gpt2_free(g_ctx, lm);

@@ -28,68 +28,6 @@
 
 /* ---- helpers -------------------------------------------------------------------------- */
 
-static rl_recipe_gpt2_env g_env;
-
-static void assert_close(double got, double want, double tol, const char *what) {
-    double err = fabs(got - want) / fmax(1.0, fabs(want));
-    if (!(err <= tol)) fail_msg("%s: got %.17g, want %.17g (rel err %.3g)", what, got, want, err);
-}
-
-static double logsig(double x) { return fmin(x, 0) - log1p(exp(-fabs(x))); }
-static double clampd(double x, double lo, double hi) { return x < lo ? lo : x > hi ? hi : x; }
-static double get(const rl_tensor *t, int64_t i) { return rl_tensor_get(g_ctx, t, i); }
-
-static rl_recipe *load_builtin(const char *name) {
-    char path[1024];
-    assert_int_equal(rl_recipe_resolve(name, path, sizeof path), RL_OK);
-    const char *err = NULL;
-    rl_recipe *r = rl_recipe_load(path, &err);
-    if (!r) fail_msg("cannot read %s: %s", path, err);
-    return r;
-}
-
-/* Compiles in f64 with the GPT-2 functions and a seeded generation stream;
- * fails the test with the diagnostics when it does not compile, or when it
- * warns. */
-static rl_recipe_program *compile64(rl_recipe *r, uint64_t gen_seed) {
-    rl_recipe_gpt2_env_init(&g_env, gen_seed);
-    rl_recipe_opts o = rl_recipe_opts_gpt2(&g_env);
-    o.dtype = RL_F64;
-    rl_recipe_program *p = rl_recipe_compile(r, g_ctx, &o);
-    if (!p || rl_recipe_n_warnings(r)) {
-        rl_recipe_print_diags(r, stderr);
-        fail_msg("the recipe did not compile cleanly");
-    }
-    return p;
-}
-
-static rl_recipe_program *builtin64(const char *name, const char *const *sets, rl_recipe **rout) {
-    rl_recipe *r = load_builtin(name);
-    for (int i = 0; sets && sets[i]; i++) assert_int_equal(rl_recipe_set_arg(r, sets[i]), RL_OK);
-    *rout = r;
-    return compile64(r, 77);
-}
-
-static void free_prog(rl_recipe_program *p, rl_recipe *r) {
-    rl_ctx_reset(g_ctx);
-    rl_recipe_program_free(p);
-    rl_recipe_free(r);
-}
-
-static rl_tensor *tensor_of(rl_dtype dt, int ndim, const int64_t *shape, const double *v) {
-    rl_tensor *t = rl_tensor_new(g_ctx, dt, ndim, shape, "data");
-    assert_non_null(t);
-    for (int64_t i = 0; i < t->numel; i++) rl_tensor_set(g_ctx, t, i, v[i]);
-    return t;
-}
-
-/* the shared token batch (rl_test_batch.h), bound to this suite's context */
-typedef rl_test_batch batch;
-static void make_batch(batch *b, int64_t B, int64_t T, const int *len, const int *resp, uint64_t seed) {
-    rl_test_batch_make(g_ctx, b, B, T, len, resp, seed);
-}
-static void free_batch(batch *b) { rl_test_batch_free(g_ctx, b); }
-
 static rl_gpt2 *tiny(rl_gpt2_kind kind, uint64_t seed) { return rl_test_tiny_gpt2(g_ctx, kind, seed); }
 
 /* Adds N(0, sigma) to every weight (a policy or critic after some training). */
@@ -98,7 +36,7 @@ static void perturb(rl_gpt2 *m, double sigma, uint64_t seed) {
     rl_rng_seed(&rng, seed);
     for (int k = 0; k < m->n_tensors; k++)
         for (int64_t e = 0; e < m->tensors[k]->numel; e++)
-            rl_tensor_set(g_ctx, m->tensors[k], e, get(m->tensors[k], e) + sigma * rl_rng_normal(&rng));
+            rl_tensor_set(g_ctx, m->tensors[k], e, rl_test_get(m->tensors[k], e) + sigma * rl_rng_normal(&rng));
 }
 
 /* A model output [B, T] or [B] read to the host with gradients off. */
@@ -110,7 +48,7 @@ static void model_out(rl_gpt2 *m, out_kind k, rl_tensor *ids, rl_tensor *attn, d
                  : k == OUT_END_SCORE ? rl_gpt2_end_score(g_ctx, m, ids, attn)
                                       : rl_gpt2_values(g_ctx, m, ids, NULL);
     assert_non_null(t);
-    for (int64_t i = 0; i < t->numel; i++) out[i] = get(t, i);
+    for (int64_t i = 0; i < t->numel; i++) out[i] = rl_test_get(t, i);
     rl_ctx_set_grad(g_ctx, was);
 }
 
@@ -146,39 +84,6 @@ static void ref_gae(const double *r, const double *v, const int32_t *m, int64_t 
     }
 }
 
-/* The token batch a program holds under `name` (a rollout's generate result). */
-static rl_recipe_tokens tokens_of(const rl_recipe_program *p, const char *name) {
-    for (int i = p->n_named - 1; i >= 0; i--)
-        if (strcmp(p->named[i].name, name) == 0 && p->named[i].slot >= 0) {
-            const rl_recipe_value *v = &p->vals[p->named[i].slot];
-            assert_int_equal(v->kind, RL_RV_TOKENS);
-            return v->tok;
-        }
-    fail_msg("no token batch '%s'", name);
-    rl_recipe_tokens none = {0};
-    return none;
-}
-
-static double metric(const rl_recipe_program *p, const char *name) {
-    for (int i = 0; i < rl_recipe_n_metrics(p); i++)
-        if (strcmp(rl_recipe_metric_name(p, i), name) == 0) return get(rl_recipe_metric(p, i), 0);
-    fail_msg("no metric '%s'", name);
-    return NAN;
-}
-
-static double loss_named(const rl_recipe_program *p, const char *name) {
-    for (int i = 0; i < rl_recipe_n_losses(p); i++)
-        if (strcmp(rl_recipe_loss_at(p, i)->name, name) == 0) return get(rl_recipe_loss(p, i), 0);
-    fail_msg("no loss '%s'", name);
-    return NAN;
-}
-
-static double value(const rl_recipe_program *p, const char *name, int64_t i) {
-    rl_tensor *t = rl_recipe_value_of(p, name);
-    if (!t) fail_msg("no value '%s'", name);
-    return get(t, i);
-}
-
 /* A generated batch on the host. */
 typedef struct gen {
     int64_t B, T;
@@ -187,7 +92,7 @@ typedef struct gen {
 } gen;
 
 static void read_gen(const rl_recipe_program *p, gen *g) {
-    rl_recipe_tokens tk = tokens_of(p, "seq");
+    rl_recipe_tokens tk = rl_test_tokens_of(p, "seq");
     g->B = tk.ids->shape[0], g->T = tk.ids->shape[1];
     assert_true(g->B * g->T <= 256);
     size_t nb = sizeof(int32_t) * (size_t)(g->B * g->T);
@@ -206,8 +111,7 @@ static const char *const BUILTINS[] = {"sft", "bradley_terry", "cost_model", "pp
 /* ---- every built-in compiles cleanly ---------------------------------------------------- */
 
 static void compile_clean(const char *name, const char *const *sets, rl_dtype dt) {
-    rl_recipe *r = load_builtin(name);
-    for (int i = 0; sets && sets[i]; i++) assert_int_equal(rl_recipe_set_arg(r, sets[i]), RL_OK);
+    rl_recipe *r = rl_test_load_builtin(name, sets);
     rl_recipe_program *p = rl_test_compile(r, dt, true);
     if (!p || rl_recipe_n_errors(r) || rl_recipe_n_warnings(r)) {
         rl_recipe_print_diags(r, stderr);
@@ -247,7 +151,7 @@ static void test_builtins_compile_clean(void **state) {
     assert_int_equal(rl_recipe_resolve("no_such_recipe", path, sizeof path), RL_ERR_ARG);
     /* the losses train what objectives.md says they train */
     rl_recipe *r;
-    rl_recipe_program *p = builtin64("safe_rlhf", NULL, &r);
+    rl_recipe_program *p = rl_test_builtin64("safe_rlhf", NULL, &r);
     const char *want[4][2] = {{"loss", "policy"}, {"loss_reward_critic", "reward_critic"},
                               {"loss_cost_critic", "cost_critic"}, {"loss_lambda", "log_lambda"}};
     assert_int_equal(rl_recipe_n_losses(p), 4);
@@ -259,18 +163,18 @@ static void test_builtins_compile_clean(void **state) {
     }
     const rl_recipe_param_info *ll = rl_recipe_param_at(p, 0);
     assert_string_equal(ll->optim.kind, "sgd");
-    assert_close(ll->optim.lr, 0.1, 0, "lambda_lr");
-    assert_close(ll->max, log(5.0), 1e-15, "log lambda_max");
-    assert_close(rl_recipe_hyper(p, "beta")->num, 0.01, 0, "safe_rlhf beta");
-    assert_close(rl_recipe_hyper(p, "window")->num, 128, 0, "window");
-    free_prog(p, r);
-    p = builtin64("ppo_kl", NULL, &r);
-    assert_close(rl_recipe_hyper(p, "beta")->num, 0.02, 0, "ppo beta");
+    rl_test_assert_close(ll->optim.lr, 0.1, 0, "lambda_lr");
+    rl_test_assert_close(ll->max, log(5.0), 1e-15, "log lambda_max");
+    rl_test_assert_close(rl_recipe_hyper(p, "beta")->num, 0.01, 0, "safe_rlhf beta");
+    rl_test_assert_close(rl_recipe_hyper(p, "window")->num, 128, 0, "window");
+    rl_test_free_program(p, r);
+    p = rl_test_builtin64("ppo_kl", NULL, &r);
+    rl_test_assert_close(rl_recipe_hyper(p, "beta")->num, 0.02, 0, "ppo beta");
     assert_string_equal(rl_recipe_hyper(p, "kl_estimator")->str, "k1");
-    assert_close(rl_recipe_hyper(p, "kl_target")->num, 6, 0, "target");
-    assert_close(rl_recipe_hyper(p, "kl_horizon")->num, 10000, 0, "horizon");
-    assert_close(rl_recipe_hyper(p, "clip_score")->num, 50, 0, "clip_score");
-    assert_close(rl_recipe_hyper(p, "lam")->num, 0.95, 0, "lam");
+    rl_test_assert_close(rl_recipe_hyper(p, "kl_target")->num, 6, 0, "target");
+    rl_test_assert_close(rl_recipe_hyper(p, "kl_horizon")->num, 10000, 0, "horizon");
+    rl_test_assert_close(rl_recipe_hyper(p, "clip_score")->num, 50, 0, "clip_score");
+    rl_test_assert_close(rl_recipe_hyper(p, "lam")->num, 0.95, 0, "lam");
     assert_int_equal(rl_recipe_n_losses(p), 2);
     assert_string_equal(rl_recipe_loss_at(p, 1)->name, "loss_critic");
     const char *metrics[] = {"reward", "kl", "entropy", "clipfrac", "approx_kl", "policy_loss", "value_loss",
@@ -280,7 +184,7 @@ static void test_builtins_compile_clean(void **state) {
         for (int k = 0; k < rl_recipe_n_metrics(p); k++) found = found || !strcmp(rl_recipe_metric_name(p, k), metrics[i]);
         if (!found) fail_msg("ppo_kl logs no '%s'", metrics[i]);
     }
-    free_prog(p, r);
+    rl_test_free_program(p, r);
 }
 
 /* ---- sft ------------------------------------------------------------------------------ */
@@ -288,27 +192,27 @@ static void test_builtins_compile_clean(void **state) {
 static void test_sft_by_hand(void **state) {
     (void)state;
     rl_gpt2 *pol = tiny(RL_GPT2_LM, 3);
-    batch d;
-    make_batch(&d, 3, 7, (int[]){7, 5, 6}, (int[]){3, 1, 4}, 11);
+    rl_test_batch d;
+    rl_test_batch_make(g_ctx, &d, 3, 7, (int[]){7, 5, 6}, (int[]){3, 1, 4}, 11);
     rl_recipe *r;
-    rl_recipe_program *p = builtin64("sft", NULL, &r);
+    rl_recipe_program *p = rl_test_builtin64("sft", NULL, &r);
     assert_int_equal(rl_recipe_program_kind(p), RL_RECIPE_SUPERVISED);
-    assert_close(rl_recipe_model_at(p, 0)->optim.lr, 2e-5, 0, "sft lr");
+    rl_test_assert_close(rl_recipe_model_at(p, 0)->optim.lr, 2e-5, 0, "sft lr");
     rl_recipe_bind_model(p, "policy", pol);
     rl_recipe_bind_tokens(p, "demo", d.ids, d.mask, d.attn);
     assert_int_equal(rl_recipe_run_loss(p, g_ctx, -1, -1), RL_OK);
     double lp[21], num = 0, den = 0;
     model_out(pol, OUT_LOGPROBS, d.ids, d.attn, lp);
     for (int i = 0; i < 21; i++) num -= d.hmask[i] * lp[i], den += d.hmask[i];
-    assert_close(den, 4 + 4 + 2, 0, "response tokens");
+    rl_test_assert_close(den, 4 + 4 + 2, 0, "response tokens");
     double want = num / den;
-    assert_close(get(rl_recipe_loss(p, 0), 0), want, 1e-12, "sft loss = global token mean");
-    assert_close(metric(p, "perplexity"), exp(want), 1e-12, "perplexity");
+    rl_test_assert_close(rl_test_get(rl_recipe_loss(p, 0), 0), want, 1e-12, "sft loss = global token mean");
+    rl_test_assert_close(rl_test_metric(p, "perplexity"), exp(want), 1e-12, "perplexity");
     /* the model's own SFT loss agrees (prompt tokens masked out) */
     rl_tensor *ref = rl_gpt2_sft_loss(g_ctx, pol, d.ids, d.mask);
-    assert_close(get(ref, 0), want, 1e-12, "rl_gpt2_sft_loss");
-    free_prog(p, r);
-    free_batch(&d);
+    rl_test_assert_close(rl_test_get(ref, 0), want, 1e-12, "rl_gpt2_sft_loss");
+    rl_test_free_program(p, r);
+    rl_test_batch_free(g_ctx, &d);
     rl_gpt2_free(g_ctx, pol);
 }
 
@@ -317,9 +221,9 @@ static void test_sft_by_hand(void **state) {
 static void test_bradley_terry_by_hand(void **state) {
     (void)state;
     rl_gpt2 *rm = tiny(RL_GPT2_SCORE, 5);
-    batch w, l;
-    make_batch(&w, 4, 6, (int[]){6, 4, 5, 6}, (int[]){2, 1, 3, 2}, 21);
-    make_batch(&l, 4, 6, (int[]){5, 6, 2, 6}, (int[]){2, 3, 1, 2}, 22);
+    rl_test_batch w, l;
+    rl_test_batch_make(g_ctx, &w, 4, 6, (int[]){6, 4, 5, 6}, (int[]){2, 1, 3, 2}, 21);
+    rl_test_batch_make(g_ctx, &l, 4, 6, (int[]){5, 6, 2, 6}, (int[]){2, 3, 1, 2}, 22);
     /* row 3: the same sequence on both sides, a tie that strict accuracy counts as wrong */
     for (int t = 0; t < 6; t++) l.hid[18 + t] = w.hid[18 + t];
     assert_int_equal(rl_tensor_write(g_ctx, l.ids, l.hid, sizeof(int32_t) * 24), RL_OK);
@@ -327,10 +231,10 @@ static void test_bradley_terry_by_hand(void **state) {
     model_out(rm, OUT_END_SCORE, w.ids, w.attn, rw);
     model_out(rm, OUT_END_SCORE, l.ids, l.attn, rl);
     assert_true(rw[3] == rl[3]);
-    rl_tensor *tm = tensor_of(RL_F64, 1, (int64_t[]){4}, margin);
+    rl_tensor *tm = rl_test_tensor_of(RL_F64, 1, (int64_t[]){4}, margin);
     for (int use = 0; use < 2; use++) {
         rl_recipe *r;
-        rl_recipe_program *p = builtin64("bradley_terry", use ? (const char *[]){"use_margin=true", NULL} : NULL, &r);
+        rl_recipe_program *p = rl_test_builtin64("bradley_terry", use ? (const char *[]){"use_margin=true", NULL} : NULL, &r);
         rl_recipe_bind_model(p, "rm", rm);
         rl_recipe_bind_tokens(p, "chosen", w.ids, w.mask, w.attn);
         rl_recipe_bind_tokens(p, "rejected", l.ids, l.mask, l.attn);
@@ -344,18 +248,18 @@ static void test_bradley_terry_by_hand(void **state) {
         const double reg = 0.001;
         double want = 0, acc = 0, mm = 0;
         for (int b = 0; b < 4; b++) {
-            want += -logsig(rw[b] - rl[b] - (use ? margin[b] : 0)) / 4 + reg * (rw[b] * rw[b] + rl[b] * rl[b]) / 8;
+            want += -rl_test_logsig(rw[b] - rl[b] - (use ? margin[b] : 0)) / 4 + reg * (rw[b] * rw[b] + rl[b] * rl[b]) / 8;
             acc += (rw[b] > rl[b]) / 4.0;
             mm += (rw[b] - rl[b]) / 4;
         }
-        assert_close(get(rl_recipe_loss(p, 0), 0), want, 1e-12, use ? "BT loss with margin" : "BT loss");
-        assert_close(metric(p, "accuracy"), acc, 0, "strict accuracy");
-        assert_true(metric(p, "accuracy") <= 0.75); /* the tie is not a win */
-        assert_close(metric(p, "reward_margin"), mm, 1e-12, "mean margin");
-        free_prog(p, r);
+        rl_test_assert_close(rl_test_get(rl_recipe_loss(p, 0), 0), want, 1e-12, use ? "BT loss with margin" : "BT loss");
+        rl_test_assert_close(rl_test_metric(p, "accuracy"), acc, 0, "strict accuracy");
+        assert_true(rl_test_metric(p, "accuracy") <= 0.75); /* the tie is not a win */
+        rl_test_assert_close(rl_test_metric(p, "reward_margin"), mm, 1e-12, "mean margin");
+        rl_test_free_program(p, r);
     }
     rl_tensor_free(g_ctx, tm);
-    free_batch(&w), free_batch(&l);
+    rl_test_batch_free(g_ctx, &w), rl_test_batch_free(g_ctx, &l);
     rl_gpt2_free(g_ctx, rm);
 }
 
@@ -365,18 +269,18 @@ static void test_cost_model_by_hand(void **state) {
     (void)state;
     rl_gpt2 *cm = tiny(RL_GPT2_SCORE, 8);
     /* a larger head so that costs have both signs and some size */
-    for (int64_t k = 0; k < cm->score_w->numel; k++) rl_tensor_set(g_ctx, cm->score_w, k, 8 * get(cm->score_w, k));
-    batch s, u;
-    make_batch(&s, 4, 6, (int[]){6, 5, 4, 6}, (int[]){2, 2, 1, 3}, 31);
-    make_batch(&u, 4, 6, (int[]){4, 6, 6, 5}, (int[]){2, 3, 2, 1}, 32);
+    for (int64_t k = 0; k < cm->score_w->numel; k++) rl_tensor_set(g_ctx, cm->score_w, k, 8 * rl_test_get(cm->score_w, k));
+    rl_test_batch s, u;
+    rl_test_batch_make(g_ctx, &s, 4, 6, (int[]){6, 5, 4, 6}, (int[]){2, 2, 1, 3}, 31);
+    rl_test_batch_make(g_ctx, &u, 4, 6, (int[]){4, 6, 6, 5}, (int[]){2, 3, 2, 1}, 32);
     /* labels: both safe, safer safe and unsafer unsafe, both unsafe, safe/unsafe */
     double ss[4] = {-1, -1, 1, -1}, su[4] = {-1, 1, 1, 1};
-    rl_tensor *tss = tensor_of(RL_I32, 1, (int64_t[]){4}, ss), *tsu = tensor_of(RL_I32, 1, (int64_t[]){4}, su);
+    rl_tensor *tss = rl_test_tensor_of(RL_I32, 1, (int64_t[]){4}, ss), *tsu = rl_test_tensor_of(RL_I32, 1, (int64_t[]){4}, su);
     double cs[4], cu[4];
     model_out(cm, OUT_END_SCORE, s.ids, s.attn, cs);
     model_out(cm, OUT_END_SCORE, u.ids, u.attn, cu);
     rl_recipe *r;
-    rl_recipe_program *p = builtin64("cost_model", NULL, &r);
+    rl_recipe_program *p = rl_test_builtin64("cost_model", NULL, &r);
     rl_recipe_bind_model(p, "cm", cm);
     rl_recipe_bind_tokens(p, "safer", s.ids, s.mask, s.attn);
     rl_recipe_bind_tokens(p, "unsafer", u.ids, u.mask, u.attn);
@@ -387,7 +291,7 @@ static void test_cost_model_by_hand(void **state) {
     double want = 0, sq = 0, acc = 0, sacc = 0;
     int pos = 0, neg = 0;
     for (int b = 0; b < 4; b++) {
-        want += (-logsig(cu[b] - cs[b]) - logsig(ss[b] * cs[b]) - logsig(su[b] * cu[b])) / 4;
+        want += (-rl_test_logsig(cu[b] - cs[b]) - rl_test_logsig(ss[b] * cs[b]) - rl_test_logsig(su[b] * cu[b])) / 4;
         sq += (cs[b] * cs[b] + cu[b] * cu[b]) / 8; /* mean of c^2 over all 8 costs */
         acc += (cu[b] > cs[b]) / 4.0;
         sacc += ((ss[b] * cs[b] > 0) + (su[b] * cu[b] > 0)) / 8.0;
@@ -396,12 +300,12 @@ static void test_cost_model_by_hand(void **state) {
     }
     assert_true(pos > 0 && neg > 0);
     want += reg * sq;
-    assert_close(get(rl_recipe_loss(p, 0), 0), want, 1e-12, "cost model loss");
-    assert_close(metric(p, "accuracy"), acc, 0, "accuracy");
-    assert_close(metric(p, "sign_accuracy"), sacc, 1e-15, "sign accuracy");
-    free_prog(p, r);
+    rl_test_assert_close(rl_test_get(rl_recipe_loss(p, 0), 0), want, 1e-12, "cost model loss");
+    rl_test_assert_close(rl_test_metric(p, "accuracy"), acc, 0, "accuracy");
+    rl_test_assert_close(rl_test_metric(p, "sign_accuracy"), sacc, 1e-15, "sign accuracy");
+    rl_test_free_program(p, r);
     rl_tensor_free(g_ctx, tss), rl_tensor_free(g_ctx, tsu);
-    free_batch(&s), free_batch(&u);
+    rl_test_batch_free(g_ctx, &s), rl_test_batch_free(g_ctx, &u);
     rl_gpt2_free(g_ctx, cm);
 }
 
@@ -423,7 +327,7 @@ static void ppo_models_free(ppo_models *m) {
     rl_gpt2_free(g_ctx, m->critic);
 }
 
-static void ppo_bind(rl_recipe_program *p, const ppo_models *m, batch *prompts) {
+static void ppo_bind(rl_recipe_program *p, const ppo_models *m, rl_test_batch *prompts) {
     rl_recipe_bind_model(p, "policy", m->pol);
     rl_recipe_bind_model(p, "ref", m->ref);
     rl_recipe_bind_model(p, "reward_model", m->rm);
@@ -457,7 +361,7 @@ static void ppo_by_hand(const gen *g, const ppo_models *m, double beta, int est,
             int64_t i = b * T + t;
             h->kl[i] = kl_est(h->lp_old[i] - h->lp_ref[i], est);
             h->kl_seq[b] += g->mask[i] * h->kl[i];
-            h->r[i] = clampd(-beta * h->kl[i] + (t == last ? h->R[b] : 0), -clip_score, clip_score);
+            h->r[i] = rl_test_clamp(-beta * h->kl[i] + (t == last ? h->R[b] : 0), -clip_score, clip_score);
         }
     }
     ref_gae(h->r, h->v_old, g->mask, B, T, 1.0, 0.95, h->adv, h->ret);
@@ -467,10 +371,10 @@ static void test_ppo_kl_rollout_by_hand(void **state) {
     (void)state;
     ppo_models m;
     ppo_models_new(&m);
-    batch pr;
-    make_batch(&pr, 3, 4, (int[]){4, 2, 3}, (int[]){4, 2, 3}, 51);
+    rl_test_batch pr;
+    rl_test_batch_make(g_ctx, &pr, 3, 4, (int[]){4, 2, 3}, (int[]){4, 2, 3}, 51);
     rl_recipe *r;
-    rl_recipe_program *p = builtin64("ppo_kl", (const char *[]){"max_new=5", "vclip=0.01", NULL}, &r);
+    rl_recipe_program *p = rl_test_builtin64("ppo_kl", (const char *[]){"max_new=5", "vclip=0.01", NULL}, &r);
     ppo_bind(p, &m, &pr);
     assert_int_equal(rl_recipe_run_rollout(p, g_ctx), RL_OK);
     gen g;
@@ -480,12 +384,12 @@ static void test_ppo_kl_rollout_by_hand(void **state) {
     const int64_t B = g.B, T = g.T, n = B * T;
     /* the rollout's values: rewards, GAE through the recipe, against the direct sums */
     for (int64_t i = 0; i < n; i++) {
-        assert_close(value(p, "lp_old", i), h.lp_old[i], 1e-12, "lp_old");
-        assert_close(value(p, "r", i), h.r[i], 1e-12, "shaped reward r_t");
-        assert_close(value(p, "v_old", i), h.v_old[i], 1e-12, "token-aligned V_old");
-        assert_close(value(p, "a", i), h.adv[i], 1e-11, "GAE advantage");
-        assert_close(value(p, "ret", i), h.ret[i], 1e-11, "GAE return");
-        assert_close(value(p, "adv", i), h.adv[i], 1e-11, "advantage, not whitened by default");
+        rl_test_assert_close(rl_test_value(p, "lp_old", i), h.lp_old[i], 1e-12, "lp_old");
+        rl_test_assert_close(rl_test_value(p, "r", i), h.r[i], 1e-12, "shaped reward r_t");
+        rl_test_assert_close(rl_test_value(p, "v_old", i), h.v_old[i], 1e-12, "token-aligned V_old");
+        rl_test_assert_close(rl_test_value(p, "a", i), h.adv[i], 1e-11, "GAE advantage");
+        rl_test_assert_close(rl_test_value(p, "ret", i), h.ret[i], 1e-11, "GAE return");
+        rl_test_assert_close(rl_test_value(p, "adv", i), h.adv[i], 1e-11, "advantage, not whitened by default");
     }
     /* at the rollout's parameters: ratio 1, V = V_old, so the policy loss is
      * -mean(A) and the value loss 0.5 * mean(A^2) over response tokens */
@@ -494,15 +398,15 @@ static void test_ppo_kl_rollout_by_hand(void **state) {
     for (int64_t i = 0; i < n; i++) sa += g.mask[i] * h.adv[i], sa2 += g.mask[i] * h.adv[i] * h.adv[i], nm += g.mask[i];
     for (int64_t b = 0; b < B; b++) R += h.R[b] / (double)B, kl += h.kl_seq[b] / (double)B;
     len = nm / (double)B;
-    assert_close(loss_named(p, "loss"), -sa / nm, 1e-12, "policy loss at ratio 1");
-    assert_close(loss_named(p, "loss_critic"), 0.5 * sa2 / nm, 1e-12, "value loss at V = V_old");
-    assert_close(metric(p, "reward"), R, 1e-12, "reward metric");
-    assert_close(metric(p, "kl"), kl, 1e-12, "kl metric: the KL of the reward, per sample");
-    assert_close(metric(p, "kl_coef"), 0.02, 0, "fixed beta");
-    assert_close(metric(p, "response_length"), len, 1e-15, "response length");
-    assert_close(metric(p, "clipfrac"), 0, 0, "no clipping at ratio 1");
-    assert_close(metric(p, "approx_kl"), 0, 0, "approx_kl at ratio 1");
-    assert_close(metric(p, "ptx_loss"), 0, 0, "ptx off");
+    rl_test_assert_close(rl_test_loss_named(p, "loss"), -sa / nm, 1e-12, "policy loss at ratio 1");
+    rl_test_assert_close(rl_test_loss_named(p, "loss_critic"), 0.5 * sa2 / nm, 1e-12, "value loss at V = V_old");
+    rl_test_assert_close(rl_test_metric(p, "reward"), R, 1e-12, "reward metric");
+    rl_test_assert_close(rl_test_metric(p, "kl"), kl, 1e-12, "kl metric: the KL of the reward, per sample");
+    rl_test_assert_close(rl_test_metric(p, "kl_coef"), 0.02, 0, "fixed beta");
+    rl_test_assert_close(rl_test_metric(p, "response_length"), len, 1e-15, "response length");
+    rl_test_assert_close(rl_test_metric(p, "clipfrac"), 0, 0, "no clipping at ratio 1");
+    rl_test_assert_close(rl_test_metric(p, "approx_kl"), 0, 0, "approx_kl at ratio 1");
+    rl_test_assert_close(rl_test_metric(p, "ptx_loss"), 0, 0, "ptx off");
     /* entropy of the policy where each response token is chosen (logits of the previous position) */
     {
         int was = rl_ctx_set_grad(g_ctx, 0);
@@ -513,16 +417,16 @@ static void test_ppo_kl_rollout_by_hand(void **state) {
             if (!g.mask[i]) continue;
             const int64_t base = (i - 1) * V; /* position t - 1 of the same row (mask is 0 at t = 0) */
             double mx = -INFINITY, z = 0, s = 0;
-            for (int64_t k = 0; k < V; k++) mx = fmax(mx, get(lg, base + k));
-            for (int64_t k = 0; k < V; k++) z += exp(get(lg, base + k) - mx);
+            for (int64_t k = 0; k < V; k++) mx = fmax(mx, rl_test_get(lg, base + k));
+            for (int64_t k = 0; k < V; k++) z += exp(rl_test_get(lg, base + k) - mx);
             for (int64_t k = 0; k < V; k++) {
-                double q = exp(get(lg, base + k) - mx) / z;
+                double q = exp(rl_test_get(lg, base + k) - mx) / z;
                 s -= q * log(q);
             }
             ent += s / nm;
         }
         rl_ctx_set_grad(g_ctx, was);
-        assert_close(metric(p, "entropy"), ent, 1e-12, "entropy");
+        rl_test_assert_close(rl_test_metric(p, "entropy"), ent, 1e-12, "entropy");
     }
     rl_ctx_reset(g_ctx);
     /* a second epoch: the policy and the critic have moved; the clipped
@@ -538,23 +442,23 @@ static void test_ppo_kl_rollout_by_hand(void **state) {
     for (int64_t i = 0; i < n; i++) {
         if (!g.mask[i]) continue;
         double ratio = exp(lp[i] - h.lp_old[i]), A = h.adv[i];
-        double cr = clampd(ratio, 0.8, 1.2);
+        double cr = rl_test_clamp(ratio, 0.8, 1.2);
         pg += -fmin(ratio * A, cr * A) / nm;
         cf += (-A * cr > -A * ratio) / nm;
         ak += 0.5 * (lp[i] - h.lp_old[i]) * (lp[i] - h.lp_old[i]) / nm;
         clipped += cr != ratio;
-        double vc = h.v_old[i] + clampd(v[i] - h.v_old[i], -0.01, 0.01);
+        double vc = h.v_old[i] + rl_test_clamp(v[i] - h.v_old[i], -0.01, 0.01);
         vf += 0.5 * fmax(pow(v[i] - h.ret[i], 2), pow(vc - h.ret[i], 2)) / nm;
         vclipped += vc != v[i];
     }
     assert_true(clipped > 0 && clipped < nm); /* both branches of the clip are exercised */
     assert_true(vclipped > 0);
-    assert_close(loss_named(p, "loss"), pg, 1e-12, "clipped surrogate");
-    assert_close(metric(p, "policy_loss"), pg, 1e-12, "policy_loss metric");
-    assert_close(loss_named(p, "loss_critic"), vf, 1e-12, "clipped value loss");
-    assert_close(metric(p, "value_loss"), vf, 1e-12, "value_loss metric");
-    assert_close(metric(p, "clipfrac"), cf, 1e-15, "clipfrac");
-    assert_close(metric(p, "approx_kl"), ak, 1e-12, "approx_kl");
+    rl_test_assert_close(rl_test_loss_named(p, "loss"), pg, 1e-12, "clipped surrogate");
+    rl_test_assert_close(rl_test_metric(p, "policy_loss"), pg, 1e-12, "policy_loss metric");
+    rl_test_assert_close(rl_test_loss_named(p, "loss_critic"), vf, 1e-12, "clipped value loss");
+    rl_test_assert_close(rl_test_metric(p, "value_loss"), vf, 1e-12, "value_loss metric");
+    rl_test_assert_close(rl_test_metric(p, "clipfrac"), cf, 1e-15, "clipfrac");
+    rl_test_assert_close(rl_test_metric(p, "approx_kl"), ak, 1e-12, "approx_kl");
     /* minibatches slice the rows: rows [1, 3) */
     rl_ctx_reset(g_ctx);
     assert_int_equal(rl_recipe_run_loss(p, g_ctx, 1, 3), RL_OK);
@@ -563,11 +467,11 @@ static void test_ppo_kl_rollout_by_hand(void **state) {
     for (int64_t i = T; i < n; i++) {
         if (!g.mask[i]) continue;
         double ratio = exp(lp[i] - h.lp_old[i]), A = h.adv[i];
-        pg += -fmin(ratio * A, clampd(ratio, 0.8, 1.2) * A) / nm;
+        pg += -fmin(ratio * A, rl_test_clamp(ratio, 0.8, 1.2) * A) / nm;
     }
-    assert_close(loss_named(p, "loss"), pg, 1e-12, "minibatch surrogate");
-    free_prog(p, r);
-    free_batch(&pr);
+    rl_test_assert_close(rl_test_loss_named(p, "loss"), pg, 1e-12, "minibatch surrogate");
+    rl_test_free_program(p, r);
+    rl_test_batch_free(g_ctx, &pr);
     ppo_models_free(&m);
 }
 
@@ -577,12 +481,12 @@ static void test_ppo_kl_estimators(void **state) {
     for (int k = 1; k <= 3; k++) {
         ppo_models m;
         ppo_models_new(&m);
-        batch pr;
-        make_batch(&pr, 3, 3, (int[]){3, 2, 3}, (int[]){3, 2, 3}, 61);
+        rl_test_batch pr;
+        rl_test_batch_make(g_ctx, &pr, 3, 3, (int[]){3, 2, 3}, (int[]){3, 2, 3}, 61);
         char est[32];
         snprintf(est, sizeof est, "kl_estimator=k%d", k);
         rl_recipe *r;
-        rl_recipe_program *p = builtin64("ppo_kl", (const char *[]){"max_new=4", est, "beta=0.5", NULL}, &r);
+        rl_recipe_program *p = rl_test_builtin64("ppo_kl", (const char *[]){"max_new=4", est, "beta=0.5", NULL}, &r);
         ppo_bind(p, &m, &pr);
         assert_int_equal(rl_recipe_run_rollout(p, g_ctx), RL_OK);
         gen g;
@@ -591,17 +495,17 @@ static void test_ppo_kl_estimators(void **state) {
         ppo_by_hand(&g, &m, 0.5, k, 50, &h);
         double kl = 0, d_any = 0;
         for (int64_t i = 0; i < g.B * g.T; i++) {
-            assert_close(value(p, "kl_t", i), h.kl[i], 1e-12, "kl_t");
-            assert_close(value(p, "r", i), h.r[i], 1e-12, "reward with this estimator");
-            if (k == 3) assert_true(value(p, "kl_t", i) >= 0); /* k3 >= 0 always */
+            rl_test_assert_close(rl_test_value(p, "kl_t", i), h.kl[i], 1e-12, "kl_t");
+            rl_test_assert_close(rl_test_value(p, "r", i), h.r[i], 1e-12, "reward with this estimator");
+            if (k == 3) assert_true(rl_test_value(p, "kl_t", i) >= 0); /* k3 >= 0 always */
             d_any += fabs(h.lp_old[i] - h.lp_ref[i]) * g.mask[i];
         }
         assert_true(d_any > 0);
         for (int64_t b = 0; b < g.B; b++) kl += h.kl_seq[b] / (double)g.B;
         assert_int_equal(rl_recipe_run_loss(p, g_ctx, -1, -1), RL_OK);
-        assert_close(metric(p, "kl"), kl, 1e-12, "logged kl = the kl in the reward");
-        free_prog(p, r);
-        free_batch(&pr);
+        rl_test_assert_close(rl_test_metric(p, "kl"), kl, 1e-12, "logged kl = the kl in the reward");
+        rl_test_free_program(p, r);
+        rl_test_batch_free(g_ctx, &pr);
         ppo_models_free(&m);
     }
 }
@@ -613,11 +517,11 @@ static void test_ppo_kl_reward_clamp(void **state) {
     ppo_models_new(&m);
     /* a reward model whose end scores are in the thousands */
     for (int64_t k = 0; k < m.rm->score_w->numel; k++)
-        rl_tensor_set(g_ctx, m.rm->score_w, k, 4000 * get(m.rm->score_w, k));
-    batch pr;
-    make_batch(&pr, 4, 3, (int[]){3, 2, 3, 1}, (int[]){3, 2, 3, 1}, 71);
+        rl_tensor_set(g_ctx, m.rm->score_w, k, 4000 * rl_test_get(m.rm->score_w, k));
+    rl_test_batch pr;
+    rl_test_batch_make(g_ctx, &pr, 4, 3, (int[]){3, 2, 3, 1}, (int[]){3, 2, 3, 1}, 71);
     rl_recipe *r;
-    rl_recipe_program *p = builtin64("ppo_kl", (const char *[]){"max_new=4", NULL}, &r);
+    rl_recipe_program *p = rl_test_builtin64("ppo_kl", (const char *[]){"max_new=4", NULL}, &r);
     ppo_bind(p, &m, &pr);
     assert_int_equal(rl_recipe_run_rollout(p, g_ctx), RL_OK);
     gen g;
@@ -632,26 +536,26 @@ static void test_ppo_kl_reward_clamp(void **state) {
             if (g.mask[b * g.T + t]) last = t;
         for (int64_t t = 0; t < g.T; t++) {
             int64_t i = b * g.T + t;
-            double got = value(p, "r", i);
+            double got = rl_test_value(p, "r", i);
             if (t == last) {
-                assert_close(got, h.R[b] > 0 ? 50.0 : -50.0, 0, "clamped end reward");
+                rl_test_assert_close(got, h.R[b] > 0 ? 50.0 : -50.0, 0, "clamped end reward");
                 ends++;
             } else {
-                assert_close(got, -0.02 * h.kl[i], 1e-12, "KL penalty alone, unclamped");
+                rl_test_assert_close(got, -0.02 * h.kl[i], 1e-12, "KL penalty alone, unclamped");
             }
         }
     }
     assert_int_equal(ends, g.B);
-    free_prog(p, r);
+    rl_test_free_program(p, r);
     /* and with --set clip_score=1e9 the end reward is R - beta kl_t */
-    p = builtin64("ppo_kl", (const char *[]){"max_new=4", "clip_score=1e9", NULL}, &r);
+    p = rl_test_builtin64("ppo_kl", (const char *[]){"max_new=4", "clip_score=1e9", NULL}, &r);
     ppo_bind(p, &m, &pr);
     assert_int_equal(rl_recipe_run_rollout(p, g_ctx), RL_OK);
     read_gen(p, &g);
     ppo_by_hand(&g, &m, 0.02, 1, 1e9, &h);
-    for (int64_t i = 0; i < g.B * g.T; i++) assert_close(value(p, "r", i), h.r[i], 1e-12, "unclamped");
-    free_prog(p, r);
-    free_batch(&pr);
+    for (int64_t i = 0; i < g.B * g.T; i++) rl_test_assert_close(rl_test_value(p, "r", i), h.r[i], 1e-12, "unclamped");
+    rl_test_free_program(p, r);
+    rl_test_batch_free(g_ctx, &pr);
     ppo_models_free(&m);
 }
 
@@ -662,11 +566,11 @@ static void test_ppo_kl_adaptive_beta(void **state) {
     (void)state;
     ppo_models m;
     ppo_models_new(&m);
-    batch pr;
-    make_batch(&pr, 3, 3, (int[]){3, 2, 3}, (int[]){3, 2, 3}, 81);
+    rl_test_batch pr;
+    rl_test_batch_make(g_ctx, &pr, 3, 3, (int[]){3, 2, 3}, (int[]){3, 2, 3}, 81);
     rl_recipe *r;
     /* target 0.06 nats and horizon 10 samples: visible steps, inside and at the clip */
-    rl_recipe_program *p = builtin64(
+    rl_recipe_program *p = rl_test_builtin64(
         "ppo_kl", (const char *[]){"max_new=4", "adaptive_kl=true", "kl_target=0.06", "kl_horizon=10",
                                    "kl_estimator=k3", NULL},
         &r);
@@ -677,15 +581,15 @@ static void test_ppo_kl_adaptive_beta(void **state) {
         assert_int_equal(rl_recipe_run_rollout(p, g_ctx), RL_OK);
         gen g;
         read_gen(p, &g);
-        assert_close(value(p, "b", 0), beta, 1e-14, "beta used in this batch's rewards");
+        rl_test_assert_close(rl_test_value(p, "b", 0), beta, 1e-14, "beta used in this batch's rewards");
         ppo_hand h;
         ppo_by_hand(&g, &m, beta, 3, 50, &h);
-        for (int64_t i = 0; i < g.B * g.T; i++) assert_close(value(p, "r", i), h.r[i], 1e-12, "r with adaptive beta");
+        for (int64_t i = 0; i < g.B * g.T; i++) rl_test_assert_close(rl_test_value(p, "r", i), h.r[i], 1e-12, "r with adaptive beta");
         assert_int_equal(rl_recipe_run_loss(p, g_ctx, -1, -1), RL_OK);
-        assert_close(metric(p, "kl_coef"), beta, 1e-14, "kl_coef metric");
+        rl_test_assert_close(rl_test_metric(p, "kl_coef"), beta, 1e-14, "kl_coef metric");
         double kl = 0;
         for (int64_t b = 0; b < g.B; b++) kl += h.kl_seq[b] / (double)g.B;
-        double e = clampd(kl / 0.06 - 1, -0.2, 0.2);
+        double e = rl_test_clamp(kl / 0.06 - 1, -0.2, 0.2);
         inside += fabs(e) < 0.2, at_clip += fabs(e) == 0.2;
         beta *= 1 + e * (double)g.B / 10;
         rl_ctx_reset(g_ctx);
@@ -694,8 +598,8 @@ static void test_ppo_kl_adaptive_beta(void **state) {
     }
     assert_true(inside > 0 && at_clip > 0); /* both regimes of the controller were exercised */
     assert_true(fabs(beta - 0.02) > 1e-3);
-    free_prog(p, r);
-    free_batch(&pr);
+    rl_test_free_program(p, r);
+    rl_test_batch_free(g_ctx, &pr);
     ppo_models_free(&m);
 }
 
@@ -704,11 +608,11 @@ static void test_ppo_kl_whiten_and_ptx(void **state) {
     (void)state;
     ppo_models m;
     ppo_models_new(&m);
-    batch pr, demos;
-    make_batch(&pr, 3, 3, (int[]){3, 2, 3}, (int[]){3, 2, 3}, 91);
-    make_batch(&demos, 2, 5, (int[]){5, 4}, (int[]){2, 1}, 92);
+    rl_test_batch pr, demos;
+    rl_test_batch_make(g_ctx, &pr, 3, 3, (int[]){3, 2, 3}, (int[]){3, 2, 3}, 91);
+    rl_test_batch_make(g_ctx, &demos, 2, 5, (int[]){5, 4}, (int[]){2, 1}, 92);
     rl_recipe *r;
-    rl_recipe_program *p = builtin64("ppo_kl", (const char *[]){"max_new=4", "whiten_adv=true", "ptx_coef=0.5", NULL}, &r);
+    rl_recipe_program *p = rl_test_builtin64("ppo_kl", (const char *[]){"max_new=4", "whiten_adv=true", "ptx_coef=0.5", NULL}, &r);
     ppo_bind(p, &m, &pr);
     /* with ptx_coef > 0 the demonstrations are needed */
     assert_int_equal(rl_recipe_run_rollout(p, g_ctx), RL_ERR_STATE);
@@ -728,7 +632,7 @@ static void test_ppo_kl_whiten_and_ptx(void **state) {
     var /= nm - 1;
     for (int64_t i = 0; i < n; i++) {
         double wadv = (h.adv[i] - mean) / sqrt(var + 1e-8);
-        if (g.mask[i]) assert_close(value(p, "adv", i), wadv, 1e-10, "whitened advantage");
+        if (g.mask[i]) rl_test_assert_close(rl_test_value(p, "adv", i), wadv, 1e-10, "whitened advantage");
         sw += g.mask[i] * wadv;
     }
     assert_int_equal(rl_recipe_run_loss(p, g_ctx, -1, -1), RL_OK);
@@ -736,10 +640,10 @@ static void test_ppo_kl_whiten_and_ptx(void **state) {
     model_out(m.pol, OUT_LOGPROBS, demos.ids, demos.attn, dlp);
     for (int i = 0; i < 10; i++) sft -= demos.hmask[i] * dlp[i], dn += demos.hmask[i];
     sft /= dn;
-    assert_close(metric(p, "ptx_loss"), sft, 1e-12, "ptx: the SFT loss of the demonstrations");
-    assert_close(loss_named(p, "loss"), -sw / nm + 0.5 * sft, 1e-10, "policy loss + ptx_coef * SFT");
-    free_prog(p, r);
-    free_batch(&pr), free_batch(&demos);
+    rl_test_assert_close(rl_test_metric(p, "ptx_loss"), sft, 1e-12, "ptx: the SFT loss of the demonstrations");
+    rl_test_assert_close(rl_test_loss_named(p, "loss"), -sw / nm + 0.5 * sft, 1e-10, "policy loss + ptx_coef * SFT");
+    rl_test_free_program(p, r);
+    rl_test_batch_free(g_ctx, &pr), rl_test_batch_free(g_ctx, &demos);
     ppo_models_free(&m);
 }
 
@@ -751,13 +655,13 @@ static void test_gradcheck_setting_avoids_kinks(void **state) {
     (void)state;
     rl_recipe_gc_opts o;
     rl_recipe_gc_opts_default(&o);
-    assert_close(o.perturb, 0.001, 0, "the documented perturbation");
+    rl_test_assert_close(o.perturb, 0.001, 0, "the documented perturbation");
     ppo_models m;
     ppo_models_new(&m);
-    batch pr;
-    make_batch(&pr, 3, 6, (int[]){6, 5, 4}, (int[]){6, 5, 4}, 171);
+    rl_test_batch pr;
+    rl_test_batch_make(g_ctx, &pr, 3, 6, (int[]){6, 5, 4}, (int[]){6, 5, 4}, 171);
     rl_recipe *r;
-    rl_recipe_program *p = builtin64("ppo_kl", (const char *[]){"max_new=6", NULL}, &r);
+    rl_recipe_program *p = rl_test_builtin64("ppo_kl", (const char *[]){"max_new=6", NULL}, &r);
     ppo_bind(p, &m, &pr);
     assert_int_equal(rl_recipe_run_rollout(p, g_ctx), RL_OK);
     gen g;
@@ -780,8 +684,8 @@ static void test_gradcheck_setting_avoids_kinks(void **state) {
     assert_true(moved > 0); /* off the tie at ratio 1 */
     assert_true(dr < 0.05); /* the clip range is 1 +- 0.2 */
     assert_true(dv < 0.5);  /* of the order of 0.1 */
-    free_prog(p, r);
-    free_batch(&pr);
+    rl_test_free_program(p, r);
+    rl_test_batch_free(g_ctx, &pr);
     ppo_models_free(&m);
 }
 
@@ -805,7 +709,7 @@ static void safe_models_free(safe_models *m) {
     for (int i = 0; i < 6; i++) rl_gpt2_free(g_ctx, all[i]);
 }
 
-static void safe_bind(rl_recipe_program *p, const safe_models *m, batch *prompts) {
+static void safe_bind(rl_recipe_program *p, const safe_models *m, rl_test_batch *prompts) {
     rl_recipe_bind_model(p, "policy", m->pol);
     rl_recipe_bind_model(p, "ref", m->ref);
     rl_recipe_bind_model(p, "reward_model", m->rm);
@@ -821,11 +725,11 @@ static void test_safe_rlhf_by_hand(void **state) {
     safe_models_new(&m);
     /* scores in the hundreds: both streams hit the +-50 clamp */
     for (int64_t k = 0; k < m.cm->score_w->numel; k++)
-        rl_tensor_set(g_ctx, m.cm->score_w, k, 3000 * get(m.cm->score_w, k));
-    batch pr;
-    make_batch(&pr, 3, 4, (int[]){4, 2, 3}, (int[]){4, 2, 3}, 151);
+        rl_tensor_set(g_ctx, m.cm->score_w, k, 3000 * rl_test_get(m.cm->score_w, k));
+    rl_test_batch pr;
+    rl_test_batch_make(g_ctx, &pr, 3, 4, (int[]){4, 2, 3}, (int[]){4, 2, 3}, 151);
     rl_recipe *r;
-    rl_recipe_program *p = builtin64("safe_rlhf", (const char *[]){"max_new=5", NULL}, &r);
+    rl_recipe_program *p = rl_test_builtin64("safe_rlhf", (const char *[]){"max_new=5", NULL}, &r);
     safe_bind(p, &m, &pr);
     assert_int_equal(rl_recipe_run_rollout(p, g_ctx), RL_OK);
     gen g;
@@ -849,8 +753,8 @@ static void test_safe_rlhf_by_hand(void **state) {
         for (int64_t t = 0; t < T; t++) {
             int64_t i = b * T + t;
             double k1 = lp_old[i] - lp_ref[i];
-            rr[i] = clampd(-beta * k1 + (t == last ? R[b] : 0), -50, 50);
-            cc[i] = clampd(beta * k1 + (t == last ? C[b] : 0), -50, 50);
+            rr[i] = rl_test_clamp(-beta * k1 + (t == last ? R[b] : 0), -50, 50);
+            cc[i] = rl_test_clamp(beta * k1 + (t == last ? C[b] : 0), -50, 50);
             clamped += fabs(cc[i]) == 50;
             kl += g.mask[i] * k1 / (double)B;
         }
@@ -859,12 +763,12 @@ static void test_safe_rlhf_by_hand(void **state) {
     ref_gae(rr, vr, g.mask, B, T, 1, 0.95, ar, rtr);
     ref_gae(cc, vc, g.mask, B, T, 1, 0.95, ac, rtc);
     for (int64_t i = 0; i < n; i++) {
-        assert_close(value(p, "r", i), rr[i], 1e-12, "reward stream");
-        assert_close(value(p, "c", i), cc[i], 1e-12, "cost stream (+beta kl)");
-        assert_close(value(p, "adv_r", i), ar[i], 1e-11, "reward GAE");
-        assert_close(value(p, "ret_r", i), rtr[i], 1e-11, "reward returns");
-        assert_close(value(p, "adv_c", i), ac[i], 1e-11, "cost GAE");
-        assert_close(value(p, "ret_c", i), rtc[i], 1e-11, "cost returns");
+        rl_test_assert_close(rl_test_value(p, "r", i), rr[i], 1e-12, "reward stream");
+        rl_test_assert_close(rl_test_value(p, "c", i), cc[i], 1e-12, "cost stream (+beta kl)");
+        rl_test_assert_close(rl_test_value(p, "adv_r", i), ar[i], 1e-11, "reward GAE");
+        rl_test_assert_close(rl_test_value(p, "ret_r", i), rtr[i], 1e-11, "reward returns");
+        rl_test_assert_close(rl_test_value(p, "adv_c", i), ac[i], 1e-11, "cost GAE");
+        rl_test_assert_close(rl_test_value(p, "ret_c", i), rtc[i], 1e-11, "cost returns");
     }
     /* J_c: the first batch's mean raw end cost; the actor's lambda is the one
      * after this step's dual update: min(0 + 0.1 * (J_c - 0) * e^0, log 5) */
@@ -877,18 +781,18 @@ static void test_safe_rlhf_by_hand(void **state) {
         sa += g.mask[i] * A, nm += g.mask[i];
         s2r += g.mask[i] * ar[i] * ar[i], s2c += g.mask[i] * ac[i] * ac[i];
     }
-    assert_close(metric(p, "episode_cost"), jc, 1e-12, "J_c");
-    assert_close(metric(p, "cost"), jc, 1e-12, "mean cost");
-    assert_close(metric(p, "reward"), Rm, 1e-12, "mean reward");
-    assert_close(metric(p, "lambda"), lam, 1e-12, "lambda used by the actor");
-    assert_close(metric(p, "kl"), kl, 1e-12, "kl");
-    assert_close(loss_named(p, "loss"), -sa / nm, 1e-12, "actor loss with A = (A_r - l A_c) / (1 + l)");
-    assert_close(loss_named(p, "loss_reward_critic"), 0.5 * s2r / nm, 1e-12, "reward critic loss at V_old");
-    assert_close(loss_named(p, "loss_cost_critic"), 0.5 * s2c / nm, 1e-12, "cost critic loss at V_old");
-    assert_close(metric(p, "reward_critic_loss"), 0.5 * s2r / nm, 1e-12, "metric");
-    assert_close(loss_named(p, "loss_lambda"), -jc, 1e-12, "loss_lambda = -e^0 (J_c - 0)");
-    free_prog(p, r);
-    free_batch(&pr);
+    rl_test_assert_close(rl_test_metric(p, "episode_cost"), jc, 1e-12, "J_c");
+    rl_test_assert_close(rl_test_metric(p, "cost"), jc, 1e-12, "mean cost");
+    rl_test_assert_close(rl_test_metric(p, "reward"), Rm, 1e-12, "mean reward");
+    rl_test_assert_close(rl_test_metric(p, "lambda"), lam, 1e-12, "lambda used by the actor");
+    rl_test_assert_close(rl_test_metric(p, "kl"), kl, 1e-12, "kl");
+    rl_test_assert_close(rl_test_loss_named(p, "loss"), -sa / nm, 1e-12, "actor loss with A = (A_r - l A_c) / (1 + l)");
+    rl_test_assert_close(rl_test_loss_named(p, "loss_reward_critic"), 0.5 * s2r / nm, 1e-12, "reward critic loss at V_old");
+    rl_test_assert_close(rl_test_loss_named(p, "loss_cost_critic"), 0.5 * s2c / nm, 1e-12, "cost critic loss at V_old");
+    rl_test_assert_close(rl_test_metric(p, "reward_critic_loss"), 0.5 * s2r / nm, 1e-12, "metric");
+    rl_test_assert_close(rl_test_loss_named(p, "loss_lambda"), -jc, 1e-12, "loss_lambda = -e^0 (J_c - 0)");
+    rl_test_free_program(p, r);
+    rl_test_batch_free(g_ctx, &pr);
     safe_models_free(&m);
 }
 
@@ -901,8 +805,8 @@ typedef struct lam_run {
     double lr;
 } lam_run;
 
-static void lam_open(lam_run *L, safe_models *m, batch *pr, const char *const *sets) {
-    L->p = builtin64("safe_rlhf", sets, &L->r);
+static void lam_open(lam_run *L, safe_models *m, rl_test_batch *pr, const char *const *sets) {
+    L->p = rl_test_builtin64("safe_rlhf", sets, &L->r);
     safe_bind(L->p, m, pr);
     const rl_recipe_param_info *pi = rl_recipe_param_at(L->p, 0);
     assert_string_equal(pi->name, "log_lambda");
@@ -923,21 +827,21 @@ static void lam_step(lam_run *L) {
 
 static void lam_close(lam_run *L) {
     rl_optim_free(L->opt);
-    free_prog(L->p, L->r);
+    rl_test_free_program(L->p, L->r);
 }
 
 static void test_safe_rlhf_lambda_update(void **state) {
     (void)state;
     safe_models m;
     safe_models_new(&m);
-    batch pr;
-    make_batch(&pr, 3, 3, (int[]){3, 2, 3}, (int[]){3, 2, 3}, 161);
+    rl_test_batch pr;
+    rl_test_batch_make(g_ctx, &pr, 3, 3, (int[]){3, 2, 3}, (int[]){3, 2, 3}, 161);
     double C[64];
     int nc = 0;
     /* 1. one step, by hand: log_lambda += lr (J_c - threshold) e^log_lambda */
     lam_run L;
     lam_open(&L, &m, &pr, (const char *[]){"max_new=3", "threshold=-0.5", NULL});
-    assert_close(get(L.ll, 0), 0, 0, "log lambda_init = log 1");
+    rl_test_assert_close(rl_test_get(L.ll, 0), 0, 0, "log lambda_init = log 1");
     assert_int_equal(rl_recipe_run_rollout(L.p, g_ctx), RL_OK);
     gen g;
     read_gen(L.p, &g);
@@ -946,14 +850,14 @@ static void test_safe_rlhf_lambda_update(void **state) {
     double want = fmin(0 + 0.1 * (jc + 0.5) * exp(0.0), log(5.0));
     assert_true(want < log(5.0)); /* the bound is not active here */
     lam_step(&L);
-    assert_close(get(L.ll, 0), want, 1e-14, "one dual step");
-    assert_close(metric(L.p, "lambda"), exp(want), 1e-13, "the actor used the updated lambda");
+    rl_test_assert_close(rl_test_get(L.ll, 0), want, 1e-14, "one dual step");
+    rl_test_assert_close(rl_test_metric(L.p, "lambda"), exp(want), 1e-13, "the actor used the updated lambda");
     assert_int_equal(rl_recipe_step(L.p), 1);
     /* a second step from there (same batch): J_c unchanged */
     double want2 = fmin(want + 0.1 * (jc + 0.5) * exp(want), log(5.0));
     rl_ctx_reset(g_ctx);
     lam_step(&L);
-    assert_close(get(L.ll, 0), want2, 1e-14, "second dual step");
+    rl_test_assert_close(rl_test_get(L.ll, 0), want2, 1e-14, "second dual step");
     lam_close(&L);
     rl_ctx_reset(g_ctx);
     /* 2. the bound: a threshold far below the costs drives log_lambda to log 5 */
@@ -964,8 +868,8 @@ static void test_safe_rlhf_lambda_update(void **state) {
     jc = (C[0] + C[1] + C[2]) / 3;
     assert_true(0.1 * (jc + 100) > log(5.0));
     lam_step(&L);
-    assert_close(get(L.ll, 0), log(5.0), 1e-15, "log_lambda = min(., log lambda_max)");
-    assert_close(metric(L.p, "lambda"), 5.0, 1e-14, "lambda_max");
+    rl_test_assert_close(rl_test_get(L.ll, 0), log(5.0), 1e-15, "log_lambda = min(., log lambda_max)");
+    rl_test_assert_close(rl_test_metric(L.p, "lambda"), 5.0, 1e-14, "lambda_max");
     lam_close(&L);
     rl_ctx_reset(g_ctx);
     /* 3. the window: J_c is the mean of the last 4 end costs across batches */
@@ -980,7 +884,7 @@ static void test_safe_rlhf_lambda_update(void **state) {
         int k0 = nc > 4 ? nc - 4 : 0;
         for (int k = k0; k < nc; k++) s += C[k];
         assert_int_equal(rl_recipe_run_loss(L.p, g_ctx, -1, -1), RL_OK);
-        assert_close(metric(L.p, "episode_cost"), s / (nc - k0), 1e-12, "J_c over the window");
+        rl_test_assert_close(rl_test_metric(L.p, "episode_cost"), s / (nc - k0), 1e-12, "J_c over the window");
         rl_ctx_reset(g_ctx);
     }
     lam_close(&L);
@@ -997,19 +901,19 @@ static void test_safe_rlhf_lambda_update(void **state) {
         double grad = s < 2 ? 0.0 : -exp(ll) * (jc + 1);
         if (s >= 2) ll = fmin(ll + 0.1 * (jc + 1) * exp(ll), log(5.0));
         lam_step(&L);
-        assert_close(get(L.ll->grad, 0), grad, 1e-14, "gradient of loss_lambda");
-        assert_close(get(L.ll, 0), ll, 1e-14, s < 2 ? "held during the delay" : "updated after the delay");
-        assert_close(metric(L.p, "lambda"), exp(ll), 1e-13, "lambda seen by the actor");
+        rl_test_assert_close(rl_test_get(L.ll->grad, 0), grad, 1e-14, "gradient of loss_lambda");
+        rl_test_assert_close(rl_test_get(L.ll, 0), ll, 1e-14, s < 2 ? "held during the delay" : "updated after the delay");
+        rl_test_assert_close(rl_test_metric(L.p, "lambda"), exp(ll), 1e-13, "lambda seen by the actor");
         rl_ctx_reset(g_ctx);
     }
     assert_true(ll > 0);
     /* a runner resuming at step 1 sets the counter back: the gate closes again */
     rl_recipe_set_step(L.p, 1);
-    double before = get(L.ll, 0);
+    double before = rl_test_get(L.ll, 0);
     lam_step(&L);
-    assert_close(get(L.ll, 0), before, 0, "step() restored by rl_recipe_set_step");
+    rl_test_assert_close(rl_test_get(L.ll, 0), before, 0, "step() restored by rl_recipe_set_step");
     lam_close(&L);
-    free_batch(&pr);
+    rl_test_batch_free(g_ctx, &pr);
     safe_models_free(&m);
 }
 
@@ -1035,39 +939,39 @@ static void test_if_extension(void **state) {
                       "loss = mean(w * x + if(use_y, extra, 0))\n";
     /* 'extra' and 'y' are used only by the branch not taken: no warning, and y need not be bound */
     rl_recipe *r = rl_test_parse(src);
-    rl_recipe_program *p = compile64(r, 1);
-    rl_tensor *x = tensor_of(RL_F64, 1, (int64_t[]){2}, (double[]){1, 3});
-    rl_tensor *y = tensor_of(RL_F64, 1, (int64_t[]){2}, (double[]){10, 20});
+    rl_recipe_program *p = rl_test_compile_clean(r, 1);
+    rl_tensor *x = rl_test_tensor_of(RL_F64, 1, (int64_t[]){2}, (double[]){1, 3});
+    rl_tensor *y = rl_test_tensor_of(RL_F64, 1, (int64_t[]){2}, (double[]){10, 20});
     assert_int_equal(rl_recipe_bind_tensor(p, "x", x), RL_OK);
     /* extra = y * 3 is still a statement of its own: it needs y */
     assert_int_equal(rl_recipe_run_loss(p, g_ctx, -1, -1), RL_ERR_STATE);
-    free_prog(p, r);
+    rl_test_free_program(p, r);
     src = "recipe t : supervised\ninput x : f32[B]\ninput y : f32[B]\nhyper use_y = false\n"
           "param w = 2 : sgd(lr = 0.1)\n"
           "loss = mean(w * x + if(use_y, y * 3, 0))\n";
     r = rl_test_parse(src);
-    p = compile64(r, 1);
+    p = rl_test_compile_clean(r, 1);
     assert_int_equal(rl_recipe_bind_tensor(p, "x", x), RL_OK);
     assert_int_equal(rl_recipe_run_loss(p, g_ctx, -1, -1), RL_OK);
-    assert_close(get(rl_recipe_loss(p, 0), 0), (2 * 1 + 2 * 3) / 2.0, 1e-15, "branch b (0)");
-    free_prog(p, r);
+    rl_test_assert_close(rl_test_get(rl_recipe_loss(p, 0), 0), (2 * 1 + 2 * 3) / 2.0, 1e-15, "branch b (0)");
+    rl_test_free_program(p, r);
     r = rl_test_parse(src);
     assert_int_equal(rl_recipe_set_arg(r, "use_y=true"), RL_OK);
-    p = compile64(r, 1);
+    p = rl_test_compile_clean(r, 1);
     assert_int_equal(rl_recipe_bind_tensor(p, "x", x), RL_OK);
     assert_int_equal(rl_recipe_run_loss(p, g_ctx, -1, -1), RL_ERR_STATE);
     assert_non_null(strstr(rl_recipe_program_error(p), "input 'y' is not bound"));
     assert_int_equal(rl_recipe_bind_tensor(p, "y", y), RL_OK);
     assert_int_equal(rl_recipe_run_loss(p, g_ctx, -1, -1), RL_OK);
-    assert_close(get(rl_recipe_loss(p, 0), 0), (2 + 30 + 6 + 60) / 2.0, 1e-15, "branch a (y * 3)");
-    free_prog(p, r);
+    rl_test_assert_close(rl_test_get(rl_recipe_loss(p, 0), 0), (2 + 30 + 6 + 60) / 2.0, 1e-15, "branch a (y * 3)");
+    rl_test_free_program(p, r);
     /* string conditions, inside fn bodies, and tuples through if */
     r = rl_test_parse("recipe t : supervised\ninput v : f32[B, T]\ninput m : i32[B, T]\nhyper kind = \"gae\", g = 0.5\n"
               "param w = 1 : sgd(lr = 0.1)\nfn pick(x) = if(kind == \"gae\", x * 2, x)\n"
               "a, ret = if(g > 1, gae(v, v, m, 1, 1), gae(v * w, v, m, g, 1))\n"
               "loss = mean(pick(a)) + mean(ret) * 0 + mean(w)\n");
-    p = compile64(r, 1);
-    free_prog(p, r);
+    p = rl_test_compile_clean(r, 1);
+    rl_test_free_program(p, r);
     /* errors */
     expect_first_error("recipe t : supervised\ninput x : f32[B]\nparam w = 1 : sgd(lr = 0.1)\n"
                        "loss = mean(w * if(x > 0, x, 0))\n",
@@ -1089,15 +993,15 @@ static void test_step_counter(void **state) {
     (void)state;
     rl_recipe *r = rl_test_parse("recipe t : fullbatch\nparam w = 3 : sgd(lr = 0.1)\nhyper delay = 2\n"
                          "loss = w * step() + w * w * (step() >= delay)\n");
-    rl_recipe_program *p = compile64(r, 1);
+    rl_recipe_program *p = rl_test_compile_clean(r, 1);
     const rl_tensor *w = rl_recipe_param_at(p, 0)->tensor;
     assert_int_equal(rl_recipe_step(p), 0);
     for (int s = 0; s < 4; s++) {
         rl_tensor_zero_grad(g_ctx, (rl_tensor *)w);
         assert_int_equal(rl_recipe_run_loss(p, g_ctx, -1, -1), RL_OK);
-        assert_close(get(rl_recipe_loss(p, 0), 0), 3.0 * s + (s >= 2 ? 9 : 0), 0, "w step + w^2 [step >= 2]");
+        rl_test_assert_close(rl_test_get(rl_recipe_loss(p, 0), 0), 3.0 * s + (s >= 2 ? 9 : 0), 0, "w step + w^2 [step >= 2]");
         assert_int_equal(rl_recipe_backward(p, g_ctx), RL_OK);
-        assert_close(get(w->grad, 0), s + (s >= 2 ? 6 : 0), 0, "step() carries no gradient");
+        rl_test_assert_close(rl_test_get(w->grad, 0), s + (s >= 2 ? 6 : 0), 0, "step() carries no gradient");
         assert_int_equal(rl_recipe_step(p), s + 1);
         rl_ctx_reset(g_ctx);
     }
@@ -1105,7 +1009,7 @@ static void test_step_counter(void **state) {
     assert_int_equal(rl_recipe_step(p), 10);
     rl_recipe_set_step(p, -3);
     assert_int_equal(rl_recipe_step(p), 0);
-    free_prog(p, r);
+    rl_test_free_program(p, r);
 }
 
 /* Ziegler et al.'s update on numbers worked out by hand (target 2, horizon 8, n = 2):
@@ -1119,19 +1023,19 @@ static void test_adaptive_beta_worked_example(void **state) {
     (void)state;
     rl_recipe *r = rl_test_parse("recipe ctl : online\ninput k : f32[B]\nparam w = 1 : sgd(lr = 0.1)\n"
                          "rollout {\n  b = adaptive_beta(k, 0.1, target = 2, horizon = 8)\n}\nloss = w * b\n");
-    rl_recipe_program *p = compile64(r, 1);
+    rl_recipe_program *p = rl_test_compile_clean(r, 1);
     const double kls[5][2] = {{3, 5}, {1, 1}, {2.2, 2.2}, {2, 2}, {2, 2}};
     const double want[5] = {0.1, 0.105, 0.09975, 0.10224375, 0.10224375};
     for (int i = 0; i < 5; i++) {
-        rl_tensor *k = tensor_of(RL_F64, 1, (int64_t[]){2}, kls[i]);
+        rl_tensor *k = rl_test_tensor_of(RL_F64, 1, (int64_t[]){2}, kls[i]);
         assert_int_equal(rl_recipe_bind_tensor(p, "k", k), RL_OK);
         assert_int_equal(rl_recipe_run_rollout(p, g_ctx), RL_OK);
         assert_int_equal(rl_recipe_run_loss(p, g_ctx, -1, -1), RL_OK);
-        assert_close(get(rl_recipe_loss(p, 0), 0), want[i], 1e-15, "beta for this batch");
+        rl_test_assert_close(rl_test_get(rl_recipe_loss(p, 0), 0), want[i], 1e-15, "beta for this batch");
         rl_ctx_reset(g_ctx);
         rl_tensor_free(g_ctx, k);
     }
-    free_prog(p, r);
+    rl_test_free_program(p, r);
     /* once per batch: rollout blocks only */
     expect_first_error("recipe t : fullbatch\ninput k : f32[B]\nparam w = 1 : sgd(lr = 0.1)\n"
                        "loss = w * adaptive_beta(k, 0.1)\n",

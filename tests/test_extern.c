@@ -76,26 +76,10 @@ static void expect_error(const char *src, const char *want) {
     free(got);
 }
 
-static rl_tensor *tensor_of(rl_dtype dt, int ndim, const int64_t *shape, const double *v) {
-    rl_tensor *t = rl_tensor_new(g_ctx, dt, ndim, shape, "data");
-    assert_non_null(t);
-    for (int64_t i = 0; i < t->numel; i++) rl_tensor_set(g_ctx, t, i, v[i]);
-    return t;
-}
-
-static double get(const rl_tensor *t, int64_t i) { return rl_tensor_get(g_ctx, t, i); }
-
 static void assert_close(double got, double want, double tol, const char *what) {
     if (!(fabs(got - want) <= tol * (1 + fabs(want))))
         fail_msg("%s: got %.12g, want %.12g (tolerance %g)", what, got, want, tol);
 }
-
-/* the shared token batch (rl_test_batch.h), bound to this suite's context */
-typedef rl_test_batch batch;
-static void make_batch(batch *b, int64_t B, int64_t T, const int *len, const int *resp, uint64_t seed) {
-    rl_test_batch_make(g_ctx, b, B, T, len, resp, seed);
-}
-static void free_batch(batch *b) { rl_test_batch_free(g_ctx, b); }
 
 /* The plug-in's rule, written again here: the reference. */
 static double ref_length_bonus(const int32_t *ids, const int32_t *mask, int64_t T, int64_t b, double target,
@@ -139,9 +123,9 @@ static void run_example(rl_dtype dt, double tol) {
     rl_gpt2 *ref = rl_gpt2_new(g_ctx, &cfg, RL_GPT2_LM, dt, 12);
     assert_non_null(pol);
     assert_non_null(ref);
-    batch w, l;
-    make_batch(&w, 3, 8, (int[]){8, 6, 7}, (int[]){2, 1, 3}, 31);
-    make_batch(&l, 3, 8, (int[]){5, 8, 8}, (int[]){2, 2, 1}, 32);
+    rl_test_batch w, l;
+    rl_test_batch_make(g_ctx, &w, 3, 8, (int[]){8, 6, 7}, (int[]){2, 1, 3}, 31);
+    rl_test_batch_make(g_ctx, &l, 3, 8, (int[]){5, 8, 8}, (int[]){2, 2, 1}, 32);
     /* end_id = the last response token of chosen row 0: its format rule fires */
     int32_t end_id = w.hid[0 * 8 + 7];
     const char *err = NULL;
@@ -174,20 +158,20 @@ static void run_example(rl_dtype dt, double tol) {
         double bw = ref_length_bonus(w.hid, w.hmask, 8, b, 5, 2, end_id);
         double bl = ref_length_bonus(l.hid, l.hmask, 8, b, 5, 2, end_id);
         fired += bw > 1.0;
-        assert_close(get(bonus, b), bw - bl, tol, "bonus");
-        double m = beta * get(h, b);
+        assert_close(rl_test_get(bonus, b), bw - bl, tol, "bonus");
+        double m = beta * rl_test_get(h, b);
         want_loss += (softplus(-(m + alpha * (bw - bl))) + rho * (softplus(m - cap) + softplus(-m - cap))) / 3;
         gap += (bw - bl) / 3;
     }
     assert_true(fired >= 1); /* the format rule was exercised */
-    assert_close(get(rl_recipe_loss(p, 0), 0), want_loss, tol, "loss");
-    assert_close(get(rl_recipe_metric(p, 0), 0), gap, tol, "bonus_gap");
+    assert_close(rl_test_get(rl_recipe_loss(p, 0), 0), want_loss, tol, "loss");
+    assert_close(rl_test_get(rl_recipe_metric(p, 0), 0), gap, tol, "bonus_gap");
     /* backward reaches the policy's weights */
     assert_int_equal(rl_recipe_backward(p, g_ctx), RL_OK);
     rl_ctx_reset(g_ctx);
     rl_recipe_program_free(p);
     rl_recipe_free(r);
-    free_batch(&w), free_batch(&l);
+    rl_test_batch_free(g_ctx, &w), rl_test_batch_free(g_ctx, &l);
     rl_gpt2_free(g_ctx, pol), rl_gpt2_free(g_ctx, ref);
 }
 
@@ -273,10 +257,10 @@ static void test_foreign_node(void **state) {
     int foreign = 0;
     for (int i = 0; i < rl_ctx_tape_len(g_ctx); i++) foreign += rl_ctx_node(g_ctx, i)->op == RL_OP_FOREIGN;
     assert_int_equal(foreign, 1);
-    assert_close(get(rl_recipe_loss(p, 0), 0), 4 * softplus(0.5), 1e-12, "loss");
+    assert_close(rl_test_get(rl_recipe_loss(p, 0), 0), 4 * softplus(0.5), 1e-12, "loss");
     assert_int_equal(rl_recipe_backward(p, g_ctx), RL_OK);
     const rl_tensor *x = rl_recipe_param_at(p, 0)->tensor;
-    for (int k = 0; k < 4; k++) assert_close(get(x->grad, k), 1 / (1 + exp(-0.5)), 1e-12, "dloss/dx");
+    for (int k = 0; k < 4; k++) assert_close(rl_test_get(x->grad, k), 1 / (1 + exp(-0.5)), 1e-12, "dloss/dx");
     /* gradients of gradients through C code are refused, not silently zero */
     rl_ctx_reset(g_ctx);
     rl_tensor_zero_grad(g_ctx, rl_recipe_param_at(p, 0)->tensor);
@@ -395,7 +379,7 @@ static void test_plugin_error(void **state) {
                          "input ids : i32[B, T]\nparam w = 1 : sgd(lr = 0.1)\nhyper width = 0\n"
                          "loss = w * mean(length_bonus(ids, ids, 3, width, 0))\n");
     rl_recipe_program *p = must_compile(r, RL_F32);
-    rl_tensor *ids = tensor_of(RL_I32, 2, (int64_t[]){2, 2}, (double[]){1, 0, 1, 1});
+    rl_tensor *ids = rl_test_tensor_of(RL_I32, 2, (int64_t[]){2, 2}, (double[]){1, 0, 1, 1});
     rl_recipe_bind_tensor(p, "ids", ids);
     assert_int_equal(rl_recipe_run_loss(p, g_ctx, -1, -1), RL_ERR_STATE);
     const char *want = "t.recipe:6:17: error: extern 'length_bonus': length_bonus() in liblength_bonus.so "
@@ -434,7 +418,7 @@ static void test_search_path(void **state) {
     assert_non_null(r);
     rl_recipe_program *p = must_compile(r, RL_F32);
     assert_int_equal(rl_recipe_run_loss(p, g_ctx, -1, -1), RL_OK);
-    assert_close(get(rl_recipe_loss(p, 0), 0), 2 * log(2.0), 1e-6, "loss");
+    assert_close(rl_test_get(rl_recipe_loss(p, 0), 0), 2 * log(2.0), 1e-6, "loss");
     rl_ctx_reset(g_ctx);
     rl_recipe_program_free(p);
     rl_recipe_free(r);

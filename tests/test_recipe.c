@@ -65,30 +65,7 @@ static bool has_warning(const rl_recipe *r, int line, int col, const char *msg) 
     return false;
 }
 
-static void assert_close(double got, double want, double tol, const char *what) {
-    double err = fabs(got - want) / fmax(1.0, fabs(want));
-    if (!(err <= tol)) fail_msg("%s: got %.17g, want %.17g (rel err %.3g)", what, got, want, err);
-}
-
-static double logsig(double x) { return fmin(x, 0) - log1p(exp(-fabs(x))); }
 static double sigmoid(double x) { return 1 / (1 + exp(-x)); }
-
-/* A persistent tensor from doubles (i32 or float dtype). */
-static rl_tensor *tensor_of(rl_dtype dt, int ndim, const int64_t *shape, const double *v) {
-    rl_tensor *t = rl_tensor_new(g_ctx, dt, ndim, shape, "data");
-    assert_non_null(t);
-    for (int64_t i = 0; i < t->numel; i++) rl_tensor_set(g_ctx, t, i, v[i]);
-    return t;
-}
-
-static double get(const rl_tensor *t, int64_t i) { return rl_tensor_get(g_ctx, t, i); }
-
-/* the shared token batch (rl_test_batch.h), bound to this suite's context */
-typedef rl_test_batch batch;
-static void make_batch(batch *b, int64_t B, int64_t T, const int *len, const int *resp, uint64_t seed) {
-    rl_test_batch_make(g_ctx, b, B, T, len, resp, seed);
-}
-static void free_batch(batch *b) { rl_test_batch_free(g_ctx, b); }
 
 static rl_gpt2 *tiny(rl_gpt2_kind kind, uint64_t seed) { return rl_test_tiny_gpt2(g_ctx, kind, seed); }
 
@@ -155,9 +132,9 @@ static void test_log_value_under_its_name(void **state) {
     assert_string_equal(rl_recipe_metric_name(p, 0), "h");
     assert_string_equal(rl_recipe_metric_name(p, 1), "w");
     assert_int_equal(rl_recipe_run_loss(p, g_ctx, -1, -1), RL_OK);
-    assert_close(get(rl_recipe_metric(p, 0), 0), 3.0, 0, "metric h");
-    assert_close(get(rl_recipe_metric(p, 1), 0), 1.5, 0, "metric w");
-    assert_close(get(rl_recipe_loss(p, 0), 0), 9.0, 0, "loss");
+    rl_test_assert_close(rl_test_get(rl_recipe_metric(p, 0), 0), 3.0, 0, "metric h");
+    rl_test_assert_close(rl_test_get(rl_recipe_metric(p, 1), 0), 1.5, 0, "metric w");
+    rl_test_assert_close(rl_test_get(rl_recipe_loss(p, 0), 0), 9.0, 0, "loss");
     rl_ctx_reset(g_ctx);
     rl_recipe_program_free(p);
     rl_recipe_free(r);
@@ -407,8 +384,8 @@ static void test_audit_leak(void **state) {
     assert_int_equal(rl_recipe_run_loss(p, g_ctx, -1, -1), RL_OK);
     assert_int_equal(rl_recipe_backward(p, g_ctx), RL_OK);
     const rl_recipe_param_info *px = rl_recipe_param_at(p, 0), *pl = rl_recipe_param_at(p, 1);
-    assert_close(get(px->tensor->grad, 0), 2 * (0.5 - 1) + 1.0, 1e-12, "dloss/dx");
-    assert_close(get(pl->tensor->grad, 0), -(0.5 - 0.2), 1e-12, "dloss_lambda/dlog_lambda");
+    rl_test_assert_close(rl_test_get(px->tensor->grad, 0), 2 * (0.5 - 1) + 1.0, 1e-12, "dloss/dx");
+    rl_test_assert_close(rl_test_get(pl->tensor->grad, 0), -(0.5 - 0.2), 1e-12, "dloss_lambda/dlog_lambda");
     rl_ctx_reset(g_ctx);
     rl_recipe_program_free(p);
     rl_recipe_free(r);
@@ -531,16 +508,16 @@ static void test_set_overrides(void **state) {
     assert_int_equal(rl_recipe_set_arg(r, "lr0=1/20"), RL_OK);
     assert_int_equal(rl_recipe_set_arg(r, "kind=k1"), RL_OK);
     rl_recipe_program *p = must_compile(r, RL_F64);
-    assert_close(rl_recipe_hyper(p, "beta")->num, 0.4, 0, "beta");
-    assert_close(rl_recipe_hyper(p, "half")->num, 0.2, 1e-15, "half follows beta");
+    rl_test_assert_close(rl_recipe_hyper(p, "beta")->num, 0.4, 0, "beta");
+    rl_test_assert_close(rl_recipe_hyper(p, "half")->num, 0.2, 1e-15, "half follows beta");
     assert_string_equal(rl_recipe_hyper(p, "kind")->str, "k1");
-    assert_close(rl_recipe_param_at(p, 0)->optim.lr, 0.05, 1e-15, "lr from an expression");
+    rl_test_assert_close(rl_recipe_param_at(p, 0)->optim.lr, 0.05, 1e-15, "lr from an expression");
     assert_null(rl_recipe_hyper(p, "nope"));
     rl_recipe_program_free(p);
     /* the last --set of a name wins */
     assert_int_equal(rl_recipe_set(r, "beta", "2 * lr0"), RL_OK);
     p = must_compile(r, RL_F64);
-    assert_close(rl_recipe_hyper(p, "beta")->num, 0.1, 1e-15, "beta = 2 * lr0 (lr0 = 1/20)");
+    rl_test_assert_close(rl_recipe_hyper(p, "beta")->num, 0.1, 1e-15, "beta = 2 * lr0 (lr0 = 1/20)");
     rl_recipe_program_free(p);
     /* errors */
     expect_set_error(r, "bta", "0.1", 1, "unknown hyper 'bta'", "did you mean 'beta'?");
@@ -569,7 +546,7 @@ static void test_set_overrides(void **state) {
     r2 = rl_test_parse(src2);
     assert_int_equal(rl_recipe_set(r2, "beta", "lr0 + 1"), RL_OK);
     rl_recipe_program *p2 = must_compile(r2, RL_F64);
-    assert_close(rl_recipe_hyper(p2, "beta")->num, 1.1, 1e-15, "beta = lr0 + 1");
+    rl_test_assert_close(rl_recipe_hyper(p2, "beta")->num, 1.1, 1e-15, "beta = lr0 + 1");
     rl_recipe_program_free(p2);
     rl_recipe_free(r2);
     rl_recipe_free(r);
@@ -590,18 +567,18 @@ static void test_fullbatch_param(void **state) {
     assert_int_equal(rl_recipe_n_params(p), 2);
     const rl_recipe_param_info *pw = rl_recipe_param_at(p, 0), *pu = rl_recipe_param_at(p, 1);
     assert_string_equal(pw->optim.kind, "sgd");
-    assert_close(pw->optim.lr, 0.1, 0, "lr");
+    rl_test_assert_close(pw->optim.lr, 0.1, 0, "lr");
     assert_string_equal(pu->optim.kind, "adamw");
-    assert_close(pu->optim.weight_decay, 0.5, 0, "wd");
+    rl_test_assert_close(pu->optim.weight_decay, 0.5, 0, "wd");
     assert_int_equal(pu->tensor->numel, 3);
     assert_true(pu->has_min && pu->has_max);
     assert_int_equal(rl_recipe_run_loss(p, g_ctx, -1, -1), RL_OK);
-    assert_close(get(rl_recipe_loss(p, 0), 0), 9.0, 1e-15, "(0 - 3)^2");
-    assert_close(get(rl_recipe_loss(p, 1), 0), 3.0, 1e-15, "sum(1^2)");
-    assert_close(get(rl_recipe_metric(p, 0), 0), 0.0, 0, "w_now");
+    rl_test_assert_close(rl_test_get(rl_recipe_loss(p, 0), 0), 9.0, 1e-15, "(0 - 3)^2");
+    rl_test_assert_close(rl_test_get(rl_recipe_loss(p, 1), 0), 3.0, 1e-15, "sum(1^2)");
+    rl_test_assert_close(rl_test_get(rl_recipe_metric(p, 0), 0), 0.0, 0, "w_now");
     assert_int_equal(rl_recipe_backward(p, g_ctx), RL_OK);
-    assert_close(get(pw->tensor->grad, 0), -6.0, 1e-15, "d/dw (w-3)^2");
-    assert_close(get(pu->tensor->grad, 2), 2.0, 1e-15, "d/du sum(u^2)");
+    rl_test_assert_close(rl_test_get(pw->tensor->grad, 0), -6.0, 1e-15, "d/dw (w-3)^2");
+    rl_test_assert_close(rl_test_get(pu->tensor->grad, 2), 2.0, 1e-15, "d/du sum(u^2)");
     rl_ctx_reset(g_ctx);
     rl_optim *opt = rl_optim_sgd_new(g_ctx, (rl_tensor *[]){pw->tensor}, 1, NULL);
     for (int k = 1; k <= 5; k++) {
@@ -611,7 +588,7 @@ static void test_fullbatch_param(void **state) {
         assert_int_equal(rl_recipe_backward(p, g_ctx), RL_OK);
         assert_int_equal(rl_optim_step(opt, pw->optim.lr), RL_OK);
         rl_ctx_reset(g_ctx);
-        assert_close(get(pw->tensor, 0), 3 - 3 * pow(0.8, k), 1e-12, "w_k");
+        rl_test_assert_close(rl_test_get(pw->tensor, 0), 3 - 3 * pow(0.8, k), 1e-12, "w_k");
     }
     rl_optim_free(opt);
     /* projection onto [min, max] */
@@ -619,9 +596,9 @@ static void test_fullbatch_param(void **state) {
     rl_tensor_set(g_ctx, pu->tensor, 1, -1.0);
     rl_tensor_set(g_ctx, pu->tensor, 2, 1.25);
     assert_int_equal(rl_recipe_project_params(p, g_ctx), RL_OK);
-    assert_close(get(pu->tensor, 0), 2.0, 0, "clamped to max");
-    assert_close(get(pu->tensor, 1), 0.5, 0, "clamped to min");
-    assert_close(get(pu->tensor, 2), 1.25, 0, "inside");
+    rl_test_assert_close(rl_test_get(pu->tensor, 0), 2.0, 0, "clamped to max");
+    rl_test_assert_close(rl_test_get(pu->tensor, 1), 0.5, 0, "clamped to min");
+    rl_test_assert_close(rl_test_get(pu->tensor, 2), 1.25, 0, "inside");
     rl_recipe_program_free(p);
     rl_recipe_free(r);
 }
@@ -653,9 +630,9 @@ static rl_tensor *bt_loss_fn(rl_ctx *ctx, rl_tensor **in, void *user) {
 static void test_pairwise_bradley_terry(void **state) {
     (void)state;
     rl_gpt2 *rm = tiny(RL_GPT2_SCORE, 11);
-    batch w, l;
-    make_batch(&w, 3, 6, (int[]){6, 4, 5}, (int[]){2, 1, 3}, 1);
-    make_batch(&l, 3, 6, (int[]){5, 6, 2}, (int[]){2, 3, 1}, 2);
+    rl_test_batch w, l;
+    rl_test_batch_make(g_ctx, &w, 3, 6, (int[]){6, 4, 5}, (int[]){2, 1, 3}, 1);
+    rl_test_batch_make(g_ctx, &l, 3, 6, (int[]){5, 6, 2}, (int[]){2, 3, 1}, 2);
     rl_recipe *r = rl_test_parse(bt_src);
     assert_int_equal(rl_recipe_set(r, "reg", "0.001"), RL_OK);
     rl_recipe_program *p = must_compile(r, RL_F64);
@@ -675,10 +652,10 @@ static void test_pairwise_bradley_terry(void **state) {
         }
     }
     assert_int_equal(rl_recipe_run_loss(p, g_ctx, -1, -1), RL_OK);
-    double loss = get(rl_recipe_loss(p, 0), 0), acc = get(rl_recipe_metric(p, 0), 0);
+    double loss = rl_test_get(rl_recipe_loss(p, 0), 0), acc = rl_test_get(rl_recipe_metric(p, 0), 0);
     assert_int_equal(rl_recipe_backward(p, g_ctx), RL_OK);
     double dw_recipe[32];
-    for (int k = 0; k < 32; k++) dw_recipe[k] = get(rm->score_w->grad, k);
+    for (int k = 0; k < 32; k++) dw_recipe[k] = rl_test_get(rm->score_w->grad, k);
     rl_ctx_reset(g_ctx);
     /* direct: scores from the model, the loss and its gradient in host arithmetic.
      * d loss / d score_w = sum_b dL/dr_w[b] h_w[b] + dL/dr_l[b] h_l[b], with h
@@ -690,20 +667,20 @@ static void test_pairwise_bradley_terry(void **state) {
     const double reg = 0.001, B = 3;
     double want = 0, want_acc = 0, dw[32] = {0};
     for (int b = 0; b < 3; b++) {
-        double rw = get(sw, b), rl = get(sl, b);
-        want += -logsig(rw - rl) / B + reg * (rw * rw + rl * rl) / (2 * B);
+        double rw = rl_test_get(sw, b), rl = rl_test_get(sl, b);
+        want += -rl_test_logsig(rw - rl) / B + reg * (rw * rw + rl * rl) / (2 * B);
         want_acc += (rw > rl) / B;
         double gw = -(1 - sigmoid(rw - rl)) / B + reg * rw / B;
         double gl = (1 - sigmoid(rw - rl)) / B + reg * rl / B;
         int lw = 0, ll = 0;
         for (int t = 0; t < 6; t++) lw += w.hattn[b * 6 + t], ll += l.hattn[b * 6 + t];
         for (int k = 0; k < 32; k++)
-            dw[k] += gw * get(hw, (b * 6 + lw - 1) * 32 + k) + gl * get(hl, (b * 6 + ll - 1) * 32 + k);
+            dw[k] += gw * rl_test_get(hw, (b * 6 + lw - 1) * 32 + k) + gl * rl_test_get(hl, (b * 6 + ll - 1) * 32 + k);
     }
     rl_ctx_set_grad(g_ctx, was);
-    assert_close(loss, want, 1e-12, "BT loss");
-    assert_close(acc, want_acc, 0, "accuracy");
-    for (int k = 0; k < 32; k++) assert_close(dw_recipe[k], dw[k], 1e-10, "d loss / d score.weight");
+    rl_test_assert_close(loss, want, 1e-12, "BT loss");
+    rl_test_assert_close(acc, want_acc, 0, "accuracy");
+    for (int k = 0; k < 32; k++) rl_test_assert_close(dw_recipe[k], dw[k], 1e-10, "d loss / d score.weight");
     rl_ctx_reset(g_ctx);
     /* and a numerical check through the trunk */
     bt_ctx bc = {p};
@@ -721,64 +698,55 @@ static void test_pairwise_bradley_terry(void **state) {
     assert_non_null(strstr(rl_recipe_program_error(p), "input 'chosen.ids' is f64 [3, 6], but the recipe declares i32 [B, T]"));
     rl_tensor_free(g_ctx, f);
     /* symbolic dims must agree across inputs */
-    batch l2;
-    make_batch(&l2, 2, 6, (int[]){6, 4}, (int[]){2, 1}, 3);
+    rl_test_batch l2;
+    rl_test_batch_make(g_ctx, &l2, 2, 6, (int[]){6, 4}, (int[]){2, 1}, 3);
     assert_int_equal(rl_recipe_bind_tokens(p, "rejected", l2.ids, l2.mask, l2.attn), RL_OK);
     assert_int_equal(rl_recipe_run_loss(p, g_ctx, -1, -1), RL_ERR_ARG);
     assert_non_null(strstr(rl_recipe_program_error(p), "input 'rejected' has B = 2, but input 'chosen' has B = 3"));
-    free_batch(&l2);
+    rl_test_batch_free(g_ctx, &l2);
     rl_recipe_program_free(p);
     rl_recipe_free(r);
-    free_batch(&w), free_batch(&l);
+    rl_test_batch_free(g_ctx, &w), rl_test_batch_free(g_ctx, &l);
     rl_gpt2_free(g_ctx, rm);
 }
 
 /* Summed response log-probabilities of a batch under a model, on the host. */
-static void seq_logp(rl_gpt2 *m, const batch *b, double *out) {
+static void seq_logp(rl_gpt2 *m, const rl_test_batch *b, double *out) {
     int was = rl_ctx_set_grad(g_ctx, 0);
     rl_tensor *lp = rl_gpt2_token_logprobs(g_ctx, m, b->ids, NULL);
     assert_non_null(lp);
     for (int64_t i = 0; i < b->B; i++) {
         out[i] = 0;
         for (int64_t t = 0; t < b->T; t++)
-            if (b->hmask[i * b->T + t]) out[i] += get(lp, i * b->T + t);
+            if (b->hmask[i * b->T + t]) out[i] += rl_test_get(lp, i * b->T + t);
     }
     rl_ctx_set_grad(g_ctx, was);
-}
-
-static rl_recipe *load_builtin(const char *file) {
-    char path[512];
-    snprintf(path, sizeof path, "%s/recipes/%s", RLHF_SOURCE_DIR, file);
-    const char *err = NULL;
-    rl_recipe *r = rl_recipe_load(path, &err);
-    if (!r) fail_msg("cannot read %s: %s", path, err);
-    return r;
 }
 
 static void test_dpo_and_ipo_files(void **state) {
     (void)state;
     rl_gpt2 *pol = tiny(RL_GPT2_LM, 5), *ref = tiny(RL_GPT2_LM, 6);
     rl_gpt2 *same = rl_gpt2_new_from(g_ctx, pol, RL_GPT2_LM, 0);
-    batch w, l;
-    make_batch(&w, 2, 7, (int[]){7, 5}, (int[]){3, 2}, 21);
-    make_batch(&l, 2, 7, (int[]){6, 7}, (int[]){3, 4}, 22);
+    rl_test_batch w, l;
+    rl_test_batch_make(g_ctx, &w, 2, 7, (int[]){7, 5}, (int[]){3, 2}, 21);
+    rl_test_batch_make(g_ctx, &l, 2, 7, (int[]){6, 7}, (int[]){3, 4}, 22);
     double pw[2], pl[2], rw[2], rl[2];
     seq_logp(pol, &w, pw), seq_logp(pol, &l, pl), seq_logp(ref, &w, rw), seq_logp(ref, &l, rl);
-    const char *files[2] = {"dpo.recipe", "ipo.recipe"};
+    const char *files[2] = {"dpo", "ipo"};
     for (int f = 0; f < 2; f++) {
-        rl_recipe *r = load_builtin(files[f]);
+        rl_recipe *r = rl_test_load_builtin(files[f], NULL);
         rl_recipe_program *p = must_compile(r, RL_F64);
         assert_int_equal(rl_recipe_n_diags(r), 0);
         assert_int_equal(rl_recipe_program_kind(p), RL_RECIPE_PAIRWISE);
         assert_int_equal(rl_recipe_n_models(p), 2);
         assert_false(rl_recipe_model_at(p, 1)->trainable);
-        assert_close(rl_recipe_model_at(p, 0)->optim.lr, 5e-7, 0, "policy lr");
+        rl_test_assert_close(rl_recipe_model_at(p, 0)->optim.lr, 5e-7, 0, "policy lr");
         {
             /* the learning rate is a hyper: --set lr=... reaches the optimizer */
-            rl_recipe *r2 = load_builtin(files[f]);
+            rl_recipe *r2 = rl_test_load_builtin(files[f], NULL);
             assert_int_equal(rl_recipe_set_arg(r2, "lr=2e-6"), RL_OK);
             rl_recipe_program *p2 = must_compile(r2, RL_F64);
-            assert_close(rl_recipe_model_at(p2, 0)->optim.lr, 2e-6, 0, "policy lr after --set");
+            rl_test_assert_close(rl_recipe_model_at(p2, 0)->optim.lr, 2e-6, 0, "policy lr after --set");
             rl_recipe_program_free(p2);
             rl_recipe_free(r2);
         }
@@ -790,25 +758,25 @@ static void test_dpo_and_ipo_files(void **state) {
         double beta = 0.1, want = 0, acc = 0;
         for (int b = 0; b < 2; b++) {
             double h = (pw[b] - rw[b]) - (pl[b] - rl[b]);
-            want += (f == 0 ? -logsig(beta * h) : pow(h - 1 / (2 * beta), 2)) / 2;
+            want += (f == 0 ? -rl_test_logsig(beta * h) : pow(h - 1 / (2 * beta), 2)) / 2;
             acc += (h > 0) / 2.0;
         }
-        assert_close(get(rl_recipe_loss(p, 0), 0), want, 1e-12, files[f]);
-        assert_close(get(rl_recipe_metric(p, 2), 0), acc, 0, "accuracy");
+        rl_test_assert_close(rl_test_get(rl_recipe_loss(p, 0), 0), want, 1e-12, files[f]);
+        rl_test_assert_close(rl_test_get(rl_recipe_metric(p, 2), 0), acc, 0, "accuracy");
         assert_string_equal(rl_recipe_metric_name(p, 0), "reward_chosen");
-        assert_close(get(rl_recipe_metric(p, 0), 0), beta * ((pw[0] - rw[0]) + (pw[1] - rw[1])) / 2, 1e-12,
+        rl_test_assert_close(rl_test_get(rl_recipe_metric(p, 0), 0), beta * ((pw[0] - rw[0]) + (pw[1] - rw[1])) / 2, 1e-12,
                      "implicit reward");
         rl_ctx_reset(g_ctx);
         /* against a copy of the policy, h = 0: DPO's loss is log 2, IPO's (1/(2 beta))^2 */
         rl_recipe_bind_model(p, "ref", same);
         assert_int_equal(rl_recipe_run_loss(p, g_ctx, -1, -1), RL_OK);
-        assert_close(get(rl_recipe_loss(p, 0), 0), f == 0 ? log(2.0) : 25.0, 1e-12, "h = 0");
+        rl_test_assert_close(rl_test_get(rl_recipe_loss(p, 0), 0), f == 0 ? log(2.0) : 25.0, 1e-12, "h = 0");
         rl_ctx_reset(g_ctx);
         rl_recipe_program_free(p);
         rl_recipe_free(r);
     }
     /* --set beta=0.5 moves IPO's target margin: (1/(2 * 0.5))^2 = 1 at h = 0 */
-    rl_recipe *r = load_builtin("ipo.recipe");
+    rl_recipe *r = rl_test_load_builtin("ipo", NULL);
     assert_int_equal(rl_recipe_set_arg(r, "beta=0.5"), RL_OK);
     rl_recipe_program *p = must_compile(r, RL_F64);
     rl_recipe_bind_model(p, "policy", pol);
@@ -816,17 +784,17 @@ static void test_dpo_and_ipo_files(void **state) {
     rl_recipe_bind_tokens(p, "chosen", w.ids, w.mask, w.attn);
     rl_recipe_bind_tokens(p, "rejected", l.ids, l.mask, l.attn);
     assert_int_equal(rl_recipe_run_loss(p, g_ctx, -1, -1), RL_OK);
-    assert_close(get(rl_recipe_loss(p, 0), 0), 1.0, 1e-12, "IPO beta 0.5");
+    rl_test_assert_close(rl_test_get(rl_recipe_loss(p, 0), 0), 1.0, 1e-12, "IPO beta 0.5");
     /* the frozen reference gets no gradient: it runs with gradients off */
     assert_int_equal(rl_recipe_backward(p, g_ctx), RL_OK);
     double gsum = 0;
-    for (int64_t k = 0; k < same->wte->numel && same->wte->grad; k++) gsum += fabs(get(same->wte->grad, k));
+    for (int64_t k = 0; k < same->wte->numel && same->wte->grad; k++) gsum += fabs(rl_test_get(same->wte->grad, k));
     assert_true(gsum == 0);
     assert_non_null(pol->wte->grad);
     rl_ctx_reset(g_ctx);
     rl_recipe_program_free(p);
     rl_recipe_free(r);
-    free_batch(&w), free_batch(&l);
+    rl_test_batch_free(g_ctx, &w), rl_test_batch_free(g_ctx, &l);
     rl_gpt2_free(g_ctx, pol), rl_gpt2_free(g_ctx, ref), rl_gpt2_free(g_ctx, same);
 }
 
@@ -864,25 +832,25 @@ static void test_var_std(void **state) {
     rl_recipe_program *p = must_compile(r, RL_F64);
     double hx[6] = {1, 2, 4, -1, 0.5, 3};
     int64_t s2[2] = {2, 3};
-    rl_tensor *tx = tensor_of(RL_F64, 2, s2, hx);
+    rl_tensor *tx = rl_test_tensor_of(RL_F64, 2, s2, hx);
     assert_int_equal(rl_recipe_bind_tensor(p, "x", tx), RL_OK);
     assert_int_equal(rl_recipe_run_loss(p, g_ctx, -1, -1), RL_OK);
     double m = 0, ss = 0;
     for (int i = 0; i < 6; i++) m += hx[i] / 6;
     for (int i = 0; i < 6; i++) ss += (hx[i] - m) * (hx[i] - m);
-    assert_close(get(rl_recipe_value_of(p, "va"), 0), ss / 5, 1e-14, "var, unbiased");
-    assert_close(get(rl_recipe_value_of(p, "vp"), 0), ss / 6, 1e-14, "var, population");
+    rl_test_assert_close(rl_test_get(rl_recipe_value_of(p, "va"), 0), ss / 5, 1e-14, "var, unbiased");
+    rl_test_assert_close(rl_test_get(rl_recipe_value_of(p, "vp"), 0), ss / 6, 1e-14, "var, population");
     for (int b = 0; b < 2; b++) {
         double mb = (hx[3 * b] + hx[3 * b + 1] + hx[3 * b + 2]) / 3, sb = 0;
         for (int t = 0; t < 3; t++) sb += pow(hx[3 * b + t] - mb, 2);
-        assert_close(get(rl_recipe_value_of(p, "sr"), b), sqrt(sb / 2), 1e-14, "std over the last axis");
+        rl_test_assert_close(rl_test_get(rl_recipe_value_of(p, "sr"), b), sqrt(sb / 2), 1e-14, "std over the last axis");
     }
     rl_tensor *vk = rl_recipe_value_of(p, "vk");
     assert_int_equal(vk->ndim, 2);
     assert_int_equal(vk->shape[0], 1);
     assert_int_equal(vk->shape[1], 3);
     for (int t = 0; t < 3; t++)
-        assert_close(get(vk, t), pow(hx[t] - hx[3 + t], 2) / 2, 1e-14, "var over axis 0, two rows");
+        rl_test_assert_close(rl_test_get(vk, t), pow(hx[t] - hx[3 + t], 2) / 2, 1e-14, "var over axis 0, two rows");
     rl_ctx_reset(g_ctx);
     rl_recipe_program_free(p);
     rl_recipe_free(r);
@@ -912,15 +880,15 @@ static void test_tensor_literals(void **state) {
     assert_int_equal(c->shape[0], 2);
     assert_int_equal(c->shape[1], 3);
     const double want[6] = {1, 2, 3, 2, -2, 4};
-    for (int i = 0; i < 6; i++) assert_close(get(c, i), want[i], 0, "c");
+    for (int i = 0; i < 6; i++) rl_test_assert_close(rl_test_get(c, i), want[i], 0, "c");
     assert_int_equal(v->ndim, 1);
-    assert_close(get(v, 1), 0.2, 0, "v");
+    rl_test_assert_close(rl_test_get(v, 1), 0.2, 0, "v");
     assert_int_equal(big->shape[0], 19); /* more items than one concat takes */
-    for (int i = 0; i < 19; i++) assert_close(get(big, i), i + 1, 0, "big");
-    assert_close(get(rl_recipe_loss(p, 0), 0), 0.25 * 10 + 1.2 + 190, 1e-14, "loss");
+    for (int i = 0; i < 19; i++) rl_test_assert_close(rl_test_get(big, i), i + 1, 0, "big");
+    rl_test_assert_close(rl_test_get(rl_recipe_loss(p, 0), 0), 0.25 * 10 + 1.2 + 190, 1e-14, "loss");
     assert_int_equal(rl_recipe_backward(p, g_ctx), RL_OK);
     const rl_recipe_param_info *pw = rl_recipe_param_at(p, 0);
-    for (int i = 0; i < 6; i++) assert_close(get(pw->tensor->grad, i), want[i], 0, "d loss / d w = c");
+    for (int i = 0; i < 6; i++) rl_test_assert_close(rl_test_get(pw->tensor->grad, i), want[i], 0, "d loss / d w = c");
     rl_ctx_reset(g_ctx);
     rl_recipe_program_free(p);
     rl_recipe_free(r);
@@ -953,10 +921,10 @@ static void test_natives(void **state) {
     rl_rng_seed(&rng, 3);
     for (int i = 0; i < 10; i++) hr[i] = rl_rng_uniform(&rng) - 0.5, hv[i] = rl_rng_uniform(&rng);
     int64_t s2[2] = {B, T}, s1[1] = {B};
-    rl_tensor *tr = tensor_of(RL_F64, 2, s2, hr), *tv = tensor_of(RL_F64, 2, s2, hv);
-    rl_tensor *tm = tensor_of(RL_I32, 2, s2, hm), *tx = tensor_of(RL_F64, 1, s1, hx);
-    batch c;
-    make_batch(&c, B, T, (int[]){5, 4}, (int[]){1, 2}, 9);
+    rl_tensor *tr = rl_test_tensor_of(RL_F64, 2, s2, hr), *tv = rl_test_tensor_of(RL_F64, 2, s2, hv);
+    rl_tensor *tm = rl_test_tensor_of(RL_I32, 2, s2, hm), *tx = rl_test_tensor_of(RL_F64, 1, s1, hx);
+    rl_test_batch c;
+    rl_test_batch_make(g_ctx, &c, B, T, (int[]){5, 4}, (int[]){1, 2}, 9);
     assert_int_equal(rl_recipe_bind_tensor(p, "r", tr), RL_OK);
     assert_int_equal(rl_recipe_bind_tensor(p, "v", tv), RL_OK);
     assert_int_equal(rl_recipe_bind_tensor(p, "m", tm), RL_OK);
@@ -967,44 +935,44 @@ static void test_natives(void **state) {
     ref_gae(hr, hv, hm, B, T, 0.9, 0.8, adv, ret);
     rl_tensor *ta = rl_recipe_value_of(p, "adv"), *tt = rl_recipe_value_of(p, "ret");
     for (int i = 0; i < 10; i++) {
-        assert_close(get(ta, i), adv[i], 1e-12, "gae advantage");
-        assert_close(get(tt, i), ret[i], 1e-12, "gae return");
+        rl_test_assert_close(rl_test_get(ta, i), adv[i], 1e-12, "gae advantage");
+        rl_test_assert_close(rl_test_get(tt, i), ret[i], 1e-12, "gae return");
     }
     /* at_end: x[b] at the last mask token of row b (rows end at 5 and 4) */
     rl_tensor *te = rl_recipe_value_of(p, "e");
     for (int b = 0; b < B; b++)
         for (int t = 0; t < T; t++) {
             int last = b == 0 ? 4 : 3;
-            assert_close(get(te, b * T + t), t == last ? hx[b] : 0.0, 0, "at_end");
+            rl_test_assert_close(rl_test_get(te, b * T + t), t == last ? hx[b] : 0.0, 0, "at_end");
         }
     rl_tensor *tk = rl_recipe_value_of(p, "k"), *tk2 = rl_recipe_value_of(p, "k2");
     double wm = 0, n = 0, var = 0;
     rl_tensor *tw = rl_recipe_value_of(p, "wh");
     for (int i = 0; i < 10; i++) {
-        assert_close(get(tk, i), exp(-hr[i]) - 1 + hr[i], 1e-14, "k3");
-        assert_close(get(tk2, i), hr[i] * hr[i] / 2, 1e-14, "k2");
-        wm += hm[i] * get(tw, i), n += hm[i];
+        rl_test_assert_close(rl_test_get(tk, i), exp(-hr[i]) - 1 + hr[i], 1e-14, "k3");
+        rl_test_assert_close(rl_test_get(tk2, i), hr[i] * hr[i] / 2, 1e-14, "k2");
+        wm += hm[i] * rl_test_get(tw, i), n += hm[i];
     }
     wm /= n;
-    for (int i = 0; i < 10; i++) var += hm[i] * pow(get(tw, i) - wm, 2);
-    assert_close(wm, 0, 1e-12, "whitened mean");
-    assert_close(var / (n - 1), 1, 1e-6, "whitened unbiased variance");
-    assert_close(get(rl_recipe_metric(p, 1), 0), (0.5 - 1.5) / 2, 1e-15, "window mean, first batch");
+    for (int i = 0; i < 10; i++) var += hm[i] * pow(rl_test_get(tw, i) - wm, 2);
+    rl_test_assert_close(wm, 0, 1e-12, "whitened mean");
+    rl_test_assert_close(var / (n - 1), 1, 1e-6, "whitened unbiased variance");
+    rl_test_assert_close(rl_test_get(rl_recipe_metric(p, 1), 0), (0.5 - 1.5) / 2, 1e-15, "window mean, first batch");
     /* gae carries no gradient: d/dw of mean(w * adv) is mean(adv) only */
     assert_int_equal(rl_recipe_backward(p, g_ctx), RL_OK);
     rl_ctx_reset(g_ctx);
     /* the window keeps the last 5 values across runs */
     rl_tensor_set(g_ctx, tx, 0, 10), rl_tensor_set(g_ctx, tx, 1, 20);
     assert_int_equal(rl_recipe_run_loss(p, g_ctx, -1, -1), RL_OK);
-    assert_close(get(rl_recipe_metric(p, 1), 0), (0.5 - 1.5 + 10 + 20) / 4, 1e-15, "window of 4");
+    rl_test_assert_close(rl_test_get(rl_recipe_metric(p, 1), 0), (0.5 - 1.5 + 10 + 20) / 4, 1e-15, "window of 4");
     rl_ctx_reset(g_ctx);
     assert_int_equal(rl_recipe_run_loss(p, g_ctx, -1, -1), RL_OK);
-    assert_close(get(rl_recipe_metric(p, 1), 0), (-1.5 + 10 + 20 + 10 + 20) / 5, 1e-15, "window of 5");
+    rl_test_assert_close(rl_test_get(rl_recipe_metric(p, 1), 0), (-1.5 + 10 + 20 + 10 + 20) / 5, 1e-15, "window of 5");
     rl_ctx_reset(g_ctx);
     rl_recipe_program_free(p);
     rl_recipe_free(r);
     rl_tensor_free(g_ctx, tr), rl_tensor_free(g_ctx, tv), rl_tensor_free(g_ctx, tm), rl_tensor_free(g_ctx, tx);
-    free_batch(&c);
+    rl_test_batch_free(g_ctx, &c);
 }
 
 /* An online recipe: rollout once, then the loss over minibatches of rows. At
@@ -1027,8 +995,8 @@ static void test_online_rollout_and_minibatches(void **state) {
                       "log kl = masked_mean(lp0 - lpref, seq.mask)\n";
     rl_recipe *r = rl_test_parse(src);
     rl_recipe_program *p = must_compile(r, RL_F64);
-    batch pr;
-    make_batch(&pr, 4, 3, (int[]){3, 2, 3, 1}, (int[]){3, 2, 3, 1}, 41);
+    rl_test_batch pr;
+    rl_test_batch_make(g_ctx, &pr, 4, 3, (int[]){3, 2, 3, 1}, (int[]){3, 2, 3, 1}, 41);
     rl_recipe_bind_model(p, "policy", pol);
     rl_recipe_bind_model(p, "ref", ref);
     assert_int_equal(rl_recipe_run_loss(p, g_ctx, -1, -1), RL_ERR_STATE); /* no rollout yet */
@@ -1050,10 +1018,10 @@ static void test_online_rollout_and_minibatches(void **state) {
         if (strcmp(n->op, "mask") == 0) mask = p->vals[p->ir[i].out].t;
     }
     assert_non_null(mask);
-    for (int i = 0; i < 28; i++) hr[i] = get(tr, i), hm[i] = get(mask, i);
+    for (int i = 0; i < 28; i++) hr[i] = rl_test_get(tr, i), hm[i] = rl_test_get(mask, i);
     double num = 0, den = 0;
     for (int i = 0; i < 28; i++) num += -hr[i] * hm[i], den += hm[i];
-    assert_close(get(rl_recipe_loss(p, 0), 0), num / den, 1e-12, "loss over all rows");
+    rl_test_assert_close(rl_test_get(rl_recipe_loss(p, 0), 0), num / den, 1e-12, "loss over all rows");
     assert_int_equal(rl_recipe_backward(p, g_ctx), RL_OK);
     rl_ctx_reset(g_ctx);
     /* minibatches: rows [0, 2) and [2, 4) */
@@ -1061,7 +1029,7 @@ static void test_online_rollout_and_minibatches(void **state) {
         assert_int_equal(rl_recipe_run_loss(p, g_ctx, 2 * mb, 2 * mb + 2), RL_OK);
         num = den = 0;
         for (int i = 2 * mb * T; i < (2 * mb + 2) * T; i++) num += -hr[i] * hm[i], den += hm[i];
-        assert_close(get(rl_recipe_loss(p, 0), 0), num / den, 1e-12, "minibatch loss");
+        rl_test_assert_close(rl_test_get(rl_recipe_loss(p, 0), 0), num / den, 1e-12, "minibatch loss");
         assert_int_equal(rl_recipe_value_of(p, "ratio")->shape[0], 2);
         rl_ctx_reset(g_ctx);
     }
@@ -1069,7 +1037,7 @@ static void test_online_rollout_and_minibatches(void **state) {
     assert_non_null(strstr(rl_recipe_program_error(p), "rows [3, 5)"));
     rl_recipe_program_free(p);
     rl_recipe_free(r);
-    free_batch(&pr);
+    rl_test_batch_free(g_ctx, &pr);
     rl_gpt2_free(g_ctx, pol), rl_gpt2_free(g_ctx, ref);
 }
 
@@ -1091,9 +1059,9 @@ static void test_externs(void **state) {
     assert_int_equal(x->line, 2);
     /* with a backward, the gradient goes through it to w */
     assert_int_equal(rl_recipe_loss_at(p, 0)->n_trainables, 1);
-    batch c;
-    make_batch(&c, 2, 3, (int[]){3, 3}, (int[]){1, 1}, 4);
-    rl_tensor *s = tensor_of(RL_F64, 1, (int64_t[]){2}, (double[]){1, 2});
+    rl_test_batch c;
+    rl_test_batch_make(g_ctx, &c, 2, 3, (int[]){3, 3}, (int[]){1, 1}, 4);
+    rl_tensor *s = rl_test_tensor_of(RL_F64, 1, (int64_t[]){2}, (double[]){1, 2});
     rl_recipe_bind_tokens(p, "c", c.ids, c.mask, c.attn);
     rl_recipe_bind_tensor(p, "s", s);
     assert_int_equal(rl_recipe_run_loss(p, g_ctx, -1, -1), RL_ERR_STATE);
@@ -1105,7 +1073,7 @@ static void test_externs(void **state) {
     rl_recipe_program_free(p);
     rl_recipe_free(r);
     rl_tensor_free(g_ctx, s);
-    free_batch(&c);
+    rl_test_batch_free(g_ctx, &c);
     /* without a backward, no gradient flows through an extern */
     r = rl_test_parse("recipe x : supervised\nextern \"librules.so\" rule(f32[B]) -> f32[B]\ninput s : f32[B]\n"
               "param w = 1 : sgd(lr = 0.1)\nloss = mean(rule(s * w))\n");
@@ -1245,7 +1213,7 @@ static void test_every_op_through_interpreter(void **state) {
             }
             if (c->prepare) c->prepare(vals, c);
             for (int i = 0; i < c->n_in; i++)
-                in[i] = tensor_of(c->in[i].dtype == RL_I32 ? RL_I32 : RL_F64, c->in[i].ndim, c->in[i].shape, vals[i]);
+                in[i] = rl_test_tensor_of(c->in[i].dtype == RL_I32 ? RL_I32 : RL_F64, c->in[i].ndim, c->in[i].shape, vals[i]);
             char src[2048];
             op_case_recipe(op, c, src, sizeof src);
             rl_recipe *r = rl_test_parse(src);
@@ -1271,7 +1239,7 @@ static void test_every_op_through_interpreter(void **state) {
             if (strcmp(gd, wd) != 0 || got->dtype != want->dtype)
                 fail_msg("%s, case '%s': the recipe gives %s, the front end %s", rl_op_table[op].name, c->label, gd, wd);
             for (int64_t j = 0; j < want->numel; j++) {
-                double g = get(got, j), w = get(want, j);
+                double g = rl_test_get(got, j), w = rl_test_get(want, j);
                 if (!(g == w || (isnan(g) && isnan(w))))
                     fail_msg("%s, case '%s': element %lld is %.17g through the recipe, %.17g from the front end",
                              rl_op_table[op].name, c->label, (long long)j, g, w);
@@ -1297,16 +1265,16 @@ static void test_values_by_hand(void **state) {
                          "cmp = mean(x >= 2)\n"
                          "loss = lo + hi * c + sum(el) + cmp\n");
     rl_recipe_program *p = must_compile(r, RL_F64);
-    rl_tensor *x = tensor_of(RL_F64, 1, (int64_t[]){3}, (double[]){1, -2, 4});
+    rl_tensor *x = rl_test_tensor_of(RL_F64, 1, (int64_t[]){3}, (double[]){1, -2, 4});
     assert_int_equal(rl_recipe_bind_tensor(p, "x", x), RL_OK);
     assert_int_equal(rl_recipe_run_loss(p, g_ctx, -1, -1), RL_OK);
     /* lo = -2, hi = 4, c = 8 - 1 + 1 = 8, el = (0.5, -2, 0.5), cmp = 1/3 */
-    assert_close(get(rl_recipe_loss(p, 0), 0), -2 + 4 * 8 + (0.5 - 2 + 0.5) + 1.0 / 3, 1e-14, "by hand");
+    rl_test_assert_close(rl_test_get(rl_recipe_loss(p, 0), 0), -2 + 4 * 8 + (0.5 - 2 + 0.5) + 1.0 / 3, 1e-14, "by hand");
     assert_int_equal(rl_recipe_backward(p, g_ctx), RL_OK);
     /* d lo / dw = d min(x w) / dw = x at the minimum = -2 */
-    assert_close(get(rl_recipe_param_at(p, 0)->tensor->grad, 0), -2, 1e-14, "d min(x w) / dw");
+    rl_test_assert_close(rl_test_get(rl_recipe_param_at(p, 0)->tensor->grad, 0), -2, 1e-14, "d min(x w) / dw");
     rl_ctx_reset(g_ctx);
-    rl_tensor *bad = tensor_of(RL_F64, 1, (int64_t[]){4}, (double[]){1, 2, 3, 4});
+    rl_tensor *bad = rl_test_tensor_of(RL_F64, 1, (int64_t[]){4}, (double[]){1, 2, 3, 4});
     assert_int_equal(rl_recipe_bind_tensor(p, "x", bad), RL_ERR_ARG);
     assert_non_null(strstr(rl_recipe_program_error(p), "input 'x' is f64 [4], but the recipe declares f64 [3]"));
     rl_recipe_program_free(p);

@@ -7,16 +7,7 @@
  * the batch-split check, and a recipe
  * whose loss hides a dependence from autodiff, which the check must catch.
  */
-#include <setjmp.h>
-#include <stdarg.h>
-#include <stddef.h>
-#include <stdint.h>
-#include <cmocka.h>
-
-#include <math.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
+#include "rl_test.h"
 
 #include "rl_gpt2.h"
 #include "rl_recipe.h"
@@ -24,38 +15,29 @@
 #include "rl_ops.h"
 #include "rl_recipe_gradcheck.h"
 
+#include "rl_test_recipe.h"
+
 /* Parameter tensors of a tiny model of each kind (LM, SCORE, VALUE). */
 static int n_tensors_of(rl_gpt2_kind kind) {
-    rl_ctx *ctx = rl_ctx_new(NULL);
     rl_gpt2_config cfg;
     rl_gpt2_config_preset("tiny", &cfg);
-    rl_gpt2 *m = rl_gpt2_new(ctx, &cfg, kind, RL_F64, 1);
+    rl_gpt2 *m = rl_gpt2_new(g_ctx, &cfg, kind, RL_F64, 1);
     assert_non_null(m);
     int n = rl_gpt2_n_tensors(m);
-    rl_gpt2_free(ctx, m);
-    rl_ctx_free(ctx);
+    rl_gpt2_free(g_ctx, m);
     return n;
 }
 
 /* Runs the check of a built-in (with --set overrides; `elems` sampled
  * elements per model tensor, 0: the default) and asserts that it passed over
  * exactly `want_tensors` (loss, tensor) pairs. */
-static rl_recipe *load_builtin_recipe(const char *name);
-
 static void check_builtin(const char *name, const char *const *sets, int elems, int want_tensors) {
-    rl_recipe *r = load_builtin_recipe(name);
-    for (int i = 0; sets && sets[i]; i++) assert_int_equal(rl_recipe_set_arg(r, sets[i]), RL_OK);
+    rl_recipe *r = rl_test_load_builtin(name, sets);
     rl_recipe_gc_opts o;
     rl_recipe_gc_opts_default(&o);
     if (elems) o.model_elems = elems;
     rl_recipe_gc_result res;
-    rl_status st = rl_recipe_gradcheck(r, &o, &res);
-    if (st != RL_OK || res.n_failed) {
-        /* show the table to whoever reads the failure */
-        o.out = stderr;
-        rl_recipe_gradcheck(r, &o, &res);
-        fail_msg("%s: %s", name, res.msg);
-    }
+    rl_test_gradcheck_must_pass(r, &o, &res, name);
     assert_int_equal(res.n_tensors, want_tensors);
     assert_true(res.n_elems >= res.n_tensors);
     rl_recipe_free(r);
@@ -143,15 +125,6 @@ static char *split_report(rl_recipe *r, int64_t B, rl_recipe_gc_result *res) {
     return buf;
 }
 
-static rl_recipe *load_builtin_recipe(const char *name) {
-    char path[1024];
-    assert_int_equal(rl_recipe_resolve(name, path, sizeof path), RL_OK);
-    const char *err = NULL;
-    rl_recipe *r = rl_recipe_load(path, &err);
-    if (!r) fail_msg("cannot read %s: %s", path, err);
-    return r;
-}
-
 /* The batch-split check: a mean over rows accumulates exactly at every split
  * of B = 6 (3 splits), a sum over rows is 1/k of itself and says so, DPO's
  * per-pair mean is split-free, and SFT's global token mean is not (each
@@ -171,14 +144,14 @@ static void test_batch_split(void **state) {
     free(out);
     rl_recipe_free(r);
 
-    r = load_builtin_recipe("dpo");
+    r = rl_test_load_builtin("dpo", NULL);
     out = split_report(r, 4, &res);
     assert_int_equal(res.n_splits, 2);
     assert_int_equal(res.n_split_dependent, 0);
     free(out);
     rl_recipe_free(r);
 
-    r = load_builtin_recipe("sft");
+    r = rl_test_load_builtin("sft", NULL);
     out = split_report(r, 4, &res);
     assert_int_equal(res.n_splits, 2);
     assert_int_equal(res.n_split_dependent, 2);
@@ -235,5 +208,5 @@ int main(void) {
         cmocka_unit_test(test_batch_split),
         cmocka_unit_test(test_catches_a_hidden_dependence),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    return cmocka_run_group_tests(tests, rl_test_ctx_setup, rl_test_ctx_teardown);
 }
