@@ -86,6 +86,7 @@ rl_tensor *rl_logsigmoid(rl_ctx *ctx, rl_tensor *x) { return rl_unary(ctx, RL_OP
 rl_tensor *rl_softplus(rl_ctx *ctx, rl_tensor *x) { return rl_unary(ctx, RL_OP_SOFTPLUS, x, NULL); }
 rl_tensor *rl_relu(rl_ctx *ctx, rl_tensor *x) { return rl_unary(ctx, RL_OP_RELU, x, NULL); }
 rl_tensor *rl_gelu(rl_ctx *ctx, rl_tensor *x) { return rl_unary(ctx, RL_OP_GELU, x, NULL); }
+rl_tensor *rl_silu(rl_ctx *ctx, rl_tensor *x) { return rl_unary(ctx, RL_OP_SILU, x, NULL); }
 rl_tensor *rl_stop_gradient(rl_ctx *ctx, rl_tensor *x) { return rl_unary(ctx, RL_OP_STOP_GRADIENT, x, NULL); }
 
 rl_tensor *rl_clamp(rl_ctx *ctx, rl_tensor *x, double lo, double hi) {
@@ -223,6 +224,14 @@ void rl_grad_gelu(rl_ctx *ctx, const rl_node *n, rl_tensor *dy) {
 
 RL_GRAD_MISSING(gelu_grad)
 
+void rl_grad_silu(rl_ctx *ctx, const rl_node *n, rl_tensor *dy) {
+    /* d/dx x s(x) = s + x s (1 - s) = s (1 + x (1 - s)), s = sigmoid(x); with
+     * ops, so that the backward is itself differentiable */
+    rl_tensor *s = rl_sigmoid(ctx, A);
+    rl_tensor *d = rl_mul(ctx, s, rl_add(ctx, K(1), rl_mul(ctx, A, rl_sub(ctx, K(1), s))));
+    rl_grad_accumulate(ctx, A, rl_mul(ctx, dy, d));
+}
+
 void rl_grad_clamp(rl_ctx *ctx, const rl_node *n, rl_tensor *dy) {
     rl_tensor *inside = rl_mul(ctx, rl_ge(ctx, A, K(n->attrs.f[0])), rl_le(ctx, A, K(n->attrs.f[1])));
     rl_grad_accumulate(ctx, A, rl_mul(ctx, dy, inside));
@@ -313,6 +322,7 @@ static rl_tensor *gc_logsigmoid(rl_ctx *c, rl_tensor **in, const rl_gc_case *k) 
 static rl_tensor *gc_softplus(rl_ctx *c, rl_tensor **in, const rl_gc_case *k) { (void)k; return rl_softplus(c, in[0]); }
 static rl_tensor *gc_relu(rl_ctx *c, rl_tensor **in, const rl_gc_case *k) { (void)k; return rl_relu(c, in[0]); }
 static rl_tensor *gc_gelu(rl_ctx *c, rl_tensor **in, const rl_gc_case *k) { (void)k; return rl_gelu(c, in[0]); }
+static rl_tensor *gc_silu(rl_ctx *c, rl_tensor **in, const rl_gc_case *k) { (void)k; return rl_silu(c, in[0]); }
 static rl_tensor *gc_clamp(rl_ctx *c, rl_tensor **in, const rl_gc_case *k) { return rl_clamp(c, in[0], k->attrs.f[0], k->attrs.f[1]); }
 static rl_tensor *gc_pow(rl_ctx *c, rl_tensor **in, const rl_gc_case *k) { return rl_pow(c, in[0], k->attrs.f[0]); }
 static rl_tensor *gc_stop(rl_ctx *c, rl_tensor **in, const rl_gc_case *k) { (void)k; return rl_stop_gradient(c, in[0]); }
@@ -356,6 +366,9 @@ RL_GC_CASES(softplus, UN_CASES(gc_softplus, -6, 6, NULL),
     {"large |x|", 1, {RL_GC_F(-800, 800, 1, 16)}, gc_softplus, NULL, {0}, 0});
 RL_GC_CASES(relu, UN_CASES(gc_relu, -2, 2, gc_prep_nonzero));
 RL_GC_CASES(gelu, UN_CASES(gc_gelu, -3, 3, NULL));
+RL_GC_CASES(silu, UN_CASES(gc_silu, -4, 4, NULL),
+    /* large magnitudes: sigmoid's two-sided form keeps exp from overflowing */
+    {"large |x|", 1, {RL_GC_F(-60, 60, 1, 16)}, gc_silu, NULL, {0}, 0});
 RL_GC_CASES(clamp,
     {"[3,4] in [-0.5, 0.5]", 1, {RL_GC_F(-1, 1, 2, 3, 4)}, gc_clamp, gc_prep_clamp, {.f = {-0.5, 0.5}}, 0},
     {"[2,3,5] in [0, 0.3]", 1, {RL_GC_F(-1, 1, 3, 2, 3, 5)}, gc_clamp, gc_prep_clamp, {.f = {0, 0.3}}, 0});

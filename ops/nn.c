@@ -1,7 +1,8 @@
-/* ops/nn.c - the fused neural-network primitives (layernorm, cross_entropy,
- * causal attention) and their backward-only kernels: front ends (shape, dtype
- * and range checks), backward rules written with ops, and gradient-check
- * cases. Kernels are in ops/cpu/nn.c.
+/* ops/nn.c - the fused neural-network primitives (layernorm, rmsnorm, rotary
+ * embeddings, cross_entropy, causal attention with grouped-query heads) and
+ * their backward-only kernels: front ends (shape, dtype and range checks),
+ * backward rules written with ops, and gradient-check cases. Kernels are in
+ * ops/cpu/nn.c.
  *
  * attention_qkv is attention on GPT-2's packed c_attn output: it reads q, k
  * and v of every head straight from qkv [B, T, 3C] and writes the heads
@@ -97,6 +98,87 @@ rl_tensor *rl_layernorm_grad(rl_ctx *ctx, rl_tensor *x, rl_tensor *w, rl_tensor 
     }
     rl_tensor *in[4] = {x, w, stats, dy};
     return rl_op_run(ctx, RL_OP_LAYERNORM_GRAD, 4, in, NULL, x->dtype, x->ndim, x->shape, 0, NULL);
+}
+
+/* ---- rmsnorm -------------------------------------------------------------------- */
+
+rl_tensor *rl_rmsnorm(rl_ctx *ctx, rl_tensor *x, rl_tensor *w, double eps) {
+    const char *op = "rmsnorm";
+    if (!rl_check_input(ctx, op, 0, x) || !rl_check_input(ctx, op, 1, w)) return NULL;
+    if (!rl_check_float(ctx, op, 0, x) || !rl_check_same_dtype(ctx, op, x, w)) return NULL;
+    if (x->ndim < 1 || x->shape[x->ndim - 1] < 1) {
+        char d[96];
+        rl_ctx_fail(ctx, RL_ERR_ARG,
+                    "rmsnorm: x is %s; it needs at least one axis with at least one feature "
+                    "(normalisation is over the last axis)",
+                    rl_tensor_describe(x, d, sizeof d));
+        return NULL;
+    }
+    int64_t C = x->shape[x->ndim - 1];
+    if (!rl_nn_check_vec(ctx, op, "w", w, C)) return NULL;
+    if (!(eps >= 0) || !isfinite(eps)) {
+        rl_ctx_fail(ctx, RL_ERR_ARG, "rmsnorm: eps is %g; it must be finite and >= 0 (1e-6 or 1e-5 is usual)",
+                    eps);
+        return NULL;
+    }
+    rl_attrs at = {.f = {eps, 0}};
+    rl_saved_spec st = {x->dtype, 1, {x->numel / C}};
+    rl_tensor *in[2] = {x, w};
+    return rl_op_run(ctx, RL_OP_RMSNORM, 2, in, &at, x->dtype, x->ndim, x->shape, 1, &st);
+}
+
+rl_tensor *rl_rmsnorm_grad(rl_ctx *ctx, rl_tensor *x, rl_tensor *w, rl_tensor *rstd, rl_tensor *dy) {
+    const char *op = "rmsnorm_grad";
+    if (!rl_check_input(ctx, op, 0, x) || !rl_check_input(ctx, op, 1, w) ||
+        !rl_check_input(ctx, op, 2, rstd) || !rl_check_input(ctx, op, 3, dy))
+        return NULL;
+    if (!rl_check_float(ctx, op, 0, x) || !rl_check_same_dtype(ctx, op, x, w) ||
+        !rl_check_same_dtype(ctx, op, x, rstd) || !rl_check_same_dtype(ctx, op, x, dy))
+        return NULL;
+    if (x->ndim < 1 || x->shape[x->ndim - 1] < 1) {
+        rl_ctx_fail(ctx, RL_ERR_ARG, "rmsnorm_grad: x needs a non-empty last axis");
+        return NULL;
+    }
+    int64_t C = x->shape[x->ndim - 1];
+    if (!rl_nn_check_vec(ctx, op, "w", w, C) || !rl_nn_check_same_shape(ctx, op, "x", x, "dy", dy))
+        return NULL;
+    if (rstd->ndim != 1 || rstd->shape[0] != x->numel / C) {
+        char d[96];
+        rl_ctx_fail(ctx, RL_ERR_ARG, "rmsnorm_grad: rstd is %s; it must be [%lld] (one per row)",
+                    rl_tensor_describe(rstd, d, sizeof d), (long long)(x->numel / C));
+        return NULL;
+    }
+    rl_tensor *in[4] = {x, w, rstd, dy};
+    return rl_op_run(ctx, RL_OP_RMSNORM_GRAD, 4, in, NULL, x->dtype, x->ndim, x->shape, 0, NULL);
+}
+
+/* ---- rope ------------------------------------------------------------------------ */
+
+rl_tensor *rl_rope(rl_ctx *ctx, rl_tensor *x, rl_tensor *cos, rl_tensor *sin) {
+    const char *op = "rope";
+    if (!rl_check_input(ctx, op, 0, x) || !rl_check_input(ctx, op, 1, cos) ||
+        !rl_check_input(ctx, op, 2, sin))
+        return NULL;
+    if (!rl_check_float(ctx, op, 0, x) || !rl_check_same_dtype(ctx, op, x, cos) ||
+        !rl_check_same_dtype(ctx, op, x, sin))
+        return NULL;
+    char d[96], dc[96];
+    if (x->ndim != 4 || x->shape[3] < 2 || x->shape[3] % 2 != 0) {
+        rl_ctx_fail(ctx, RL_ERR_ARG,
+                    "rope: x is %s; it must be [B, T, H, D] with an even head size D (the first "
+                    "half of each head rotates with the second)",
+                    rl_tensor_describe(x, d, sizeof d));
+        return NULL;
+    }
+    const int64_t want[3] = {x->shape[0], x->shape[1], x->shape[3] / 2};
+    if (!rl_shape_equal(cos->ndim, cos->shape, 3, want) || !rl_shape_equal(sin->ndim, sin->shape, 3, want)) {
+        rl_ctx_fail(ctx, RL_ERR_ARG, "rope: x is %s and cos %s; cos and sin must be [B, T, D/2] = [%lld, %lld, %lld]",
+                    rl_tensor_describe(x, d, sizeof d), rl_tensor_describe(cos, dc, sizeof dc),
+                    (long long)want[0], (long long)want[1], (long long)want[2]);
+        return NULL;
+    }
+    rl_tensor *in[3] = {x, cos, sin};
+    return rl_op_run(ctx, RL_OP_ROPE, 3, in, NULL, x->dtype, 4, x->shape, 0, NULL);
 }
 
 /* ---- cross_entropy --------------------------------------------------------------- */
@@ -197,7 +279,8 @@ rl_tensor *rl_cross_entropy_grad(rl_ctx *ctx, rl_tensor *logits, rl_tensor *targ
 /* ---- attention ---------------------------------------------------------------------- */
 
 /* Checks that q (and the others) are [B, H, T, D] of one float dtype, with
- * sizes BLAS can index (T * T and T * D must fit its int). */
+ * sizes BLAS can index (T * T and T * D must fit its int); ts[1] and ts[2]
+ * (k and v) may have Hkv heads instead, Hkv dividing H. */
 static bool rl_attn_check(rl_ctx *ctx, const char *op, int n, rl_tensor *const *ts,
                           const char *const *names) {
     for (int i = 0; i < n; i++)
@@ -210,10 +293,27 @@ static bool rl_attn_check(rl_ctx *ctx, const char *op, int n, rl_tensor *const *
                     rl_tensor_describe(q, d, sizeof d));
         return false;
     }
-    for (int i = 1; i < n; i++)
-        if (!rl_check_same_dtype(ctx, op, q, ts[i]) ||
-            !rl_nn_check_same_shape(ctx, op, names[0], q, names[i], ts[i]))
+    for (int i = 1; i < n; i++) {
+        if (!rl_check_same_dtype(ctx, op, q, ts[i])) return false;
+        if (i > 2) {
+            if (!rl_nn_check_same_shape(ctx, op, names[0], q, names[i], ts[i])) return false;
+            continue;
+        }
+        /* k and v: [B, Hkv, T, D], the same shape as each other */
+        const rl_tensor *t = ts[i];
+        const int64_t H = q->shape[1], Hkv = t->ndim == 4 ? t->shape[1] : 0;
+        if (t->ndim != 4 || t->shape[0] != q->shape[0] || t->shape[2] != q->shape[2] ||
+            t->shape[3] != q->shape[3] || Hkv < 1 || H % Hkv != 0 ||
+            (i == 2 && !rl_shape_equal(4, ts[1]->shape, 4, t->shape))) {
+            char dq[96];
+            rl_ctx_fail(ctx, RL_ERR_ARG,
+                        "%s: q is %s and %s %s; k and v must be [B, Hkv, T, D] with q's B, T and "
+                        "D and a number of heads Hkv that divides q's H (grouped-query attention)",
+                        op, rl_tensor_describe(q, dq, sizeof dq), names[i],
+                        rl_tensor_describe(t, d, sizeof d));
             return false;
+        }
+    }
     int64_t Tn = q->shape[2], D = q->shape[3];
     if (D < 1) {
         rl_ctx_fail(ctx, RL_ERR_ARG, "%s: q is %s; the head size D must be at least 1", op,
@@ -270,8 +370,9 @@ rl_tensor *rl_attention_grad(rl_ctx *ctx, rl_tensor *q, rl_tensor *k, rl_tensor 
     double s = rl_attn_scale(ctx, op, scale, q->shape[3]);
     if (isnan(s)) return NULL;
     rl_attrs at = {.f = {s, 0}};
-    int64_t shape[4] = {3 * q->shape[0], q->shape[1], q->shape[2], q->shape[3]};
-    return rl_op_run(ctx, RL_OP_ATTENTION_GRAD, 6, in, &at, q->dtype, 4, shape, 0, NULL);
+    /* dq, dk, dv stacked on axis 0 of [B*H + 2*B*Hkv, T, D] */
+    int64_t shape[3] = {q->shape[0] * (q->shape[1] + 2 * k->shape[1]), q->shape[2], q->shape[3]};
+    return rl_op_run(ctx, RL_OP_ATTENTION_GRAD, 6, in, &at, q->dtype, 3, shape, 0, NULL);
 }
 
 /* ---- attention on packed q|k|v ------------------------------------------------------ */
@@ -367,6 +468,34 @@ void rl_grad_layernorm(rl_ctx *ctx, const rl_node *n, rl_tensor *dy) {
     if (RL_NEEDS_GRAD(b)) rl_grad_accumulate(ctx, b, rl_sum_to(ctx, dy, 1, b->shape));
 }
 
+void rl_grad_rmsnorm(rl_ctx *ctx, const rl_node *n, rl_tensor *dy) {
+    rl_tensor *x = n->in[0], *w = n->in[1];
+    if (RL_NEEDS_GRAD(x)) rl_grad_accumulate(ctx, x, rl_rmsnorm_grad(ctx, x, w, n->saved[0], dy));
+    if (RL_NEEDS_GRAD(w)) {
+        /* dw = sum over rows of dy * xhat, xhat recomputed by the kernel with
+         * w = 1 (as layernorm's rule does) */
+        int64_t C = w->shape[0];
+        rl_tensor *xhat = rl_rmsnorm(ctx, x, rl_full(ctx, x->dtype, 1, &C, 1.0), n->attrs.f[0]);
+        rl_grad_accumulate(ctx, w, rl_sum_to(ctx, rl_mul(ctx, dy, xhat), 1, w->shape));
+    }
+}
+
+void rl_grad_rope(rl_ctx *ctx, const rl_node *n, rl_tensor *dy) {
+    rl_tensor *x = n->in[0], *cs = n->in[1], *sn = n->in[2];
+    /* the rotation's adjoint is the rotation by -angle */
+    if (RL_NEEDS_GRAD(x)) rl_grad_accumulate(ctx, x, rl_rope(ctx, dy, cs, rl_neg(ctx, sn)));
+    if (!RL_NEEDS_GRAD(cs) && !RL_NEEDS_GRAD(sn)) return;
+    /* dcos = sum over heads of dy1 x1 + dy2 x2, dsin = sum of dy2 x1 - dy1 x2
+     * (a model's angles are constants; recipes and the checks may not be) */
+    const int64_t h = x->shape[3] / 2;
+    rl_tensor *x1 = rl_slice(ctx, x, 3, 0, h), *x2 = rl_slice(ctx, x, 3, h, 2 * h);
+    rl_tensor *d1 = rl_slice(ctx, dy, 3, 0, h), *d2 = rl_slice(ctx, dy, 3, h, 2 * h);
+    if (RL_NEEDS_GRAD(cs))
+        rl_grad_accumulate(ctx, cs, rl_sum(ctx, rl_add(ctx, rl_mul(ctx, d1, x1), rl_mul(ctx, d2, x2)), 2, 0));
+    if (RL_NEEDS_GRAD(sn))
+        rl_grad_accumulate(ctx, sn, rl_sum(ctx, rl_sub(ctx, rl_mul(ctx, d2, x1), rl_mul(ctx, d1, x2)), 2, 0));
+}
+
 void rl_grad_cross_entropy(rl_ctx *ctx, const rl_node *n, rl_tensor *dloss) {
     rl_tensor *logits = n->in[0], *targets = n->in[1];
     if (RL_NEEDS_GRAD(logits))
@@ -379,10 +508,13 @@ void rl_grad_attention(rl_ctx *ctx, const rl_node *n, rl_tensor *dout) {
     /* one fused kernel gives dq, dk, dv packed on axis 0; slice out each */
     rl_tensor *g = rl_attention_grad(ctx, q, k, v, n->out, n->saved[0], dout, n->attrs.f[0]);
     if (!g) return;
-    int64_t B = q->shape[0];
-    if (RL_NEEDS_GRAD(q)) rl_grad_accumulate(ctx, q, rl_slice(ctx, g, 0, 0, B));
-    if (RL_NEEDS_GRAD(k)) rl_grad_accumulate(ctx, k, rl_slice(ctx, g, 0, B, 2 * B));
-    if (RL_NEEDS_GRAD(v)) rl_grad_accumulate(ctx, v, rl_slice(ctx, g, 0, 2 * B, 3 * B));
+    const int64_t nq = q->shape[0] * q->shape[1], nkv = k->shape[0] * k->shape[1];
+    if (RL_NEEDS_GRAD(q))
+        rl_grad_accumulate(ctx, q, rl_reshape(ctx, rl_slice(ctx, g, 0, 0, nq), 4, q->shape));
+    if (RL_NEEDS_GRAD(k))
+        rl_grad_accumulate(ctx, k, rl_reshape(ctx, rl_slice(ctx, g, 0, nq, nq + nkv), 4, k->shape));
+    if (RL_NEEDS_GRAD(v))
+        rl_grad_accumulate(ctx, v, rl_reshape(ctx, rl_slice(ctx, g, 0, nq + nkv, nq + 2 * nkv), 4, v->shape));
 }
 
 void rl_grad_attention_qkv(rl_ctx *ctx, const rl_node *n, rl_tensor *dout) {
@@ -395,6 +527,7 @@ void rl_grad_attention_qkv(rl_ctx *ctx, const rl_node *n, rl_tensor *dout) {
 }
 
 RL_GRAD_MISSING(layernorm_grad)
+RL_GRAD_MISSING(rmsnorm_grad)
 RL_GRAD_MISSING(cross_entropy_grad)
 RL_GRAD_MISSING(attention_grad)
 RL_GRAD_MISSING(attention_qkv_grad)
@@ -448,6 +581,49 @@ RL_GC_CASES(layernorm_grad,
     {"through layernorm [2,3,5]", 4, {LN_IN(3, 5, 2, 3, 5), RL_GC_F(-1, 1, 3, 2, 3, 5)},
      gc_layernorm_via_parent, NULL, {.f = {1e-5, 0}}, 0});
 
+static rl_tensor *gc_rmsnorm(rl_ctx *c, rl_tensor **in, const rl_gc_case *k) {
+    return rl_rmsnorm(c, in[0], in[1], k->attrs.f[0]);
+}
+static rl_tensor *gc_rmsnorm_via_parent(rl_ctx *c, rl_tensor **in, const rl_gc_case *k) {
+    return rl_mul(c, rl_rmsnorm(c, in[0], in[1], k->attrs.f[0]), in[2]);
+}
+/* x in [-1, 1], w around 1 */
+#define RMS_IN(nd, C, ...) RL_GC_F(-1, 1, nd, __VA_ARGS__), RL_GC_F(0.5, 1.5, 1, C)
+
+RL_GC_CASES(rmsnorm,
+    {"[4,8]", 2, {RMS_IN(2, 8, 4, 8)}, gc_rmsnorm, NULL, {.f = {1e-6, 0}}, 0},
+    {"[2,3,5]", 2, {RMS_IN(3, 5, 2, 3, 5)}, gc_rmsnorm, NULL, {.f = {1e-6, 0}}, 0},
+    {"[2,2,3,4]", 2, {RMS_IN(4, 4, 2, 2, 3, 4)}, gc_rmsnorm, NULL, {.f = {1e-5, 0}}, 0},
+    {"[6] one row", 2, {RMS_IN(1, 6, 6)}, gc_rmsnorm, NULL, {.f = {1e-6, 0}}, 0},
+    /* a large eps makes eps's place in rstd matter to the gradient */
+    {"[3,6] eps 0.1", 2, {RMS_IN(2, 6, 3, 6)}, gc_rmsnorm, NULL, {.f = {0.1, 0}}, 0});
+RL_GC_CASES(rmsnorm_grad,
+    {"through rmsnorm [4,8]", 3, {RMS_IN(2, 8, 4, 8), RL_GC_F(-1, 1, 2, 4, 8)}, gc_rmsnorm_via_parent,
+     NULL, {.f = {1e-6, 0}}, 0},
+    {"through rmsnorm [2,3,5] eps 0.1", 3, {RMS_IN(3, 5, 2, 3, 5), RL_GC_F(-1, 1, 3, 2, 3, 5)},
+     gc_rmsnorm_via_parent, NULL, {.f = {0.1, 0}}, 0});
+
+/* rope: x [B, T, H, D], cos and sin [B, T, D/2] (any values: the op is
+ * bilinear in x and (cos, sin), so the check needs no real angles) */
+static rl_tensor *gc_rope(rl_ctx *c, rl_tensor **in, const rl_gc_case *k) {
+    (void)k;
+    return rl_rope(c, in[0], in[1], in[2]);
+}
+/* the backward's rope(dy, cos, -sin) and the angle sums, through a varying cotangent */
+static rl_tensor *gc_rope_via_cotangent(rl_ctx *c, rl_tensor **in, const rl_gc_case *k) {
+    (void)k;
+    return rl_mul(c, rl_rope(c, in[0], in[1], in[2]), in[3]);
+}
+#define ROPE_IN(B, T, H, D) \
+    RL_GC_F(-1, 1, 4, B, T, H, D), RL_GC_F(-1, 1, 3, B, T, (D) / 2), RL_GC_F(-1, 1, 3, B, T, (D) / 2)
+
+RL_GC_CASES(rope,
+    {"[1,3,1,4]", 3, {ROPE_IN(1, 3, 1, 4)}, gc_rope, NULL, {0}, 0},
+    {"[2,4,3,6]", 3, {ROPE_IN(2, 4, 3, 6)}, gc_rope, NULL, {0}, 0},
+    {"[1,5,2,2] D = 2", 3, {ROPE_IN(1, 5, 2, 2)}, gc_rope, NULL, {0}, 0},
+    {"[2,3,2,8] times a cotangent", 4, {ROPE_IN(2, 3, 2, 8), RL_GC_F(-1, 1, 4, 2, 3, 2, 8)},
+     gc_rope_via_cotangent, NULL, {0}, 0, 1});
+
 RL_GC_CASES(cross_entropy,
     {"[6,5], 2 ignored", 2, {RL_GC_F(-2, 2, 2, 6, 5), RL_GC_I(0, 5, 1, 6)}, gc_cross_entropy,
      gc_prep_ignore, {0}, 0},
@@ -468,6 +644,9 @@ RL_GC_CASES(cross_entropy_grad,
 
 #define ATT_IN(B, H, T, D) \
     RL_GC_F(-1, 1, 4, B, H, T, D), RL_GC_F(-1, 1, 4, B, H, T, D), RL_GC_F(-1, 1, 4, B, H, T, D)
+/* grouped-query: q with H heads, k and v with Hkv */
+#define GQA_IN(B, H, HKV, T, D) \
+    RL_GC_F(-1, 1, 4, B, H, T, D), RL_GC_F(-1, 1, 4, B, HKV, T, D), RL_GC_F(-1, 1, 4, B, HKV, T, D)
 
 RL_GC_CASES(attention,
     {"[1,1,4,3]", 3, {ATT_IN(1, 1, 4, 3)}, gc_attention, NULL, {0}, 0},
@@ -475,13 +654,18 @@ RL_GC_CASES(attention,
     {"[1,3,7,8]", 3, {ATT_IN(1, 3, 7, 8)}, gc_attention, NULL, {0}, 0},
     {"[2,1,6,4] scale 0.8", 3, {ATT_IN(2, 1, 6, 4)}, gc_attention, NULL, {.f = {0.8, 0}}, 0},
     /* T spans five row blocks of the CPU kernel (4 x 64, then 4) */
-    {"[1,1,260,3] row blocks", 3, {ATT_IN(1, 1, 260, 3)}, gc_attention, NULL, {0}, 0});
+    {"[1,1,260,3] row blocks", 3, {ATT_IN(1, 1, 260, 3)}, gc_attention, NULL, {0}, 0},
+    {"GQA [2,4,5,3], 2 kv heads", 3, {GQA_IN(2, 4, 2, 5, 3)}, gc_attention, NULL, {0}, 0},
+    {"GQA [1,6,4,4], 1 kv head (multi-query)", 3, {GQA_IN(1, 6, 1, 4, 4)}, gc_attention, NULL, {0}, 0},
+    {"GQA [1,4,70,2], 2 kv heads, row blocks", 3, {GQA_IN(1, 4, 2, 70, 2)}, gc_attention, NULL, {0}, 0});
 RL_GC_CASES(attention_grad,
     {"through attention [2,2,5,4]", 4, {ATT_IN(2, 2, 5, 4), RL_GC_F(-1, 1, 4, 2, 2, 5, 4)},
      gc_attention_via_parent, NULL, {0}, 0},
     {"through attention [1,2,130,4] scale 0.3", 4,
      {ATT_IN(1, 2, 130, 4), RL_GC_F(-1, 1, 4, 1, 2, 130, 4)}, gc_attention_via_parent, NULL,
-     {.f = {0.3, 0}}, 0});
+     {.f = {0.3, 0}}, 0},
+    {"through GQA attention [2,6,5,4], 3 kv heads", 4,
+     {GQA_IN(2, 6, 3, 5, 4), RL_GC_F(-1, 1, 4, 2, 6, 5, 4)}, gc_attention_via_parent, NULL, {0}, 0});
 
 /* attention_qkv: qkv [B, T, 3C]; attrs.ints[0] = n_head, f[0] = scale */
 static rl_tensor *gc_attention_qkv(rl_ctx *c, rl_tensor **in, const rl_gc_case *k) {

@@ -177,6 +177,8 @@ rl_tensor *rl_softplus(rl_ctx *ctx, rl_tensor *x);
 rl_tensor *rl_relu(rl_ctx *ctx, rl_tensor *x);
 /* GPT-2's tanh approximation: 0.5x(1 + tanh(sqrt(2/pi)(x + 0.044715x^3))). */
 rl_tensor *rl_gelu(rl_ctx *ctx, rl_tensor *x);
+/* SiLU (swish): x * sigmoid(x), the activation of Llama's gated MLP. */
+rl_tensor *rl_silu(rl_ctx *ctx, rl_tensor *x);
 rl_tensor *rl_clamp(rl_ctx *ctx, rl_tensor *x, double lo, double hi);
 rl_tensor *rl_pow(rl_ctx *ctx, rl_tensor *x, double p);
 /* Identity forward; blocks gradients. */
@@ -221,11 +223,25 @@ rl_tensor *rl_embedding(rl_ctx *ctx, rl_tensor *table, rl_tensor *ids);
 /* ---- fused primitives ---------------------------------------------------- */
 /* Over the last axis: (x - mean) / sqrt(var + eps) * w + b; w, b are [C]. */
 rl_tensor *rl_layernorm(rl_ctx *ctx, rl_tensor *x, rl_tensor *w, rl_tensor *b, double eps);
+/* Over the last axis: x / sqrt(mean(x^2) + eps) * w; w is [C] (Llama's
+ * RMSNorm; the statistic is accumulated in double for f32 inputs). */
+rl_tensor *rl_rmsnorm(rl_ctx *ctx, rl_tensor *x, rl_tensor *w, double eps);
+/* Rotary position embedding in the Hugging Face convention (rotate_half:
+ * each head's first half pairs with its second half, not interleaved):
+ * x [B, T, H, D], cos and sin [B, T, D/2] (one angle per row, position and
+ * frequency, shared by the heads); with x1, x2 the halves of a head,
+ *   y1 = x1 cos - x2 sin,  y2 = x2 cos + x1 sin.
+ * The model computes cos and sin from each row's positions and its
+ * inv_freq (rope_theta, rope_scaling), so the op knows no convention. */
+rl_tensor *rl_rope(rl_ctx *ctx, rl_tensor *x, rl_tensor *cos, rl_tensor *sin);
 /* logits [..., V], targets i32 [...] -> per-position loss [...] =
  * logsumexp(logits) - logits[target]; positions with target < 0 give 0. */
 rl_tensor *rl_cross_entropy(rl_ctx *ctx, rl_tensor *logits, rl_tensor *targets);
-/* Causal self-attention softmax(q k^T * scale + causal mask) v; q, k, v are
- * [B, H, T, D]; scale <= 0 means 1/sqrt(D). */
+/* Causal self-attention softmax(q k^T * scale + causal mask) v; q is
+ * [B, H, T, D], k and v [B, Hkv, T, D] with Hkv dividing H (grouped-query
+ * attention: kv head j serves the H/Hkv consecutive query heads j*H/Hkv ..,
+ * as Hugging Face's repeat_kv; Hkv = H is multi-head attention); the result
+ * is q's shape. scale <= 0 means 1/sqrt(D). */
 rl_tensor *rl_attention(rl_ctx *ctx, rl_tensor *q, rl_tensor *k, rl_tensor *v, double scale);
 /* The same on GPT-2's packed projection: qkv [B, T, 3C] holds q, k, v as
  * three C-wide column blocks, each split into n_head heads of D = C / n_head
@@ -244,13 +260,16 @@ rl_tensor *rl_embedding_grad(rl_ctx *ctx, rl_tensor *ids, rl_tensor *dy, int64_t
 /* dx of layernorm given x, w, stats [rows, 2] (mean, rstd) and dy. */
 rl_tensor *rl_layernorm_grad(rl_ctx *ctx, rl_tensor *x, rl_tensor *w, rl_tensor *stats,
                              rl_tensor *dy);
+/* dx of rmsnorm given x, w, rstd [rows] and dy. */
+rl_tensor *rl_rmsnorm_grad(rl_ctx *ctx, rl_tensor *x, rl_tensor *w, rl_tensor *rstd, rl_tensor *dy);
 /* dlogits = (softmax(logits) - onehot(target)) * dloss, 0 on ignored rows. */
 rl_tensor *rl_cross_entropy_grad(rl_ctx *ctx, rl_tensor *logits, rl_tensor *targets,
                                  rl_tensor *lse, rl_tensor *dloss);
 /* d(qkv) [B, T, 3C] of rl_attention_qkv, in qkv's layout. */
 rl_tensor *rl_attention_qkv_grad(rl_ctx *ctx, rl_tensor *qkv, rl_tensor *out, rl_tensor *lse,
                                  rl_tensor *dout, int64_t n_head, double scale);
-/* Packed [3B, H, T, D]: dq, dk, dv stacked along axis 0. */
+/* Packed [B*H + 2*B*Hkv, T, D]: dq [B, H], dk and dv [B, Hkv] stacked along
+ * axis 0 (each block in its tensor's layout). */
 rl_tensor *rl_attention_grad(rl_ctx *ctx, rl_tensor *q, rl_tensor *k, rl_tensor *v,
                              rl_tensor *out, rl_tensor *lse, rl_tensor *dout, double scale);
 

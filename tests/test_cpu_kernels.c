@@ -175,11 +175,22 @@ static void run_kernels(rl_ctx *ctx, rl_tensor *one, const float *xv, float *out
     rl_tensor *dout = rl_const(ctx, RL_F32, 4, (int64_t[]){B, H, T, D}, xv + 20000);
     rl_tensor *att = rl_attention(ctx, q, k, v, 0);
     const rl_node *an = rl_tensor_node(ctx, att);
+    /* grouped-query: the three query heads share one kv head, so the
+     * backward's dK and dV sum over heads on one thread */
+    rl_tensor *k1 = rl_const(ctx, RL_F32, 4, (int64_t[]){B, 1, T, D}, xv + 30000);
+    rl_tensor *v1 = rl_const(ctx, RL_F32, 4, (int64_t[]){B, 1, T, D}, xv + 32000);
+    rl_tensor *gqa = rl_attention(ctx, q, k1, v1, 0);
+    const rl_node *gn = rl_tensor_node(ctx, gqa);
+    rl_tensor *rx = rl_const(ctx, RL_F32, 4, (int64_t[]){B, T, H, D}, xv + 40000);
+    rl_tensor *rc = rl_const(ctx, RL_F32, 3, (int64_t[]){B, T, D / 2}, xv + 50000);
+    rl_tensor *rs = rl_const(ctx, RL_F32, 3, (int64_t[]){B, T, D / 2}, xv + 51000);
     rl_tensor *outs[] = {
         rl_sum(ctx, x, 0, 0), rl_sum(ctx, x, 1, 0), rl_logsumexp(ctx, x, 1, 0), rl_softmax(ctx, x),
         rl_layernorm(ctx, x, w, bias, 1e-5), rl_cross_entropy(ctx, x, t), rl_add(ctx, x, bias),
         rl_gelu(ctx, x), rl_exp(ctx, x), att,
-        rl_attention_grad(ctx, q, k, v, att, an->saved[0], dout, 0),
+        rl_attention_grad(ctx, q, k, v, att, an->saved[0], dout, 0), gqa,
+        rl_attention_grad(ctx, q, k1, v1, gqa, gn->saved[0], dout, 0), rl_rmsnorm(ctx, x, w, 1e-6),
+        rl_rope(ctx, rx, rc, rs),
     };
     *pos = 0;
     for (size_t i = 0; i < sizeof outs / sizeof outs[0]; i++) {

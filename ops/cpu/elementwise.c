@@ -168,6 +168,9 @@ RL_UN_KERNEL(logsigmoid, fminf(x, 0.0f) - log1pf(expf(-fabsf(x))), fmin(x, 0.0) 
 /* softplus(x) = max(x, 0) + log1p(exp(-|x|)): exp never overflows */
 RL_UN_KERNEL(softplus, fmaxf(x, 0.0f) + log1pf(rl_expf(-fabsf(x))), fmax(x, 0.0) + log1p(exp(-fabs(x))))
 RL_UN_KERNEL(relu, x > 0 ? x : 0, x > 0 ? x : 0)
+/* x * sigmoid(x), with sigmoid's two-sided form */
+RL_UN_KERNEL(silu, x >= 0 ? x / (1.0f + rl_expf(-x)) : x * rl_expf(x) / (1.0f + rl_expf(x)),
+             x >= 0 ? x / (1.0 + exp(-x)) : x * exp(x) / (1.0 + exp(x)))
 static RL_UN_KERNEL(gelu_any, rl_geluf(x), 0.5 * x * (1.0 + tanh(RL_GELU_C * (x + 0.044715 * x * x * x))))
 
 /* f32 exp and GELU go through the dispatched array loops (ops/cpu/vec.c);

@@ -1,6 +1,7 @@
 /* ops/cpu/nn.c - CPU kernels of the fused neural-network primitives, in f32
- * and f64: layernorm, cross_entropy, causal attention, and their backward-only
- * kernels (layernorm_grad, cross_entropy_grad, attention_grad). The front
+ * and f64: layernorm, rmsnorm, rope, cross_entropy, causal attention (with
+ * grouped-query heads), and their backward-only kernels (layernorm_grad,
+ * rmsnorm_grad, cross_entropy_grad, attention_grad). The front
  * ends (ops/nn.c) have checked shapes, dtypes, target ranges and that the
  * attention sizes fit BLAS's int; the kernels trust them.
  *
@@ -116,6 +117,106 @@ void rl_cpu_layernorm_grad(void *bctx, const rl_node *n) {
     else
         rl_ln_bwd_double(x->data, n->in[1]->data, n->in[2]->data, n->in[3]->data, n->out->data,
                          rows, C);
+}
+
+/* ---- rmsnorm ---------------------------------------------------------------------
+ * Forward, per row of C features (Llama / Hugging Face LlamaRMSNorm):
+ *   rstd = 1 / sqrt(sum(x^2) / C + eps), y = x * rstd * w.
+ * The sum of squares is accumulated in double for f32 too (HF computes the
+ * statistic in float32 for bf16 weights; a float running sum over C = 4096
+ * would lose more than that). rstd is saved per row.
+ * Backward for dx, with xhat = x * rstd and g = dy * w:
+ *   dx = rstd * (g - xhat * mean(g * xhat)).
+ * (dw is a sum over rows, done with ops in the backward rule.) */
+
+#define RL_RMS_KERNELS(T, SQRT)                                                             \
+    static void rl_rms_fwd_##T(const T *x, const T *w, T *y, T *st, int64_t rows, int64_t C, \
+                               double eps) {                                                \
+        RL_PAR_FOR_W(r, rows, 3 * C, {                                                      \
+            const T *xr = x + r * C;                                                        \
+            T *yr = y + r * C;                                                              \
+            double ss = 0;                                                                  \
+            for (int64_t c = 0; c < C; c++) ss += (double)xr[c] * (double)xr[c];            \
+            const T rstd = (T)(1.0 / SQRT(ss / (double)C + eps));                          \
+            for (int64_t c = 0; c < C; c++) yr[c] = xr[c] * rstd * w[c];                    \
+            if (st) st[r] = rstd;                                                           \
+        });                                                                                 \
+    }                                                                                       \
+    static void rl_rms_bwd_##T(const T *x, const T *w, const T *st, const T *dy, T *dx,     \
+                               int64_t rows, int64_t C) {                                   \
+        RL_PAR_FOR_W(r, rows, 4 * C, {                                                      \
+            const T *xr = x + r * C, *dyr = dy + r * C;                                     \
+            T *dxr = dx + r * C;                                                            \
+            const T rstd = st[r];                                                           \
+            double sgx = 0; /* sum(g * xhat) */                                             \
+            for (int64_t c = 0; c < C; c++) sgx += (double)(dyr[c] * w[c]) * (double)(xr[c] * rstd); \
+            const T mgx = (T)(sgx / (double)C);                                             \
+            for (int64_t c = 0; c < C; c++) dxr[c] = rstd * (dyr[c] * w[c] - xr[c] * rstd * mgx); \
+        });                                                                                 \
+    }
+RL_RMS_KERNELS(float, sqrt)
+RL_RMS_KERNELS(double, sqrt)
+
+/* in: x [..., C], w [C]; attrs.f[0] = eps; saved[0] = rstd [rows] */
+void rl_cpu_rmsnorm(void *bctx, const rl_node *n) {
+    (void)bctx;
+    const rl_tensor *x = n->in[0];
+    int64_t C = x->shape[x->ndim - 1];
+    int64_t rows = C ? x->numel / C : 0;
+    void *st = n->saved[0] ? n->saved[0]->data : NULL;
+    if (x->dtype == RL_F32)
+        rl_rms_fwd_float(x->data, n->in[1]->data, n->out->data, st, rows, C, n->attrs.f[0]);
+    else
+        rl_rms_fwd_double(x->data, n->in[1]->data, n->out->data, st, rows, C, n->attrs.f[0]);
+}
+
+/* in: x [..., C], w [C], rstd [rows], dy [..., C]; out: dx [..., C] */
+void rl_cpu_rmsnorm_grad(void *bctx, const rl_node *n) {
+    (void)bctx;
+    const rl_tensor *x = n->in[0];
+    int64_t C = x->shape[x->ndim - 1];
+    int64_t rows = C ? x->numel / C : 0;
+    if (x->dtype == RL_F32)
+        rl_rms_bwd_float(x->data, n->in[1]->data, n->in[2]->data, n->in[3]->data, n->out->data, rows, C);
+    else
+        rl_rms_bwd_double(x->data, n->in[1]->data, n->in[2]->data, n->in[3]->data, n->out->data, rows, C);
+}
+
+/* ---- rope -------------------------------------------------------------------------
+ * x [B, T, H, D], cos and sin [B, T, D/2]: for each (b, t) the H heads rotate
+ * by the same angles, y1 = x1 cos - x2 sin, y2 = x2 cos + x1 sin, with x1 the
+ * first D/2 features of a head and x2 the rest (HF rotate_half). Rows (b, t)
+ * are spread over the threads. */
+
+#define RL_ROPE_KERNEL(T)                                                                   \
+    static void rl_rope_##T(const T *x, const T *cs, const T *sn, T *y, int64_t BT, int64_t H, \
+                            int64_t D) {                                                    \
+        const int64_t h = D / 2;                                                            \
+        RL_PAR_FOR_W(r, BT, 3 * H * D, {                                                    \
+            const T *c = cs + r * h, *s = sn + r * h;                                       \
+            for (int64_t hd = 0; hd < H; hd++) {                                            \
+                const T *x1 = x + (r * H + hd) * D, *x2 = x1 + h;                           \
+                T *y1 = y + (r * H + hd) * D, *y2 = y1 + h;                                 \
+                for (int64_t i = 0; i < h; i++) {                                           \
+                    const T a = x1[i], b = x2[i];                                           \
+                    y1[i] = a * c[i] - b * s[i];                                            \
+                    y2[i] = b * c[i] + a * s[i];                                            \
+                }                                                                           \
+            }                                                                               \
+        });                                                                                 \
+    }
+RL_ROPE_KERNEL(float)
+RL_ROPE_KERNEL(double)
+
+/* in: x [B, T, H, D], cos, sin [B, T, D/2]; out [B, T, H, D] */
+void rl_cpu_rope(void *bctx, const rl_node *n) {
+    (void)bctx;
+    const rl_tensor *x = n->in[0];
+    const int64_t BT = x->shape[0] * x->shape[1], H = x->shape[2], D = x->shape[3];
+    if (x->dtype == RL_F32)
+        rl_rope_float(x->data, n->in[1]->data, n->in[2]->data, n->out->data, BT, H, D);
+    else
+        rl_rope_double(x->data, n->in[1]->data, n->in[2]->data, n->out->data, BT, H, D);
 }
 
 /* ---- cross_entropy ---------------------------------------------------------------
@@ -335,7 +436,8 @@ static inline void rl_attn_dscores_float(const float *P, float *dP, int64_t m, i
 #define RL_ATTN_BWD(T, GEMM)                                                                \
     static void rl_attn_bwd1_##T(const T *Q, const T *K, const T *Vv, int ldi, const T *O,  \
                                  const T *dO, int ldo, const T *L, T *dQ, T *dK, T *dV,     \
-                                 int64_t Tn, int64_t D, T scale, T *S, T *dP, T *delta) {   \
+                                 int64_t Tn, int64_t D, T scale, T *S, T *dP, T *delta,     \
+                                 int acc) {                                                 \
         const int d = (int)D;                                                               \
         for (int64_t i = 0; i < Tn; i++) {                                                  \
             T s = 0;                                                                        \
@@ -344,12 +446,13 @@ static inline void rl_attn_dscores_float(const float *P, float *dP, int64_t m, i
         }                                                                                   \
         /* dK and dV sum over every row block at or below theirs. The blocks run            \
          * last first: the last one spans all keys [0, T), so its products                  \
-         * initialise dK and dV (beta = 0) and later ones add (beta = 1). */                 \
+         * initialise dK and dV (beta = 0) and later ones add (beta = 1); with              \
+         * acc (a later query head of a kv group) every block adds. */                      \
         const int64_t last = (Tn - 1) / RL_ATTN_BLOCK * RL_ATTN_BLOCK;                      \
         for (int64_t i0 = last; i0 >= 0; i0 -= RL_ATTN_BLOCK) {                             \
             const int64_t i1 = i0 + RL_ATTN_BLOCK < Tn ? i0 + RL_ATTN_BLOCK : Tn;           \
             const int m = (int)(i1 - i0), nc = (int)i1;                                     \
-            const T beta = i0 == last ? (T)0 : (T)1;                                        \
+            const T beta = i0 == last && !acc ? (T)0 : (T)1;                                \
             /* P = exp(scale * Q[i0:i1] K[0:i1]^T - lse), 0 above the diagonal */           \
             GEMM(0, 1, m, nc, d, scale, Q + i0 * ldi, ldi, K, ldi, (T)0, S, nc);            \
             rl_attn_probs_##T(S, m, nc, i0, L + i0);                                        \
@@ -389,19 +492,25 @@ static int rl_attn_threads(int64_t BH, int64_t Tn, int64_t D) {
 
 /* Where pair bh's matrices start, in elements, for the two layouts. */
 typedef struct rl_attn_layout {
-    int64_t H, Tn, D;
-    int packed;  /* 0: [B, H, T, D] tensors; 1: qkv [B, T, 3C], out [B, T, C] */
+    int64_t H, Hkv, Tn, D;
+    int packed;  /* 0: [B, H, T, D] q, [B, Hkv, T, D] k, v; 1: qkv [B, T, 3C], out [B, T, C] */
     int ldi, ldo;
 } rl_attn_layout;
 
-static rl_attn_layout rl_attn_layout_of(int packed, int64_t H, int64_t Tn, int64_t D) {
-    rl_attn_layout l = {H, Tn, D, packed, (int)(packed ? 3 * H * D : D), (int)(packed ? H * D : D)};
+static rl_attn_layout rl_attn_layout_of(int packed, int64_t H, int64_t Hkv, int64_t Tn, int64_t D) {
+    rl_attn_layout l = {H, Hkv, Tn, D, packed, (int)(packed ? 3 * H * D : D), (int)(packed ? H * D : D)};
     return l;
 }
 /* offset of Q (K, V are + C, + 2C in the packed layout, separate tensors otherwise) */
 static inline int64_t rl_attn_in_off(const rl_attn_layout *l, int64_t bh) {
     const int64_t b = bh / l->H, h = bh % l->H;
     return l->packed ? b * l->Tn * l->ldi + h * l->D : bh * l->Tn * l->D;
+}
+/* offset of the K and V that query pair bh reads: kv head h / (H / Hkv) */
+static inline int64_t rl_attn_kv_off(const rl_attn_layout *l, int64_t bh) {
+    if (l->packed) return rl_attn_in_off(l, bh);
+    const int64_t b = bh / l->H, h = bh % l->H;
+    return (b * l->Hkv + h / (l->H / l->Hkv)) * l->Tn * l->D;
 }
 static inline int64_t rl_attn_out_off(const rl_attn_layout *l, int64_t bh) {
     const int64_t b = bh / l->H, h = bh % l->H;
@@ -442,23 +551,27 @@ static void rl_attn_forward(const rl_attn_layout *l, rl_dtype dt, int64_t BH, co
         return;
     }
     RL_ATTN_FOR_PAIRS(nt, BH, {
-        const int64_t io = rl_attn_in_off(l, bh), oo = rl_attn_out_off(l, bh);
+        const int64_t io = rl_attn_in_off(l, bh), ko = rl_attn_kv_off(l, bh), oo = rl_attn_out_off(l, bh);
         char *slab = S + (size_t)tid * (size_t)(blk * Tn) * es;
         if (dt == RL_F32)
-            rl_attn_fwd1_float((const float *)q + io, (const float *)k + io, (const float *)v + io,
+            rl_attn_fwd1_float((const float *)q + io, (const float *)k + ko, (const float *)v + ko,
                                l->ldi, (float *)out + oo, l->ldo,
                                lse ? (float *)lse + bh * Tn : NULL, Tn, D, (float)scale,
                                (float *)slab);
         else
-            rl_attn_fwd1_double((const double *)q + io, (const double *)k + io,
-                                (const double *)v + io, l->ldi, (double *)out + oo, l->ldo,
+            rl_attn_fwd1_double((const double *)q + io, (const double *)k + ko,
+                                (const double *)v + ko, l->ldi, (double *)out + oo, l->ldo,
                                 lse ? (double *)lse + bh * Tn : NULL, Tn, D, scale,
                                 (double *)slab);
     });
     free(S);
 }
 
-/* The backward of both layouts; dq, dk, dv are laid out as q, k, v. */
+/* The backward of both layouts; dq, dk, dv are laid out as q, k, v. The
+ * threads take kv pairs (B * Hkv, which is B * H without grouping): the
+ * query heads of one kv head run one after another on its thread, the first
+ * writing its dK and dV and the others adding, so no two threads write the
+ * same rows and the sums do not depend on the thread count. */
 static void rl_attn_backward(const rl_attn_layout *l, rl_dtype dt, int64_t BH, const void *q,
                              const void *k, const void *v, const void *o, const void *lse,
                              const void *dout, void *dq, void *dk, void *dv, double scale,
@@ -466,61 +579,68 @@ static void rl_attn_backward(const rl_attn_layout *l, rl_dtype dt, int64_t BH, c
     const int64_t Tn = l->Tn, D = l->D;
     const int64_t blk = Tn < RL_ATTN_BLOCK ? Tn : RL_ATTN_BLOCK;
     const size_t es = rl_dtype_size(dt);
-    const int nt = rl_attn_threads(BH, Tn, D);
+    const int64_t grp = l->H / l->Hkv, BKV = BH / grp;
+    const int nt = rl_attn_threads(BKV, Tn, D * grp);
     const size_t per = (size_t)(2 * blk * Tn + Tn) * es; /* S, dP, delta of one thread */
     char *scratch = malloc((size_t)nt * per);
     if (!scratch) {
         rl_attn_fill_nan(nan_on_fail);
         return;
     }
-    RL_ATTN_FOR_PAIRS(nt, BH, {
-        const int64_t io = rl_attn_in_off(l, bh), oo = rl_attn_out_off(l, bh);
+    /* the pair loop's index is a kv pair here; its query pairs follow */
+    RL_ATTN_FOR_PAIRS(nt, BKV, {
         char *mine = scratch + (size_t)tid * per;
-        if (dt == RL_F32) {
-            float *w = (float *)mine;
-            rl_attn_bwd1_float((const float *)q + io, (const float *)k + io, (const float *)v + io,
-                               l->ldi, (const float *)o + oo, (const float *)dout + oo, l->ldo,
-                               (const float *)lse + bh * Tn, (float *)dq + io, (float *)dk + io,
-                               (float *)dv + io, Tn, D, (float)scale, w, w + blk * Tn,
-                               w + 2 * blk * Tn);
-        } else {
-            double *w = (double *)mine;
-            rl_attn_bwd1_double((const double *)q + io, (const double *)k + io,
-                                (const double *)v + io, l->ldi, (const double *)o + oo,
-                                (const double *)dout + oo, l->ldo, (const double *)lse + bh * Tn,
-                                (double *)dq + io, (double *)dk + io, (double *)dv + io, Tn, D,
-                                scale, w, w + blk * Tn, w + 2 * blk * Tn);
+        const int64_t b = bh / l->Hkv, hk = bh % l->Hkv;
+        for (int64_t j = 0; j < grp; j++) {
+            const int64_t qp = b * l->H + hk * grp + j;
+            const int64_t io = rl_attn_in_off(l, qp), ko = rl_attn_kv_off(l, qp), oo = rl_attn_out_off(l, qp);
+            if (dt == RL_F32) {
+                float *w = (float *)mine;
+                rl_attn_bwd1_float((const float *)q + io, (const float *)k + ko, (const float *)v + ko,
+                                   l->ldi, (const float *)o + oo, (const float *)dout + oo, l->ldo,
+                                   (const float *)lse + qp * Tn, (float *)dq + io, (float *)dk + ko,
+                                   (float *)dv + ko, Tn, D, (float)scale, w, w + blk * Tn,
+                                   w + 2 * blk * Tn, j > 0);
+            } else {
+                double *w = (double *)mine;
+                rl_attn_bwd1_double((const double *)q + io, (const double *)k + ko,
+                                    (const double *)v + ko, l->ldi, (const double *)o + oo,
+                                    (const double *)dout + oo, l->ldo, (const double *)lse + qp * Tn,
+                                    (double *)dq + io, (double *)dk + ko, (double *)dv + ko, Tn, D,
+                                    scale, w, w + blk * Tn, w + 2 * blk * Tn, j > 0);
+            }
         }
     });
     free(scratch);
 }
 
-/* in: q, k, v [B, H, T, D]; attrs.f[0] = scale (resolved by the front end);
- * out [B, H, T, D]; saved[0] = lse [B, H, T] */
+/* in: q [B, H, T, D], k, v [B, Hkv, T, D]; attrs.f[0] = scale (resolved by
+ * the front end); out [B, H, T, D]; saved[0] = lse [B, H, T] */
 void rl_cpu_attention(void *bctx, const rl_node *n) {
     (void)bctx;
     const rl_tensor *q = n->in[0];
     /* T or B*H = 0 has nothing to do; the front end rejects D = 0 */
     if (n->out->numel == 0) return;
-    rl_attn_layout l = rl_attn_layout_of(0, q->shape[1], q->shape[2], q->shape[3]);
+    rl_attn_layout l = rl_attn_layout_of(0, q->shape[1], n->in[1]->shape[1], q->shape[2], q->shape[3]);
     rl_attn_forward(&l, q->dtype, q->shape[0] * q->shape[1], q->data, n->in[1]->data,
                     n->in[2]->data, n->out->data, n->saved[0] ? n->saved[0]->data : NULL,
                     n->attrs.f[0], n->out);
 }
 
-/* in: q, k, v, out [B, H, T, D], lse [B, H, T], dout [B, H, T, D];
- * attrs.f[0] = scale; out: [3B, H, T, D] = dq, dk, dv stacked on axis 0 */
+/* in: q [B, H, T, D], k, v [B, Hkv, T, D], out [B, H, T, D], lse [B, H, T],
+ * dout [B, H, T, D]; attrs.f[0] = scale; out: [B*H + 2*B*Hkv, T, D] = dq,
+ * dk, dv stacked on axis 0 */
 void rl_cpu_attention_grad(void *bctx, const rl_node *n) {
     (void)bctx;
     const rl_tensor *q = n->in[0];
-    const int64_t N = q->numel;
+    const int64_t N = q->numel, Nkv = n->in[1]->numel;
     if (N == 0) return;
-    rl_attn_layout l = rl_attn_layout_of(0, q->shape[1], q->shape[2], q->shape[3]);
+    rl_attn_layout l = rl_attn_layout_of(0, q->shape[1], n->in[1]->shape[1], q->shape[2], q->shape[3]);
     const size_t es = rl_dtype_size(q->dtype);
     char *g = n->out->data;
     rl_attn_backward(&l, q->dtype, q->shape[0] * q->shape[1], q->data, n->in[1]->data,
                      n->in[2]->data, n->in[3]->data, n->in[4]->data, n->in[5]->data, g,
-                     g + (size_t)N * es, g + (size_t)(2 * N) * es, n->attrs.f[0], n->out);
+                     g + (size_t)N * es, g + (size_t)(N + Nkv) * es, n->attrs.f[0], n->out);
 }
 
 /* in: qkv [B, T, 3C]; attrs.ints[0] = H, f[0] = scale; out [B, T, C];
@@ -530,7 +650,7 @@ void rl_cpu_attention_qkv(void *bctx, const rl_node *n) {
     const rl_tensor *qkv = n->in[0];
     if (n->out->numel == 0) return;
     const int64_t H = n->attrs.ints[0], C = qkv->shape[2] / 3;
-    rl_attn_layout l = rl_attn_layout_of(1, H, qkv->shape[1], C / H);
+    rl_attn_layout l = rl_attn_layout_of(1, H, H, qkv->shape[1], C / H);
     const size_t es = rl_dtype_size(qkv->dtype);
     const char *p = qkv->data;
     rl_attn_forward(&l, qkv->dtype, qkv->shape[0] * H, p, p + (size_t)C * es,
@@ -545,7 +665,7 @@ void rl_cpu_attention_qkv_grad(void *bctx, const rl_node *n) {
     const rl_tensor *qkv = n->in[0];
     if (qkv->numel == 0) return;
     const int64_t H = n->attrs.ints[0], C = qkv->shape[2] / 3;
-    rl_attn_layout l = rl_attn_layout_of(1, H, qkv->shape[1], C / H);
+    rl_attn_layout l = rl_attn_layout_of(1, H, H, qkv->shape[1], C / H);
     const size_t es = rl_dtype_size(qkv->dtype);
     const char *p = qkv->data;
     char *g = n->out->data;
