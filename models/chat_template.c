@@ -1028,6 +1028,8 @@ static value call_func(R *r, node *n) {
 
 /* ---- filters and tests ------------------------------------------------------- */
 
+static int run_test(R *r, size_t pos, const char *t, value v, const value *argv, size_t argc);
+
 static value filter_v(R *r, node *n) {
     value v = eval_node(r, n->a), x;
     args a = eval_args(r, n);
@@ -1103,6 +1105,31 @@ static value filter_v(R *r, node *n) {
         if (k) memcpy(out.u.l->v, items, k * sizeof *items);
         return out;
     }
+    if (!strcmp(f, "selectattr") || !strcmp(f, "rejectattr")) {
+        /* selectattr('a.b' [, test [, arg]]): a list where Jinja2 gives a generator, which
+         * renders and iterates the same way once passed through |list or a for loop */
+        if (a.npos < 1 || a.npos > 3 || a.npos != a.n)
+            rfail(r, n->pos, "%s takes an attribute, and optionally a test and its argument", f);
+        value attr = want_str(r, n->pos, a.v[0], "the attribute");
+        const char *test = a.npos > 1 ? ar_strndup(&r->ar, want_str(r, n->pos, a.v[1], "the test").u.s.p,
+                                                   a.v[1].u.s.n) : NULL;
+        value *items;
+        size_t k, m = 0;
+        iter_items(r, n->pos, v, &items, &k);
+        value out = mk_list(r, k, 0);
+        for (size_t i = 0; i < k; i++) {
+            value x = items[i];
+            for (size_t b = 0, e; b <= attr.u.s.n; b = e + 1) { /* dotted path: a.b.c */
+                e = b;
+                while (e < attr.u.s.n && attr.u.s.p[e] != '.') e++;
+                x = getitem_v(r, n->pos, x, v_str(attr.u.s.p + b, e - b));
+            }
+            int keep = test ? run_test(r, n->pos, test, x, a.v + 2, a.npos - 2) : truthy(x);
+            if (keep == (f[0] == 's')) out.u.l->v[m++] = items[i];
+        }
+        out.u.l->n = m;
+        return out;
+    }
     /* string filters work on str(v) */
     value s = to_str(r, v);
     if (!strcmp(f, "trim")) {
@@ -1118,10 +1145,8 @@ static value filter_v(R *r, node *n) {
     return s; /* string */
 }
 
-static int test_v(R *r, node *n) {
-    value v = eval_node(r, n->a), x;
-    args a = eval_args(r, n);
-    const char *t = n->s;
+/* Jinja2's test t on v with its arguments (for `is` and selectattr). */
+static int run_test(R *r, size_t pos, const char *t, value v, const value *argv, size_t argc) {
     if (!strcmp(t, "defined")) return v.t != V_UNDEF;
     if (!strcmp(t, "undefined")) return v.t == V_UNDEF;
     if (!strcmp(t, "none")) return v.t == V_NONE;
@@ -1136,12 +1161,23 @@ static int test_v(R *r, node *n) {
     if (!strcmp(t, "true")) return v.t == V_BOOL && v.u.b;
     if (!strcmp(t, "false")) return v.t == V_BOOL && !v.u.b;
     if (!strcmp(t, "odd") || !strcmp(t, "even")) {
-        int64_t i = want_int(r, n->pos, v, "odd/even test value");
+        int64_t i = want_int(r, pos, v, "odd/even test value");
         return (int)((i % 2 + 2) % 2) == (t[0] == 'o');
     }
-    /* eq, equalto, ==, ne, != */
-    if (!arg(&a, 0, NULL, &x)) rfail(r, n->pos, "test '%s' needs an argument", t);
-    return veq(v, x) == (t[0] == 'e' || t[0] == '=');
+    int eq = !strcmp(t, "eq") || !strcmp(t, "equalto") || !strcmp(t, "==");
+    if (eq || !strcmp(t, "ne") || !strcmp(t, "!=")) {
+        if (argc < 1) rfail(r, pos, "test '%s' needs an argument", t);
+        return veq(v, argv[0]) == eq;
+    }
+    rfail(r, pos, "No test named '%s'. Supported: defined, undefined, none, string, mapping, iterable, sequence, "
+                  "number, integer, float, boolean, true, false, odd, even, eq, equalto, ne, ==, !=.", t);
+}
+
+static int test_v(R *r, node *n) {
+    value v = eval_node(r, n->a);
+    args a = eval_args(r, n);
+    check_args(r, n, &a, n->s, 1, NULL);
+    return run_test(r, n->pos, n->s, v, a.v, a.npos);
 }
 
 /* ---- operators ---------------------------------------------------------------- */

@@ -430,10 +430,11 @@ static int in_list(const char *s, size_t n, const char *const *list) {
 }
 
 static const char *const FILTERS[] = {"trim", "length", "count", "tojson", "string", "upper", "lower",
-                                      "default", "d", "first", "last", "join", "items", "list", NULL};
+                                      "default", "d", "first", "last", "join", "items", "list", "selectattr",
+                                      "rejectattr", NULL};
 static const char *const TESTS[] = {"defined", "undefined", "none", "string", "mapping", "iterable",
                                     "sequence", "number", "integer", "float", "boolean", "true",
-                                    "false", "odd", "even", "eq", "equalto", "==", "ne", "!=", NULL};
+                                    "false", "odd", "even", "eq", "equalto", "ne", NULL};
 static const char *const FUNCS[] = {"namespace", "raise_exception", "strftime_now", "range", NULL};
 static const char *const METHODS[] = {"startswith", "endswith", "strip", "lstrip", "rstrip", "split",
                                       "replace", "upper", "lower", "items", "get", "keys", "values", NULL};
@@ -629,7 +630,7 @@ static node *parse_filter_expr(P *p, node *n) {
             if (f->kind != T_NAME) pfail(p, f->pos, "expected a filter name after '|', got %s", tok_desc(p, f));
             if (!in_list(f->s, f->n, FILTERS))
                 pfail(p, f->pos, "unsupported filter '%.*s' (supported: trim, length, count, tojson, string, "
-                                 "upper, lower, default, d, first, last, join, items, list)", (int)f->n, f->s);
+                                 "upper, lower, default, d, first, last, join, items, list, selectattr, rejectattr)", (int)f->n, f->s);
             next(p);
             node *x = mk(p, N_FILTER, f->pos);
             x->a = n;
@@ -645,7 +646,7 @@ static node *parse_filter_expr(P *p, node *n) {
                 next(p);
             }
             tok *f = cur(p);
-            if (!(f->kind == T_NAME || is_op(f, "==") || is_op(f, "!=")))
+            if (f->kind != T_NAME)
                 pfail(p, f->pos, "expected a test name after 'is', got %s", tok_desc(p, f));
             if (!in_list(f->s, f->n, TESTS))
                 pfail(p, f->pos, "unsupported test '%.*s' (supported: defined, undefined, none, string, mapping, "

@@ -40,10 +40,12 @@
  *     **; unary - +; x.attr, x[key], x[a:b:c] (code points for strings);
  *     filters x|f(...) and tests x is [not] t(...);
  *   - filters: trim, length, count, tojson(indent=), string, upper, lower,
- *     default/d(value, boolean), first, last, join(sep), items, list;
+ *     default/d(value, boolean), first, last, join(sep), items, list,
+ *     selectattr / rejectattr('attr.path' [, test [, arg]]) (these two give a
+ *     list where Jinja2 gives a generator: the same once iterated or |list'ed);
  *   - tests: defined, undefined, none, string, mapping, iterable, sequence,
- *     number, integer, float, boolean, true, false, odd, even,
- *     eq/equalto/==, ne/!=;
+ *     number, integer, float, boolean, true, false, odd, even, eq/equalto,
+ *     ne (and == / != as selectattr's test names);
  *   - methods: str.startswith, endswith (a string or a tuple of them), strip,
  *     lstrip, rstrip (optional chars), split(sep, maxsplit), replace(old, new,
  *     count), upper, lower; dict.items, keys, values, get(key, default);

@@ -278,6 +278,13 @@ SNIPPETS = [
     "{% set a = 'outer' %}{% for a in ['inner'] %}{{ a }}{% endfor %}{{ a }}|{% for m in messages %}{% set messages = [] %}{{ messages | length }}{% endfor %}{{ messages | length }}",
     "{% for x in [1, 2, 3] if x != 2 %}{{ x }}{{ loop.last }}{% else %}none{% endfor %}|{% for x in [1] if false %}y{% else %}filtered-out{% endfor %}",
     "{{ messages[0].content.upper() }}{{ messages[0]['content'][::-1] }}{{ messages | first }}{{ (messages | last).role }}",
+    "{% set ms = [{'role': 'system', 'content': 'S'}, {'role': 'user', 'content': 'U', 'x': {'y': 1}}, {'role': 'user', 'content': ''}] %}"
+    "{{ ms | selectattr('role', 'equalto', 'user') | list | length }}|{{ ms | rejectattr('role', 'eq', 'user') | list }}|"
+    "{{ ms | selectattr('content') | list | length }}|"
+    "{{ ms[1:2] | selectattr('x.y') | list | length }}|{{ ms | rejectattr('x') | list | length }}|{{ ms | selectattr('x', 'defined') | list | length }}|"
+    "{% for m in ms | selectattr('role', '==', 'system') %}{{ m.content }}{% endfor %}|{{ ms | selectattr('role', 'ne', 'system') | first }}",
+    "{{ [{'a': 1}, {'b': 2}] | selectattr('b.c') | list }}",
+    "{{ [1] | selectattr('real', 'frobnicated') | list }}",
     "{{ [1, 2, 3] | length is odd }}{{ 'abc' is not string }}{{ u is not defined }}{{ none is not none }}",
 ]
 
