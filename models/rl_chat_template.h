@@ -54,7 +54,10 @@
  * Refused at parse time: every other tag (macro, call, filter blocks,
  * include, import, from, extends, block, raw, with, autoescape, do, block set
  * {% set x %}...{% endset %}, tuple assignment, recursive loops), every other
- * filter, test, function or method, and *args / **kwargs in calls.
+ * filter, test, function or method (loop.cycle and loop.changed included),
+ * calling anything but those functions and methods (a function kept in a
+ * variable, the result of a filter), and *args / **kwargs in calls. Refused
+ * when rendering: printf-style '%' on a string.
  *
  * Values follow Python and Jinja2: undefined names are Jinja2's default
  * Undefined (false, render as "", length 0, iterate as empty, == only to
