@@ -3,11 +3,24 @@
 # Llama family (Llama, Llama 3 rope scaling, Qwen2, Qwen3, Mistral) with
 # Hugging Face semantics and tensor names, used to write tiny checkpoints in
 # the exact Hugging Face directory layout plus reference outputs, against which
-# the C Llama-family model is tested.
+# the C Llama-family model is tested, and (in float32) as the PyTorch side of
+# `rlhf bench model` for the Llama-family presets (tools/bench_model.sh).
 #
 #   python3 tools/llama_ref.py tests/fixtures/llama_ref
+#   python3 tools/llama_ref.py bench PRESET B T STEPS [THREADS]  # SFT step: fwd+bwd+AdamW, ms
 #
 # (/usr/bin/python3 where another python3 without torch comes first on PATH.)
+#
+# bench times one SFT step of a preset's shape (BENCH_PRESETS below, the same
+# as models/llama.c's rl_llama_config_preset) in float32: weights as
+# torch.nn.Parameters drawn N(0, 0.02) from torch's generator (norms 1, biases
+# 0, as the C side initialises them), random ids [B, T], the mean next-token
+# cross-entropy over positions 0..T-2, backward, torch.optim.AdamW (lr 1e-4,
+# no weight decay), zero_grad; two warm-up steps, then STEPS timed ones, with
+# torch.set_num_threads(THREADS) when given. It prints one JSON line with the
+# fields of tools/gpt2_ref.py's bench (median step ms, min, max, tokens/s,
+# threads, the OpenBLAS core and threads from gpt2_ref.py's blas_info, the
+# first step's loss). The fixture path below is unaffected by it.
 # Configs (vocab 64, hidden 32, 2 layers, 4 heads, 2 kv heads, intermediate
 # 48 unless said): llama_tiny (untied, theta 1e4, eps 1e-5), llama_tiny_sharded
 # and llama_tiny_bf16 (its weights in two shards / in BF16), llama3_scaled
@@ -114,6 +127,7 @@ import math
 import os
 import struct
 import sys
+import time
 
 import torch
 import torch.nn.functional as F
@@ -334,11 +348,14 @@ def repeat_kv(x, rep):
 
 class LlamaRef:
     """Forward of a Llama-family model from its config.json dict and its
-    {HF name: tensor} weights, in float64."""
+    {HF name: tensor} weights, in float64 (or dtype: the bench passes float32
+    Parameters, which .to() keeps as they are, so autograd reaches them; the
+    rotary angles are taken in float64 and cos/sin narrowed to dtype, as the
+    C side does)."""
 
-    def __init__(self, family, cfg, weights):
+    def __init__(self, family, cfg, weights, dtype=torch.float64):
         self.family, self.cfg = family, cfg
-        self.p = {k: v.to(torch.float64) for k, v in weights.items()}
+        self.p = {k: v.to(dtype) for k, v in weights.items()}
         self.C, self.H, self.KV = cfg["hidden_size"], cfg["num_attention_heads"], cfg["num_key_value_heads"]
         self.hd = cfg.get("head_dim", self.C // self.H)
         self.eps = cfg["rms_norm_eps"]
@@ -356,8 +373,9 @@ class LlamaRef:
             mask = torch.ones(B, T, dtype=torch.int32)
         pos = torch.arange(T)[None].expand(B, T)
         cos, sin = rope_cos_sin(self.inv_freq, pos)
-        allowed = torch.ones(T, T, dtype=torch.bool).tril()[None] & mask.bool()[:, None, :]  # [B,Tq,Tk]
         x = p["model.embed_tokens.weight"][ids]
+        cos, sin = cos.to(x.dtype), sin.to(x.dtype)  # no-ops in float64
+        allowed = torch.ones(T, T, dtype=torch.bool).tril()[None] & mask.bool()[:, None, :]  # [B,Tq,Tk]
         for i in range(self.cfg["num_hidden_layers"]):
             pre = f"model.layers.{i}."
             a = rms_norm(x, p[pre + "input_layernorm.weight"], self.eps)
@@ -651,8 +669,76 @@ def main(root):
         print(f"  llama_tiny_bf16: max |logits - llama_tiny's| {(lb - logits).abs().max().item():.4f}")
 
 
+# ---- bench ------------------------------------------------------------------------
+
+BENCH_PRESETS = {  # name: (family, shape); keep in step with models/llama.c's rl_llama_config_preset
+    "llama-tiny": ("llama", {"vocab": 64, "hidden": 32, "layers": 2, "heads": 4, "kv_heads": 2, "head_dim": 8,
+                             "inter": 48, "max_pos": 64, "eps": 1e-5, "theta": 10000.0, "tied": False}),
+    "llama-mini": ("llama", {"vocab": 264, "hidden": 128, "layers": 4, "heads": 4, "kv_heads": 2, "head_dim": 32,
+                             "inter": 352, "max_pos": 256, "eps": 1e-5, "theta": 10000.0, "tied": True}),
+    "smollm2-135m": ("llama", {"vocab": 49152, "hidden": 576, "layers": 30, "heads": 9, "kv_heads": 3,
+                               "head_dim": 64, "inter": 1536, "max_pos": 8192, "eps": 1e-5, "theta": 100000.0,
+                               "tied": True}),
+    "qwen2.5-0.5b": ("qwen2", {"vocab": 151936, "hidden": 896, "layers": 24, "heads": 14, "kv_heads": 2,
+                               "head_dim": 64, "inter": 4864, "max_pos": 32768, "eps": 1e-6, "theta": 1000000.0,
+                               "tied": True}),  # qwen2: q/k/v bias
+}
+
+
+def cmd_bench(preset, B, T, steps, threads=None):
+    if threads:
+        torch.set_num_threads(threads)
+    if preset not in BENCH_PRESETS:
+        sys.stderr.write(f"llama_ref.py bench: unknown preset '{preset}' ({', '.join(BENCH_PRESETS)})\n")
+        sys.exit(2)
+    family, c = BENCH_PRESETS[preset]
+    if B < 1 or T < 2 or T > c["max_pos"] or steps < 1:
+        sys.stderr.write(f"llama_ref.py bench: {preset} needs B >= 1, 2 <= T <= {c['max_pos']}, STEPS >= 1\n")
+        sys.exit(2)
+    cfg = hf_config(family, c)
+    hd = cfg.get("head_dim", cfg["hidden_size"] // cfg["num_attention_heads"])
+    assert hd == c["head_dim"], (preset, hd)
+    g = torch.Generator().manual_seed(0)
+    p = {}
+    for name, shape, kind in param_shapes(family, cfg):
+        t = (torch.ones(shape) if kind == "norm" else torch.zeros(shape) if kind == "bias"
+             else torch.randn(*shape, generator=g) * 0.02)
+        p[name] = torch.nn.Parameter(t)
+    model = LlamaRef(family, cfg, p, torch.float32)
+    assert all(model.p[k] is p[k] for k in p)  # the forward uses the Parameters themselves
+    V = cfg["vocab_size"]
+    opt = torch.optim.AdamW(list(p.values()), lr=1e-4, weight_decay=0.0)
+    ids = torch.randint(0, V, (B, T), generator=g)
+    times = []
+    for s in range(steps + 2):
+        t0 = time.perf_counter()
+        logits = model.logits(ids)[0]
+        loss = F.cross_entropy(logits[:, :-1].reshape(-1, V), ids[:, 1:].reshape(-1))
+        loss.backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        if s == 0:
+            first_loss = loss.item()
+        if s >= 2:  # warm-up steps are not timed
+            times.append(time.perf_counter() - t0)
+    times.sort()
+    med = times[len(times) // 2]
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    from gpt2_ref import blas_info  # the same BLAS report as the GPT-2 side
+    bi = blas_info()
+    print(json.dumps({"side": "torch", "preset": preset, "B": B, "T": T, "ms": med * 1e3,
+                      "ms_min": times[0] * 1e3, "ms_max": times[-1] * 1e3, "tokens_per_s": B * T / med,
+                      "threads": torch.get_num_threads(), "openblas_core": bi["openblas_core"],
+                      "openblas_threads": bi["openblas_threads"], "loss": first_loss}))
+
+
 if __name__ == "__main__":
+    if len(sys.argv) in (6, 7) and sys.argv[1] == "bench":
+        cmd_bench(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5]),
+                  int(sys.argv[6]) if len(sys.argv) == 7 else None)
+        sys.exit(0)
     if len(sys.argv) != 2:
-        sys.stderr.write("usage: llama_ref.py OUT_DIR   (e.g. tests/fixtures/llama_ref)\n")
+        sys.stderr.write("usage: llama_ref.py OUT_DIR   (e.g. tests/fixtures/llama_ref)\n"
+                         "       llama_ref.py bench PRESET B T STEPS [THREADS]\n")
         sys.exit(2)
     main(sys.argv[1])
