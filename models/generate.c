@@ -1,8 +1,11 @@
-/* models/generate.c - batched text generation for GPT-2 models: greedy and
- * sampled decoding (temperature, top-k, nucleus top-p, per-row EOS) with a KV
- * cache, for prompts of different lengths in one batch, returning the tokens,
- * masks and the log-probabilities PPO needs. The contract and the layout are
- * in models/rl_gpt2.h (rl_gpt2_generate).
+/* models/generate.c - batched text generation: greedy and sampled decoding
+ * (temperature, top-k, nucleus top-p, per-row EOS) with a KV cache, for
+ * prompts of different lengths in one batch, returning the tokens, masks and
+ * the log-probabilities PPO needs. The contract and the layout are in
+ * models/rl_gpt2.h (rl_gpt2_generate). The driver here knows no model: a
+ * family supplies its forward, LM head and cached step through
+ * models/generate_internal.h; GPT-2's is at the end of this file, the Llama
+ * family's in models/llama.c (rl_llama_generate).
  *
  * Why right padding with per-row positions (not HF's left padding with
  * position_ids = cumsum(mask) - 1): the engine's fused attention is causal
@@ -21,7 +24,7 @@
  * is at most cap / Tk, and cap is the longest prompt + max_new_tokens, not
  * n_ctx.
  */
-#include "rl_gpt2.h"
+#include "generate_internal.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -165,12 +168,12 @@ static int32_t rl_gen_pick(const double *l, int64_t V, const rl_gen_cfg *cfg, rl
 
 typedef struct rl_gen {
     rl_ctx *ctx;
-    const rl_gpt2 *m;
+    const rl_gen_family *f;
     const rl_gen_cfg *cfg;
-    int64_t B, V, C, H, D, L;
+    int64_t B, V, C, Hkv, D, L; /* C: width of the family's hidden states */
     int64_t cap;          /* positions per row in the cache and in seq */
     size_t es;            /* element size of the model's dtype */
-    rl_tensor **kc, **vc; /* per layer [B, H, cap, D] */
+    rl_tensor **kc, **vc; /* per layer [B, Hkv, cap, D] */
     int32_t *seq;         /* [B, cap]: each row's tokens at positions 0..cur-1 */
     int64_t *cur;         /* [B]: tokens so far */
     double *logits;       /* [B, V]: the next-token logits of each row */
@@ -183,7 +186,7 @@ static rl_status rl_gen_read_logits(rl_gen *g, rl_tensor *logits) {
     /* a failed op anywhere in the step (even one whose NULL did not reach
      * the logits, e.g. a layer loop cut short) is recorded in the context */
     if (rl_ctx_status(g->ctx)) return rl_ctx_status(g->ctx);
-    if (!logits) return rl_ctx_fail(g->ctx, RL_ERR_STATE, "gpt2 generate: a step produced no logits");
+    if (!logits) return rl_ctx_fail(g->ctx, RL_ERR_STATE, "%s: a step produced no logits", g->f->name);
     const int64_t n = g->B * g->V;
     rl_status s = rl_tensor_read(g->ctx, logits, g->host, (size_t)n * g->es);
     if (s) return s;
@@ -192,13 +195,13 @@ static rl_status rl_gen_read_logits(rl_gen *g, rl_tensor *logits) {
     return RL_OK;
 }
 
-/* The prefill's kv hook: copies k and v [B, H, T, D] into the caches' first
+/* The prefill's kv hook: copies k and v [B, Hkv, T, D] into the caches' first
  * T slots of every (batch, head) row (one contiguous T*D block each). */
 static void rl_gen_store_kv(rl_ctx *ctx, int layer, rl_tensor *k, rl_tensor *v, void *user) {
     rl_gen *g = user;
     const int64_t T = k->shape[2];
     const int64_t blk = T * g->D, row = g->cap * g->D;
-    for (int64_t bh = 0; bh < g->B * g->H; bh++) {
+    for (int64_t bh = 0; bh < g->B * g->Hkv; bh++) {
         rl_tensor_copy_range(ctx, g->kc[layer], bh * row, k, bh * blk, blk);
         rl_tensor_copy_range(ctx, g->vc[layer], bh * row, v, bh * blk, blk);
     }
@@ -215,23 +218,47 @@ static rl_status rl_gen_full_step(rl_gen *g, int store_kv) {
         for (int64_t t = 0; t < T; t++)
             g->ibuf[b * T + t] = t < g->cur[b] ? g->seq[b * g->cap + t] : g->cfg->pad_id;
     rl_tensor *ids = rl_const(ctx, RL_I32, 2, (int64_t[]){g->B, T}, g->ibuf);
-    rl_tensor *h = rl_gpt2_forward_hidden_kv(ctx, g->m, ids, NULL, store_kv ? rl_gen_store_kv : NULL, g);
+    rl_tensor *h = ids ? g->f->forward(ctx, g->f->model, ids, store_kv ? rl_gen_store_kv : NULL, g) : NULL;
     /* only the last real position of each row is needed: gather those hidden
      * states ([B, 1, C]) before the LM head instead of computing [B, T, V] */
     for (int64_t b = 0; b < g->B; b++)
         for (int64_t c = 0; c < g->C; c++) g->ibuf[b * g->C + c] = (int32_t)(g->cur[b] - 1);
     rl_tensor *idx = rl_const(ctx, RL_I32, 3, (int64_t[]){g->B, 1, g->C}, g->ibuf);
-    rl_status s = rl_gen_read_logits(g, rl_gpt2_lm_head(ctx, g->m, rl_gather(ctx, h, idx, 1)));
+    rl_tensor *last = rl_gather(ctx, h, idx, 1);
+    rl_status s = rl_gen_read_logits(g, last ? g->f->lm_head(ctx, g->f->model, last) : NULL);
     rl_ctx_reset(ctx);
     return s;
 }
 
+void rl_gen_store_slot(rl_ctx *ctx, const rl_gen_step *s, int layer, int64_t Hkv, int64_t D, const rl_tensor *k,
+                       int64_t k_off, const rl_tensor *v, int64_t v_off, int64_t row) {
+    if (!k || !v) return; /* an earlier op failed; the context has the message */
+    for (int64_t b = 0; b < s->B; b++)
+        for (int64_t hh = 0; hh < Hkv; hh++) {
+            int64_t dst = ((b * Hkv + hh) * s->cap + s->pos[b]) * D, off = b * row + hh * D;
+            rl_tensor_copy_range(ctx, s->kc[layer], dst, k, k_off + off, D);
+            rl_tensor_copy_range(ctx, s->vc[layer], dst, v, v_off + off, D);
+        }
+}
+
+rl_tensor *rl_gen_attend(rl_ctx *ctx, const rl_gen_step *s, int layer, rl_tensor *q, int64_t H, int64_t Hkv,
+                         int64_t D) {
+    const int64_t B = s->B;
+    /* with T = 1, [B, 1, H*D] and [B, Hkv, H/Hkv, D] are the same layout:
+     * the query is a reshape, and the output goes back with a reshape */
+    q = rl_reshape(ctx, q, 4, (int64_t[]){B, Hkv, H / Hkv, D});
+    rl_tensor *sc = rl_matmul(ctx, rl_mul(ctx, q, s->scale), s->kc[layer], 0, 1); /* [B, Hkv, H/Hkv, cap] */
+    rl_tensor *p = rl_softmax(ctx, rl_add(ctx, sc, s->mask));
+    rl_tensor *a = rl_matmul(ctx, p, s->vc[layer], 0, 0);                          /* [B, Hkv, H/Hkv, D] */
+    return rl_reshape(ctx, a, 3, (int64_t[]){B, 1, H * D});
+}
+
 /* One cached decoding step: feeds each row's newest token (finished rows: a
- * pad at a slot past their end, whose output is ignored) at its own position,
- * writes its keys and values into the caches and attends over them. */
+ * pad at a slot past their end, whose output is ignored) at its own position;
+ * the family writes its keys and values into the caches and attends over them. */
 static rl_status rl_gen_cached_step(rl_gen *g, const int *done) {
     rl_ctx *ctx = g->ctx;
-    const int64_t B = g->B, H = g->H, D = g->D, C = g->C, cap = g->cap;
+    const int64_t B = g->B, cap = g->cap;
     int32_t *tok = g->ibuf, *pos = g->ibuf + B;
     for (int64_t b = 0; b < B; b++) {
         if (done[b]) {
@@ -251,54 +278,37 @@ static rl_status rl_gen_cached_step(rl_gen *g, const int *done) {
             if (g->es == 4) ((float *)g->host)[b * cap + j] = (float)v;
             else ((double *)g->host)[b * cap + j] = v;
         }
-    rl_dtype dt = g->m->dtype;
-    rl_tensor *mask = rl_const(ctx, dt, 4, (int64_t[]){B, 1, 1, cap}, g->host);
-    rl_tensor *ids = rl_const(ctx, RL_I32, 2, (int64_t[]){B, 1}, tok);
-    rl_tensor *pids = rl_const(ctx, RL_I32, 2, (int64_t[]){B, 1}, pos);
-    rl_tensor *scale = rl_scalar(ctx, dt, 1.0 / sqrt((double)D));
-    rl_tensor *x = rl_gpt2_embed(ctx, g->m, ids, pids);
-    for (int l = 0; l < (int)g->L; l++) {
-        rl_tensor *qkv = rl_gpt2_block_qkv(ctx, g->m, l, x); /* [B, 1, 3C] */
-        if (!qkv) break;
-        /* row b's k (columns C..2C) and v (2C..3C), head by head, into slot pos[b] */
-        for (int64_t b = 0; b < B; b++)
-            for (int64_t hh = 0; hh < H; hh++) {
-                int64_t dst = ((b * H + hh) * cap + pos[b]) * D, off = b * 3 * C + hh * D;
-                rl_tensor_copy_range(ctx, g->kc[l], dst, qkv, off + C, D);
-                rl_tensor_copy_range(ctx, g->vc[l], dst, qkv, off + 2 * C, D);
-            }
-        /* with T = 1, [B, 1, C] and [B, H, 1, D] are the same layout: q is a
-         * slice and a reshape, and the output goes back with a reshape */
-        rl_tensor *q = rl_reshape(ctx, rl_slice(ctx, qkv, 2, 0, C), 4, (int64_t[]){B, H, 1, D});
-        rl_tensor *sc = rl_matmul(ctx, rl_mul(ctx, q, scale), g->kc[l], 0, 1); /* [B, H, 1, cap] */
-        rl_tensor *p = rl_softmax(ctx, rl_add(ctx, sc, mask));
-        rl_tensor *a = rl_matmul(ctx, p, g->vc[l], 0, 0);                        /* [B, H, 1, D] */
-        x = rl_gpt2_block_finish(ctx, g->m, l, x, rl_reshape(ctx, a, 3, (int64_t[]){B, 1, C}));
-    }
-    rl_tensor *h = rl_layernorm(ctx, x, g->m->ln_f_w, g->m->ln_f_b, g->m->cfg.layer_norm_epsilon);
-    rl_status s = rl_gen_read_logits(g, rl_gpt2_lm_head(ctx, g->m, h));
+    rl_dtype dt = g->f->dtype;
+    rl_gen_step st = {.B = B, .cap = cap, .kc = g->kc, .vc = g->vc, .pos = pos};
+    st.mask = rl_const(ctx, dt, 4, (int64_t[]){B, 1, 1, cap}, g->host);
+    st.ids = rl_const(ctx, RL_I32, 2, (int64_t[]){B, 1}, tok);
+    st.pos_ids = rl_const(ctx, RL_I32, 2, (int64_t[]){B, 1}, pos);
+    st.scale = rl_scalar(ctx, dt, 1.0 / sqrt((double)g->D));
+    rl_tensor *logits = NULL;
+    if (st.mask && st.ids && st.pos_ids && st.scale) logits = g->f->step(ctx, g->f->model, &st);
+    rl_status s = rl_gen_read_logits(g, logits);
     rl_ctx_reset(ctx);
     return s;
 }
 
-/* Checks the arguments of rl_gpt2_generate; records why not. */
-static rl_status rl_gen_check(rl_ctx *ctx, const rl_gpt2 *m, const int32_t *prompts,
+/* Checks the family-independent arguments; records why not. */
+static rl_status rl_gen_check(rl_ctx *ctx, const rl_gen_family *f, const int32_t *prompts,
                               const int64_t *prompt_len, int64_t B, int64_t stride,
                               const rl_gen_cfg *cfg, const rl_rng *rng) {
-    const char *fn = "gpt2 generate";
-    if (!m || !prompts || !prompt_len || !cfg)
+    const char *fn = f->name;
+    if (!f->model || !prompts || !prompt_len || !cfg)
         return rl_ctx_fail(ctx, RL_ERR_ARG, "%s: the model, prompts, prompt lengths and config are required", fn);
     if (B < 1 || stride < 1)
         return rl_ctx_fail(ctx, RL_ERR_ARG, "%s: batch %lld and stride %lld must be at least 1", fn,
                            (long long)B, (long long)stride);
-    const int64_t V = m->cfg.vocab, n_ctx = m->cfg.n_ctx;
+    const int64_t V = f->vocab, n_ctx = f->n_ctx;
     for (int64_t b = 0; b < B; b++) {
         int64_t n = prompt_len[b];
         if (n < 1 || n > stride || n > n_ctx)
             return rl_ctx_fail(ctx, RL_ERR_ARG,
                                "%s: prompt %lld has length %lld; lengths must be in [1, min(stride "
-                               "%lld, n_ctx %lld)] (a prompt needs at least one token to condition on)",
-                               fn, (long long)b, (long long)n, (long long)stride, (long long)n_ctx);
+                               "%lld, %s %lld)] (a prompt needs at least one token to condition on)",
+                               fn, (long long)b, (long long)n, (long long)stride, f->ctx_name, (long long)n_ctx);
         for (int64_t t = 0; t < n; t++) {
             int32_t id = prompts[b * stride + t];
             if (id < 0 || id >= V)
@@ -336,21 +346,20 @@ static void rl_gen_release(rl_gen *g) {
     free(g->kc), free(g->vc), free(g->seq), free(g->cur), free(g->logits), free(g->host), free(g->ibuf);
 }
 
-rl_status rl_gpt2_generate(rl_ctx *ctx, const rl_gpt2 *m, const int32_t *prompts,
-                           const int64_t *prompt_len, int64_t B, int64_t stride,
-                           const rl_gen_cfg *cfg, rl_rng *rng, rl_gen_out *out) {
-    if (!out) return rl_ctx_fail(ctx, RL_ERR_ARG, "gpt2 generate: no output struct was given");
+rl_status rl_gen_run(rl_ctx *ctx, const rl_gen_family *f, const int32_t *prompts, const int64_t *prompt_len,
+                     int64_t B, int64_t stride, const rl_gen_cfg *cfg, rl_rng *rng, rl_gen_out *out) {
+    if (!out) return rl_ctx_fail(ctx, RL_ERR_ARG, "%s: no output struct was given", f->name);
     memset(out, 0, sizeof *out);
     if (rl_ctx_status(ctx)) return rl_ctx_status(ctx); /* a pending error: do nothing */
-    rl_status s = rl_gen_check(ctx, m, prompts, prompt_len, B, stride, cfg, rng);
+    rl_status s = rl_gen_check(ctx, f, prompts, prompt_len, B, stride, cfg, rng);
     if (s) return s;
 
-    rl_gen g = {.ctx = ctx, .m = m, .cfg = cfg, .B = B, .V = m->cfg.vocab, .C = m->cfg.n_embd,
-                .H = m->cfg.n_head, .L = m->cfg.n_layer, .es = rl_dtype_size(m->dtype)};
-    g.D = g.C / g.H;
+    const int64_t n_ctx = f->n_ctx;
+    rl_gen g = {.ctx = ctx, .f = f, .cfg = cfg, .B = B, .V = f->vocab, .C = f->hidden,
+                .Hkv = f->n_kv_head, .D = f->head_dim, .L = f->n_layer, .es = rl_dtype_size(f->dtype)};
     int64_t lmax = 0;
     for (int64_t b = 0; b < B; b++) lmax = prompt_len[b] > lmax ? prompt_len[b] : lmax;
-    g.cap = lmax + cfg->max_new_tokens < m->cfg.n_ctx ? lmax + cfg->max_new_tokens : m->cfg.n_ctx;
+    g.cap = lmax + cfg->max_new_tokens < n_ctx ? lmax + cfg->max_new_tokens : n_ctx;
     const int64_t cap = g.cap, V = g.V;
     const int64_t hostn = B * (V > cap ? V : cap), ibn = B * (cap > g.C ? cap : g.C) + 2 * B;
     g.seq = malloc(sizeof *g.seq * (size_t)(B * cap));
@@ -368,11 +377,11 @@ rl_status rl_gpt2_generate(rl_ctx *ctx, const rl_gpt2 *m, const int32_t *prompts
     }
     bool ok = g.seq && g.cur && g.logits && g.host && g.ibuf && lp && slp && done && ngen &&
               scr.vals && scr.cand && (!cfg->use_cache || (g.kc && g.vc));
-    if (!ok) s = rl_ctx_fail(ctx, RL_ERR_MEMORY, "gpt2 generate: out of memory");
+    if (!ok) s = rl_ctx_fail(ctx, RL_ERR_MEMORY, "%s: out of memory", f->name);
     for (int64_t l = 0; s == RL_OK && cfg->use_cache && l < g.L; l++) {
-        int64_t shape[4] = {B, g.H, cap, g.D};
-        g.kc[l] = rl_tensor_new(ctx, m->dtype, 4, shape, "k_cache");
-        g.vc[l] = rl_tensor_new(ctx, m->dtype, 4, shape, "v_cache");
+        int64_t shape[4] = {B, g.Hkv, cap, g.D};
+        g.kc[l] = rl_tensor_new(ctx, f->dtype, 4, shape, "k_cache");
+        g.vc[l] = rl_tensor_new(ctx, f->dtype, 4, shape, "v_cache");
         if (!g.kc[l] || !g.vc[l]) s = rl_ctx_status(ctx);
     }
     int prev_grad = rl_ctx_set_grad(ctx, 0);
@@ -382,7 +391,7 @@ rl_status rl_gpt2_generate(rl_ctx *ctx, const rl_gpt2 *m, const int32_t *prompts
         for (int64_t b = 0; b < B; b++) {
             memcpy(g.seq + b * cap, prompts + b * stride, sizeof(int32_t) * (size_t)prompt_len[b]);
             g.cur[b] = prompt_len[b];
-            done[b] = cfg->max_new_tokens == 0 || g.cur[b] >= m->cfg.n_ctx;
+            done[b] = cfg->max_new_tokens == 0 || g.cur[b] >= n_ctx;
             n_done += done[b];
         }
         if (n_done < B) s = rl_gen_full_step(&g, cfg->use_cache); /* the prefill */
@@ -393,9 +402,8 @@ rl_status rl_gpt2_generate(rl_ctx *ctx, const rl_gpt2 *m, const int32_t *prompts
                 int32_t t = rl_gen_pick(g.logits + b * V, V, cfg, rng, &scr, &l1, &l2);
                 if (t < 0) {
                     s = rl_ctx_fail(ctx, RL_ERR_STATE,
-                                    "gpt2 generate: row %lld's logits are not finite (NaN or inf) at "
-                                    "position %lld",
-                                    (long long)b, (long long)g.cur[b]);
+                                    "%s: row %lld's logits are not finite (NaN or inf) at position %lld",
+                                    f->name, (long long)b, (long long)g.cur[b]);
                     break;
                 }
                 int64_t p = g.cur[b]++;
@@ -403,7 +411,7 @@ rl_status rl_gpt2_generate(rl_ctx *ctx, const rl_gpt2 *m, const int32_t *prompts
                 lp[b * cap + p] = l1;
                 slp[b * cap + p] = l2;
                 ngen[b]++;
-                if (t == cfg->eos_id || ngen[b] == cfg->max_new_tokens || g.cur[b] >= m->cfg.n_ctx) {
+                if (t == cfg->eos_id || ngen[b] == cfg->max_new_tokens || g.cur[b] >= n_ctx) {
                     done[b] = 1;
                     n_done++;
                 }
@@ -430,7 +438,7 @@ rl_status rl_gpt2_generate(rl_ctx *ctx, const rl_gpt2 *m, const int32_t *prompts
         if (!out->tokens || !out->response_mask || !out->attention_mask || !out->logprobs ||
             !out->sample_logprobs || !out->prompt_len || !out->len) {
             rl_gen_out_free(out);
-            s = rl_ctx_fail(ctx, RL_ERR_MEMORY, "gpt2 generate: out of memory");
+            s = rl_ctx_fail(ctx, RL_ERR_MEMORY, "%s: out of memory", f->name);
         } else {
             for (int64_t b = 0; b < B; b++) {
                 out->prompt_len[b] = prompt_len[b];
@@ -450,4 +458,46 @@ rl_status rl_gpt2_generate(rl_ctx *ctx, const rl_gpt2 *m, const int32_t *prompts
     rl_gen_release(&g);
     free(lp), free(slp), free(done), free(ngen), free(scr.vals), free(scr.cand);
     return s;
+}
+
+/* ---- the GPT-2 family ------------------------------------------------------------------ */
+
+static rl_tensor *rl_gpt2_gen_forward(rl_ctx *ctx, const void *model, rl_tensor *ids, rl_gen_kv_fn fn,
+                                     void *user) {
+    return rl_gpt2_forward_hidden_kv(ctx, model, ids, NULL, fn, user);
+}
+
+static rl_tensor *rl_gpt2_gen_lm_head(rl_ctx *ctx, const void *model, rl_tensor *hidden) {
+    return rl_gpt2_lm_head(ctx, model, hidden);
+}
+
+/* The cached step: positions come from the learned table (wpe[pos[b]]); the
+ * packed q|k|v [B, 1, 3C] holds row b's head h of k at column C + h*D and of
+ * v at 2C + h*D, copied into the caches without slicing. */
+static rl_tensor *rl_gpt2_gen_step(rl_ctx *ctx, const void *model, const rl_gen_step *s) {
+    const rl_gpt2 *m = model;
+    const int64_t C = m->cfg.n_embd, H = m->cfg.n_head, D = C / H;
+    rl_tensor *x = rl_gpt2_embed(ctx, m, s->ids, s->pos_ids);
+    for (int l = 0; l < (int)m->cfg.n_layer; l++) {
+        rl_tensor *qkv = rl_gpt2_block_qkv(ctx, m, l, x); /* [B, 1, 3C] */
+        if (!qkv) break;
+        rl_gen_store_slot(ctx, s, l, H, D, qkv, C, qkv, 2 * C, 3 * C);
+        rl_tensor *a = rl_gen_attend(ctx, s, l, rl_slice(ctx, qkv, 2, 0, C), H, H, D);
+        x = rl_gpt2_block_finish(ctx, m, l, x, a);
+    }
+    rl_tensor *h = rl_layernorm(ctx, x, m->ln_f_w, m->ln_f_b, m->cfg.layer_norm_epsilon);
+    return rl_gpt2_lm_head(ctx, m, h);
+}
+
+rl_status rl_gpt2_generate(rl_ctx *ctx, const rl_gpt2 *m, const int32_t *prompts,
+                           const int64_t *prompt_len, int64_t B, int64_t stride,
+                           const rl_gen_cfg *cfg, rl_rng *rng, rl_gen_out *out) {
+    rl_gen_family f = {.name = "gpt2 generate", .ctx_name = "n_ctx", .model = m};
+    if (m) {
+        f.dtype = m->dtype;
+        f.vocab = m->cfg.vocab, f.n_ctx = m->cfg.n_ctx, f.hidden = m->cfg.n_embd;
+        f.n_layer = m->cfg.n_layer, f.n_kv_head = m->cfg.n_head, f.head_dim = m->cfg.n_embd / m->cfg.n_head;
+    }
+    f.forward = rl_gpt2_gen_forward, f.lm_head = rl_gpt2_gen_lm_head, f.step = rl_gpt2_gen_step;
+    return rl_gen_run(ctx, &f, prompts, prompt_len, B, stride, cfg, rng, out);
 }

@@ -2,7 +2,8 @@
  * Hugging Face safetensors directories in and out, random initialisation,
  * rotary tables and the forward pass written with the engine's ops (rmsnorm,
  * rope, grouped-query attention, silu), so autodiff, gradient checks and the
- * backends come for free.
+ * backends come for free; and the family's part of batched generation with a
+ * KV cache (rl_llama_generate; the driver is models/generate.c).
  */
 #include "rl_llama.h"
 
@@ -13,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "generate_internal.h"
 #include "rl_file.h"
 #include "rl_ops.h"
 #include "rl_rng.h"
@@ -652,42 +654,113 @@ static rl_tensor *rl_llama_linear(rl_ctx *ctx, rl_tensor *x, rl_tensor *w, rl_te
     return b ? rl_add(ctx, y, b) : y;
 }
 
-rl_tensor *rl_llama_hidden(rl_ctx *ctx, const rl_llama *m, rl_tensor *ids) {
+/* Layer l's attention inputs from x [B, T, C]: q [B, T, H, hd] and k, v
+ * [B, T, Hkv, hd], with qwen3's q/k norms and rotary (cos, sin [B, T, hd/2])
+ * applied, so k is what attention reads and what a KV cache stores. */
+static void rl_llama_layer_qkv(rl_ctx *ctx, const rl_llama *m, int64_t l, rl_tensor *x, rl_tensor *cs,
+                               rl_tensor *sn, rl_tensor **q_out, rl_tensor **k_out, rl_tensor **v_out) {
+    const rl_llama_config *c = &m->cfg;
+    const rl_llama_layer *L = &m->layers[l];
+    const int64_t B = x ? x->shape[0] : 0, T = x ? x->shape[1] : 0, H = c->n_head, Hkv = c->n_kv_head,
+                  hd = c->head_dim;
+    rl_tensor *h = rl_rmsnorm(ctx, x, L->in_norm, c->rms_eps);
+    rl_tensor *q = rl_reshape(ctx, rl_llama_linear(ctx, h, L->q_w, L->q_b), 4, (int64_t[]){B, T, H, hd});
+    rl_tensor *k = rl_reshape(ctx, rl_llama_linear(ctx, h, L->k_w, L->k_b), 4, (int64_t[]){B, T, Hkv, hd});
+    rl_tensor *v = rl_reshape(ctx, rl_llama_linear(ctx, h, L->v_w, L->v_b), 4, (int64_t[]){B, T, Hkv, hd});
+    if (c->qk_norm) {
+        q = rl_rmsnorm(ctx, q, L->q_norm, c->rms_eps);
+        k = rl_rmsnorm(ctx, k, L->k_norm, c->rms_eps);
+    }
+    *q_out = rl_rope(ctx, q, cs, sn);
+    *k_out = rl_rope(ctx, k, cs, sn);
+    *v_out = v;
+}
+
+/* The rest of layer l given the merged attention output a [B, T, H hd]:
+ * o_proj with its residual, then the gated MLP with its residual. */
+static rl_tensor *rl_llama_layer_finish(rl_ctx *ctx, const rl_llama *m, int64_t l, rl_tensor *x, rl_tensor *a) {
+    const rl_llama_layer *L = &m->layers[l];
+    x = rl_add(ctx, x, rl_llama_linear(ctx, a, L->o_w, L->o_b));
+    rl_tensor *h = rl_rmsnorm(ctx, x, L->post_norm, m->cfg.rms_eps);
+    rl_tensor *g = rl_silu(ctx, rl_llama_linear(ctx, h, L->gate_w, NULL));
+    rl_tensor *u = rl_llama_linear(ctx, h, L->up_w, NULL);
+    return rl_add(ctx, x, rl_llama_linear(ctx, rl_mul(ctx, g, u), L->down_w, NULL));
+}
+
+rl_tensor *rl_llama_hidden_kv(rl_ctx *ctx, const rl_llama *m, rl_tensor *ids, rl_llama_kv_fn fn, void *user) {
     if (!ids) return NULL;
     if (ids->ndim != 2) {
         rl_ctx_fail(ctx, RL_ERR_ARG, "llama: ids must be i32 [B, T]");
         return NULL;
     }
     const rl_llama_config *c = &m->cfg;
-    const int64_t B = ids->shape[0], T = ids->shape[1], H = c->n_head, Hkv = c->n_kv_head, hd = c->head_dim;
+    const int64_t B = ids->shape[0], T = ids->shape[1], H = c->n_head, hd = c->head_dim;
     rl_tensor *cs, *sn;
     if (rl_llama_rope_tables(ctx, m, B, T, NULL, &cs, &sn) != RL_OK) return NULL;
     static const int to_heads[4] = {0, 2, 1, 3}; /* [B, T, H, hd] <-> [B, H, T, hd] */
     rl_tensor *x = rl_embedding(ctx, m->embed, ids);
     for (int64_t l = 0; l < c->n_layer; l++) {
-        const rl_llama_layer *L = &m->layers[l];
-        rl_tensor *h = rl_rmsnorm(ctx, x, L->in_norm, c->rms_eps);
-        rl_tensor *q = rl_reshape(ctx, rl_llama_linear(ctx, h, L->q_w, L->q_b), 4, (int64_t[]){B, T, H, hd});
-        rl_tensor *k = rl_reshape(ctx, rl_llama_linear(ctx, h, L->k_w, L->k_b), 4, (int64_t[]){B, T, Hkv, hd});
-        rl_tensor *v = rl_reshape(ctx, rl_llama_linear(ctx, h, L->v_w, L->v_b), 4, (int64_t[]){B, T, Hkv, hd});
-        if (c->qk_norm) {
-            q = rl_rmsnorm(ctx, q, L->q_norm, c->rms_eps);
-            k = rl_rmsnorm(ctx, k, L->k_norm, c->rms_eps);
-        }
-        q = rl_permute(ctx, rl_rope(ctx, q, cs, sn), to_heads);
-        k = rl_permute(ctx, rl_rope(ctx, k, cs, sn), to_heads);
+        rl_tensor *q, *k, *v;
+        rl_llama_layer_qkv(ctx, m, l, x, cs, sn, &q, &k, &v);
+        q = rl_permute(ctx, q, to_heads);
+        k = rl_permute(ctx, k, to_heads);
         v = rl_permute(ctx, v, to_heads);
+        if (fn && k && v) fn(ctx, (int)l, k, v, user);
         rl_tensor *a = rl_permute(ctx, rl_attention(ctx, q, k, v, 0), to_heads);
-        a = rl_reshape(ctx, a, 3, (int64_t[]){B, T, H * hd});
-        x = rl_add(ctx, x, rl_llama_linear(ctx, a, L->o_w, L->o_b));
-        h = rl_rmsnorm(ctx, x, L->post_norm, c->rms_eps);
-        rl_tensor *g = rl_silu(ctx, rl_llama_linear(ctx, h, L->gate_w, NULL));
-        rl_tensor *u = rl_llama_linear(ctx, h, L->up_w, NULL);
-        x = rl_add(ctx, x, rl_llama_linear(ctx, rl_mul(ctx, g, u), L->down_w, NULL));
+        x = rl_llama_layer_finish(ctx, m, l, x, rl_reshape(ctx, a, 3, (int64_t[]){B, T, H * hd}));
     }
     return rl_rmsnorm(ctx, x, m->norm, c->rms_eps);
 }
 
+rl_tensor *rl_llama_hidden(rl_ctx *ctx, const rl_llama *m, rl_tensor *ids) {
+    return rl_llama_hidden_kv(ctx, m, ids, NULL, NULL);
+}
+
 rl_tensor *rl_llama_logits(rl_ctx *ctx, const rl_llama *m, rl_tensor *ids) {
     return rl_llama_linear(ctx, rl_llama_hidden(ctx, m, ids), m->lm_head, NULL);
+}
+
+/* ---- generation (the driver is models/generate.c) --------------------------------------- */
+
+static rl_tensor *rl_llama_gen_forward(rl_ctx *ctx, const void *model, rl_tensor *ids, rl_gen_kv_fn fn,
+                                       void *user) {
+    return rl_llama_hidden_kv(ctx, model, ids, fn, user);
+}
+
+static rl_tensor *rl_llama_gen_lm_head(rl_ctx *ctx, const void *model, rl_tensor *hidden) {
+    const rl_llama *m = model;
+    return rl_llama_linear(ctx, hidden, m->lm_head, NULL);
+}
+
+/* One token per row at its own position: the rotary angles are pos[b] *
+ * inv_freq, so the key stored in slot pos[b] is the one a full forward would
+ * compute there. With T = 1, [B, 1, Hkv, hd] is the cache's per-row head
+ * order, so k and v are copied head by head without a permute. */
+static rl_tensor *rl_llama_gen_step(rl_ctx *ctx, const void *model, const rl_gen_step *s) {
+    const rl_llama *m = model;
+    const rl_llama_config *c = &m->cfg;
+    const int64_t H = c->n_head, Hkv = c->n_kv_head, hd = c->head_dim;
+    rl_tensor *cs, *sn;
+    if (rl_llama_rope_tables(ctx, m, s->B, 1, s->pos, &cs, &sn) != RL_OK) return NULL;
+    rl_tensor *x = rl_embedding(ctx, m->embed, s->ids); /* [B, 1, C] */
+    for (int64_t l = 0; l < c->n_layer; l++) {
+        rl_tensor *q, *k, *v;
+        rl_llama_layer_qkv(ctx, m, l, x, cs, sn, &q, &k, &v);
+        if (!q || !k || !v) return NULL;
+        rl_gen_store_slot(ctx, s, (int)l, Hkv, hd, k, 0, v, 0, Hkv * hd);
+        x = rl_llama_layer_finish(ctx, m, l, x, rl_gen_attend(ctx, s, (int)l, q, H, Hkv, hd));
+    }
+    return rl_llama_linear(ctx, rl_rmsnorm(ctx, x, m->norm, c->rms_eps), m->lm_head, NULL);
+}
+
+rl_status rl_llama_generate(rl_ctx *ctx, const rl_llama *m, const int32_t *prompts, const int64_t *prompt_len,
+                            int64_t B, int64_t stride, const rl_gen_cfg *cfg, rl_rng *rng, rl_gen_out *out) {
+    rl_gen_family f = {.name = "llama generate", .ctx_name = "max_position_embeddings", .model = m,
+                       .forward = rl_llama_gen_forward, .lm_head = rl_llama_gen_lm_head, .step = rl_llama_gen_step};
+    if (m) {
+        f.dtype = m->dtype;
+        f.vocab = m->cfg.vocab, f.n_ctx = m->cfg.max_pos, f.hidden = m->cfg.hidden;
+        f.n_layer = m->cfg.n_layer, f.n_kv_head = m->cfg.n_kv_head, f.head_dim = m->cfg.head_dim;
+    }
+    return rl_gen_run(ctx, &f, prompts, prompt_len, B, stride, cfg, rng, out);
 }

@@ -50,6 +50,8 @@
 #include <stdint.h>
 
 #include "rl_engine.h"
+#include "rl_gpt2.h" /* rl_gen_cfg, rl_gen_out: generation is shared with GPT-2 */
+#include "rl_rng.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -144,6 +146,25 @@ rl_status rl_llama_rope_tables(rl_ctx *ctx, const rl_llama *m, int64_t B, int64_
 rl_tensor *rl_llama_hidden(rl_ctx *ctx, const rl_llama *m, rl_tensor *ids);
 /* logits [B, T, V] = hidden @ lm_head^T. */
 rl_tensor *rl_llama_logits(rl_ctx *ctx, const rl_llama *m, rl_tensor *ids);
+/* Receives layer `layer`'s keys and values [B, Hkv, T, hd] during a forward,
+ * keys after qwen3's k_norm and rotary: what attention reads (generation
+ * copies them into its cache). */
+typedef void (*rl_llama_kv_fn)(rl_ctx *ctx, int layer, rl_tensor *k, rl_tensor *v, void *user);
+/* rl_llama_hidden that also hands every layer's k and v to fn (NULL: none). */
+rl_tensor *rl_llama_hidden_kv(rl_ctx *ctx, const rl_llama *m, rl_tensor *ids, rl_llama_kv_fn fn, void *user);
+
+/* Batched generation with exactly rl_gpt2_generate's contract, config and
+ * output (models/rl_gpt2.h): right-padded rows each decoding at its own
+ * position, EOS / pad / max_new_tokens, greedy or sampled (temperature,
+ * top_k, top_p), logprobs under the unmodified logits, use_cache 0 for a
+ * full forward per token, and the context's arena RESET at the start,
+ * between tokens and at the end. The position limit n_ctx is
+ * cfg.max_pos (max_position_embeddings). The caches are [B, Hkv, cap, hd]
+ * per layer, keys stored after rotary (and qwen3's k_norm); a cached step
+ * applies rotary at each row's own position and attends with query head h
+ * reading kv head h / (H / Hkv), as HF repeat_kv. */
+rl_status rl_llama_generate(rl_ctx *ctx, const rl_llama *m, const int32_t *prompts, const int64_t *prompt_len,
+                            int64_t B, int64_t stride, const rl_gen_cfg *cfg, rl_rng *rng, rl_gen_out *out);
 
 #ifdef __cplusplus
 }
