@@ -411,6 +411,7 @@ rl_status rl_gen_run(rl_ctx *ctx, const rl_gen_family *f, const int32_t *prompts
                 lp[b * cap + p] = l1;
                 slp[b * cap + p] = l2;
                 ngen[b]++;
+                if (cfg->on_token) cfg->on_token(cfg->on_token_user, b, t); /* streaming (rlhf generate) */
                 if (t == cfg->eos_id || ngen[b] == cfg->max_new_tokens || g.cur[b] >= n_ctx) {
                     done[b] = 1;
                     n_done++;

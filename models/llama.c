@@ -88,6 +88,13 @@ static rl_status rl_llama_config_check(const rl_llama_config *c, const char *pat
         return rl_errf(err, n, RL_ERR_IO, "%s: the head size %lld must be even (rotary pairs its halves)", path,
                        (long long)c->head_dim);
     if (c->vocab > INT32_MAX) return rl_errf(err, n, RL_ERR_IO, "%s: vocab_size does not fit i32 ids", path);
+    /* config.json can only say this: qwen2 has q/k/v biases and none on
+     * o_proj; the other families' attention_bias puts one on all four */
+    if (c->family == RL_LLAMA_FAMILY_QWEN2 ? (!c->qkv_bias || c->o_bias) : c->qkv_bias != c->o_bias)
+        return rl_errf(err, n, RL_ERR_IO,
+                       "%s: %s attention with q/k/v biases %s and an o_proj bias %s cannot be written as config.json "
+                       "(qwen2: q/k/v only; the others: attention_bias sets all four)",
+                       path, rl_llama_family_name(c->family), c->qkv_bias ? "on" : "off", c->o_bias ? "on" : "off");
     if (!(c->rms_eps >= 0) || !(c->rope_theta > 0))
         return rl_errf(err, n, RL_ERR_IO, "%s: rms_norm_eps must be >= 0 and rope_theta > 0", path);
     return RL_OK;
@@ -197,6 +204,12 @@ rl_status rl_llama_config_preset(const char *name, rl_llama_config *cfg) {
         c.family = RL_LLAMA_FAMILY_LLAMA;
         c.vocab = 64, c.hidden = 32, c.n_layer = 2, c.n_head = 4, c.n_kv_head = 2, c.head_dim = 8;
         c.intermediate = 48, c.max_pos = 64, c.rms_eps = 1e-5;
+    } else if (strcmp(name, "llama-mini") == 0) {
+        /* the size of GPT-2's "mini" (0.8M parameters at V 264) for the main
+         * job on the Llama family: tied like SmolLM2, MLP width ~8/3 C */
+        c.family = RL_LLAMA_FAMILY_LLAMA;
+        c.vocab = 264, c.hidden = 128, c.n_layer = 4, c.n_head = 4, c.n_kv_head = 2, c.head_dim = 32;
+        c.intermediate = 352, c.max_pos = 256, c.rms_eps = 1e-5, c.tie = 1;
     } else if (strcmp(name, "smollm2-135m") == 0) {
         /* HuggingFaceTB/SmolLM2-135M config.json */
         c.family = RL_LLAMA_FAMILY_LLAMA;
@@ -564,6 +577,42 @@ rl_llama *rl_llama_load(rl_ctx *ctx, const char *dir, rl_dtype dtype, char *err,
     return m;
 }
 
+rl_status rl_llama_read_extra(rl_ctx *ctx, const char *dir, rl_tensor *const *dst, int n_dst, int *found, char *err,
+                              size_t n) {
+    rl_llama_files fs;
+    if (rl_llama_files_open(dir, &fs, err, n) != RL_OK) return RL_ERR_IO;
+    rl_status rs = RL_OK;
+    for (int i = 0; i < n_dst && rs == RL_OK; i++) {
+        rl_tensor *t = dst[i];
+        found[i] = 0;
+        const rl_st_tensor *st = NULL;
+        rl_st_file *f = NULL;
+        for (int k = 0; k < fs.n && !st; k++)
+            if ((st = rl_st_find(fs.files[k], t->name)) != NULL) f = fs.files[k];
+        if (!st) continue; /* a head the checkpoint lacks: the caller keeps its fresh one */
+        int64_t numel = 1;
+        for (int d = 0; d < st->ndim; d++) numel *= st->shape[d];
+        if (st->ndim != t->ndim || numel != t->numel || (st->ndim >= 1 && st->shape[st->ndim - 1] != t->shape[t->ndim - 1])) {
+            char dd[96];
+            rs = rl_errf(err, n, RL_ERR_IO, "%s: tensor \"%s\" has %d dims and %lld elements; this model needs %s",
+                         rl_st_path(f), t->name, st->ndim, (long long)numel, rl_tensor_describe(t, dd, sizeof dd));
+            break;
+        }
+        const size_t nb = rl_dtype_size(t->dtype) * (size_t)t->numel;
+        void *host = malloc(nb ? nb : 1);
+        if (!host) rs = rl_errf(err, n, RL_ERR_MEMORY, "%s: out of memory", t->name);
+        else if ((rs = t->dtype == RL_F64 ? rl_st_read_f64(f, t->name, host, (size_t)t->numel)
+                                          : rl_st_read_f32(f, t->name, host, (size_t)t->numel)) != RL_OK)
+            rl_errf(err, n, rs, "%s", rl_st_error(f));
+        else if ((rs = rl_tensor_write(ctx, t, host, nb)) != RL_OK)
+            rl_errf(err, n, rs, "%s: %s", t->name, rl_ctx_error(ctx));
+        free(host);
+        found[i] = rs == RL_OK;
+    }
+    rl_llama_files_close(&fs);
+    return rs;
+}
+
 /* ---- saving ---------------------------------------------------------------------------------- */
 
 static json_t *rl_llama_config_json(const rl_llama_config *c) {
@@ -600,6 +649,11 @@ static json_t *rl_llama_config_json(const rl_llama_config *c) {
 }
 
 rl_status rl_llama_save(rl_ctx *ctx, const rl_llama *m, const char *dir, char *err, size_t n) {
+    return rl_llama_save_with(ctx, m, NULL, 0, dir, err, n);
+}
+
+rl_status rl_llama_save_with(rl_ctx *ctx, const rl_llama *m, rl_tensor *const *extra, int n_extra, const char *dir,
+                             char *err, size_t n) {
     if (!rl_path_mkdirs(dir)) return rl_errf(err, n, RL_ERR_IO, "%s: cannot create the directory: %s", dir, strerror(errno));
     char path[4096];
     snprintf(path, sizeof path, "%s/config.json", dir);
@@ -624,6 +678,7 @@ rl_status rl_llama_save(rl_ctx *ctx, const rl_llama *m, const char *dir, char *e
     /* the weights as F32, in one buffer the writer points into */
     int64_t total = 0;
     for (int i = 0; i < m->n_tensors; i++) total += m->tensors[i]->numel;
+    for (int i = 0; i < n_extra; i++) total += extra[i]->numel;
     float *buf = malloc(sizeof(float) * (size_t)(total ? total : 1));
     rl_st_writer *w = rl_st_writer_new();
     if (!buf || !w) {
@@ -636,6 +691,12 @@ rl_status rl_llama_save(rl_ctx *ctx, const rl_llama *m, const char *dir, char *e
         const rl_tensor *t = m->tensors[i];
         for (int64_t e = 0; e < t->numel; e++) buf[off + e] = (float)rl_tensor_get(ctx, t, e);
         rl_st_writer_add(w, m->names[i], RL_ST_F32, t->ndim, t->shape, buf + off, sizeof(float) * (size_t)t->numel);
+        off += t->numel;
+    }
+    for (int i = 0; i < n_extra; i++) {
+        const rl_tensor *t = extra[i];
+        for (int64_t e = 0; e < t->numel; e++) buf[off + e] = (float)rl_tensor_get(ctx, t, e);
+        rl_st_writer_add(w, t->name, RL_ST_F32, t->ndim, t->shape, buf + off, sizeof(float) * (size_t)t->numel);
         off += t->numel;
     }
     snprintf(path, sizeof path, "%s/model.safetensors", dir);

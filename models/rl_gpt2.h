@@ -218,6 +218,10 @@ typedef struct rl_gen_cfg {
     int32_t eos_id;         /* a row stops after emitting it; < 0: no EOS */
     int32_t pad_id;         /* fills rows after their end; in [0, V) */
     int use_cache;          /* 1: KV cache (default); 0: a full forward per token */
+    /* Called with each token as it is chosen (row b, in the order of
+     * generation), for streaming; NULL: not called. */
+    void (*on_token)(void *user, int64_t row, int32_t token);
+    void *on_token_user;
 } rl_gen_cfg;
 
 /* max_new_tokens 32, sampling at temperature 1 with no top-k / top-p (the

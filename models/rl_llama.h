@@ -93,7 +93,9 @@ typedef struct rl_llama_config {
  * that is missing or not a positive integer, heads that do not divide). */
 rl_status rl_llama_config_load(const char *path, rl_llama_config *cfg, char *err, size_t errlen);
 /* Shapes without weights: "llama-tiny" (tests: V 64, C 32, 2 layers, 4
- * heads, 2 kv heads, intermediate 48, untied), "smollm2-135m" and
+ * heads, 2 kv heads, intermediate 48, untied), "llama-mini" (V 264, C 128,
+ * 4 layers, 4 heads, 2 kv heads, intermediate 352, tied: the size of GPT-2's
+ * "mini", for the main job on this family), "smollm2-135m" and
  * "qwen2.5-0.5b" (their published config.json values, for benchmarks).
  * RL_ERR_ARG for an unknown name. */
 rl_status rl_llama_config_preset(const char *name, rl_llama_config *cfg);
@@ -136,6 +138,16 @@ rl_llama *rl_llama_load(rl_ctx *ctx, const char *dir, rl_dtype dtype, char *err,
  * names transformers' save_pretrained uses (no lm_head.weight when tied),
  * each atomically. */
 rl_status rl_llama_save(rl_ctx *ctx, const rl_llama *m, const char *dir, char *err, size_t errlen);
+/* rl_llama_save with more tensors in model.safetensors, each under its own
+ * name (rl_tensor.name): the score or value head of models/rl_model.h. */
+rl_status rl_llama_save_with(rl_ctx *ctx, const rl_llama *m, rl_tensor *const *extra, int n_extra, const char *dir,
+                             char *err, size_t errlen);
+/* Reads the tensors DIR's weight files hold under dst[i]->name into dst[i]
+ * (converted to its dtype), found[i] = 1; a name no file holds leaves dst[i]
+ * as it is, found[i] = 0. A shape that differs is an error naming the file
+ * and the tensor. */
+rl_status rl_llama_read_extra(rl_ctx *ctx, const char *dir, rl_tensor *const *dst, int n_dst, int *found, char *err,
+                              size_t errlen);
 void rl_llama_free(rl_ctx *ctx, rl_llama *m);
 
 /* cos and sin tables [B, T, hd/2] for positions pos[b * T + t] (NULL:
