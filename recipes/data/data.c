@@ -17,6 +17,7 @@
 #include <sys/stat.h>
 #include <zlib.h>
 
+#include "rl_chat_template.h"
 #include "rl_rng.h"
 
 /* ---- small helpers ------------------------------------------------------------- */
@@ -548,6 +549,52 @@ static int rl_pool_reserve(rl_tokdata *td, int64_t extra) {
     return 1;
 }
 
+/* The prompt as chat messages rendered through t with the generation prompt;
+ * malloc'ed, or NULL with the template's message in err. An HH transcript
+ * ("\n\nHuman: a\n\nAssistant: b\n\nHuman: c\n\nAssistant:") becomes its
+ * turns (user a, assistant b, user c), each trimmed; text before the first
+ * turn marker, or any other format's prompt, is one user turn. */
+static char *rl_render_chat(const struct rl_chat_template *t, const char *prompt, int hh, char *err, size_t errlen) {
+    static const char human[] = "\n\nHuman:", assistant[] = "\n\nAssistant:";
+    size_t n_max = 1;
+    for (const char *p = prompt; hh && (p = strstr(p, "\n\n")); p += 2) n_max++;
+    rl_chat_message *msgs = calloc(n_max, sizeof *msgs);
+    char **texts = calloc(n_max, sizeof *texts);
+    char *out = NULL;
+    int n = 0;
+    if (!msgs || !texts) goto done;
+    const char *p = prompt, *role = "user";
+    if (hh && strncmp(p, human, sizeof human - 1) == 0) p += sizeof human - 1;
+    while (*p) {
+        /* this turn runs to the next marker */
+        const char *nh = hh ? strstr(p, human) : NULL, *na = hh ? strstr(p, assistant) : NULL;
+        const char *end = nh && (!na || nh < na) ? nh : na ? na : p + strlen(p);
+        const char *a = p, *b = end;
+        while (a < b && strchr(" \t\r\n", *a)) a++;
+        while (b > a && strchr(" \t\r\n", b[-1])) b--;
+        if (b > a || *end) {
+            if (!(texts[n] = malloc((size_t)(b - a) + 1))) goto done;
+            memcpy(texts[n], a, (size_t)(b - a));
+            texts[n][b - a] = 0;
+            msgs[n] = (rl_chat_message){role, texts[n]};
+            n++;
+        }
+        if (!*end) break;
+        role = end == nh ? "user" : "assistant";
+        p = end + (end == nh ? sizeof human - 1 : sizeof assistant - 1);
+    }
+    /* the transcript ends on "Assistant:": that turn is the one to generate */
+    if (n > 0 && !strcmp(msgs[n - 1].role, "assistant") && !msgs[n - 1].content[0]) n--;
+    if (n == 0) msgs[n++] = (rl_chat_message){"user", ""};
+    size_t len;
+    if (rl_chat_template_render(t, msgs, n, true, &out, &len, err, errlen) != RL_OK) out = NULL;
+done:
+    for (size_t i = 0; texts && i < n_max; i++) free(texts[i]);
+    free(texts), free(msgs);
+    if (!out && err && !err[0]) snprintf(err, errlen, "out of memory");
+    return out;
+}
+
 /* tmpl with every "{prompt}" replaced by prompt; malloc'ed. */
 static char *rl_render(const char *tmpl, const char *prompt) {
     static const char key[] = "{prompt}";
@@ -660,13 +707,21 @@ rl_tokdata *rl_tokdata_new(const rl_dataset *ds, rl_tokenizer *tok, rl_rows_kind
     td->rows = calloc((size_t)(ds->n * td->nrow + 1), sizeof *td->rows);
     if (!td->rows) goto oom;
     int64_t max_prompt = opts->max_prompt ? opts->max_prompt : opts->T;
+    char chat_err[512] = "";
     for (int64_t i = 0; i < ds->n; i++) {
         const rl_record *rec = &ds->rec[i];
-        char *text = rl_render(tmpl, rec->prompt);
+        char *text = opts->chat ? rl_render_chat(opts->chat, rec->prompt, ds->format == RL_DATA_HH, chat_err,
+                                                 sizeof chat_err)
+                                : rl_render(tmpl, rec->prompt);
+        if (!text && opts->chat) {
+            rl_errf(err, errlen, RL_ERR_ARG, "%s:%" PRId64 ": chat template: %s", ds->path, rec->line, chat_err);
+            rl_tokdata_free(td);
+            return NULL;
+        }
         if (!text) goto oom;
         int32_t *pids = NULL;
         int64_t P = 0;
-        rl_status s = rl_tokenizer_encode(tok, text, strlen(text), &pids, &P);
+        rl_status s = rl_tokenizer_encode_ex(tok, text, strlen(text), opts->chat ? RL_TOKENIZE_SPECIAL : 0, &pids, &P);
         free(text);
         if (s != RL_OK) {
             rl_errf(err, errlen, RL_ERR_ARG, "%s:%" PRId64 ": prompt: %s", ds->path, rec->line, rl_tokenizer_error(tok));
@@ -689,6 +744,7 @@ rl_tokdata *rl_tokdata_new(const rl_dataset *ds, rl_tokenizer *tok, rl_rows_kind
             int64_t R = 0;
             if (kind != RL_ROWS_PROMPTS) {
                 const char *resp = rec->response[which];
+                if (opts->chat) resp += strspn(resp, " \t\r\n"); /* the template puts the turn's own separator */
                 if (rl_tokenizer_encode(tok, resp, strlen(resp), &rids, &R) != RL_OK) {
                     rl_errf(err, errlen, RL_ERR_ARG, "%s:%" PRId64 ": response: %s", ds->path, rec->line,
                                 rl_tokenizer_error(tok));

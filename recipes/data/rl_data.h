@@ -191,6 +191,15 @@ typedef struct rl_tok_opts {
     const char *tmpl;       /* prompt template with "{prompt}"; NULL: the format's default */
     int64_t max_prompt;     /* PROMPTS rows: keep at most this many (the last); 0: T */
     int pad_to_longest;     /* 1: a batch is as wide as its longest row, not T */
+    /* A chat template (models/rl_chat_template.h), or NULL. When set, tmpl is
+     * not used: the prompt becomes messages (an HH transcript's "Human:" /
+     * "Assistant:" turns, each trimmed, as user / assistant; any other
+     * format's prompt as one user turn), rendered with the generation prompt
+     * and encoded with its special tokens; the response follows as plain
+     * text, stripped of leading whitespace, then EOS (which for a chat model
+     * is its end-of-turn token, e.g. <|im_end|>, <|eot_id|>), as TRL's
+     * trainers split apply_chat_template's output into prompt and completion. */
+    const struct rl_chat_template *chat;
 } rl_tok_opts;
 
 /* T, the default template, max_prompt 0, fixed width. */
