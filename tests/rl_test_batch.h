@@ -6,7 +6,7 @@
 #define RL_TEST_BATCH_H
 
 #include "rl_rng.h"
-#include "rl_gpt2.h"
+#include "rl_model.h"
 
 /* A token batch: ids from a seeded stream (< 64), rows of the given lengths
  * (right padding), the response starting at resp[b]. */
@@ -46,10 +46,10 @@ static inline void rl_test_batch_free(rl_ctx *ctx, rl_test_batch *b) {
 }
 
 /* A fresh tiny GPT-2 in f64 (gradient checks), seeded. */
-static inline rl_gpt2 *rl_test_tiny_gpt2(rl_ctx *ctx, rl_gpt2_kind kind, uint64_t seed) {
-    rl_gpt2_config cfg;
-    assert_int_equal(rl_gpt2_config_preset("tiny", &cfg), RL_OK);
-    rl_gpt2 *m = rl_gpt2_new(ctx, &cfg, kind, RL_F64, seed);
+static inline rl_model *rl_test_tiny_gpt2(rl_ctx *ctx, rl_model_head kind, uint64_t seed) {
+    rl_model_config cfg;
+    assert_int_equal(rl_model_config_preset("tiny", &cfg), RL_OK);
+    rl_model *m = rl_model_new(ctx, &cfg, kind, RL_F64, seed);
     assert_non_null(m);
     return m;
 }

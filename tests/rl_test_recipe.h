@@ -39,7 +39,7 @@ static inline rl_recipe *rl_test_parse(const char *src) { return rl_recipe_parse
 /* Compiles r in dtype dt with GPT-2's model functions (default generation
  * stream) and, when ffi, the libffi bridge for externs; NULL when it fails. */
 static inline rl_recipe_program *rl_test_compile(rl_recipe *r, rl_dtype dt, bool ffi) {
-    rl_recipe_opts o = rl_recipe_opts_gpt2(NULL);
+    rl_recipe_opts o = rl_recipe_opts_models(NULL);
     if (!ffi) o.externs = NULL;
     o.dtype = dt;
     return rl_recipe_compile(r, g_ctx, &o);
@@ -81,8 +81,8 @@ static inline rl_recipe *rl_test_load_builtin(const char *name, const char *cons
 
 /* The generation stream of the programs rl_test_compile_clean makes: one
  * per suite, re-seeded at each compile (it must outlive the program). */
-static inline rl_recipe_gpt2_env *rl_test_gen_env(void) {
-    static rl_recipe_gpt2_env env;
+static inline rl_recipe_model_env *rl_test_gen_env(void) {
+    static rl_recipe_model_env env;
     return &env;
 }
 
@@ -90,8 +90,8 @@ static inline rl_recipe_gpt2_env *rl_test_gen_env(void) {
  * seeded gen_seed; fails the test with the diagnostics when r does not
  * compile, or when it warns. */
 static inline rl_recipe_program *rl_test_compile_clean(rl_recipe *r, uint64_t gen_seed) {
-    rl_recipe_gpt2_env_init(rl_test_gen_env(), gen_seed);
-    rl_recipe_opts o = rl_recipe_opts_gpt2(rl_test_gen_env());
+    rl_recipe_model_env_init(rl_test_gen_env(), gen_seed);
+    rl_recipe_opts o = rl_recipe_opts_models(rl_test_gen_env());
     o.dtype = RL_F64;
     rl_recipe_program *p = rl_recipe_compile(r, g_ctx, &o);
     if (!p || rl_recipe_n_warnings(r)) {

@@ -4,7 +4,7 @@
  * Every expected number is computed here in plain C doubles from the formulas
  * as the public code writes them (TRL's ORPOTrainer, SimPO's simpo_trainer.py),
  * with the per-token log-probabilities read back from the tiny GPT-2
- * (rl_gpt2_token_logprobs) and the NLL cross-checked against rl_gpt2_sft_loss;
+ * (rl_model_token_logprobs) and the NLL cross-checked against rl_model_sft_loss;
  * log odds are taken directly as log(P / (1 - P)), not in the recipe's
  * log1p form. Also: the defaults and their --set overrides, the gradient
  * check of each recipe and its switches, and the batch-split report.
@@ -17,7 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "rl_gpt2.h"
+#include "rl_model.h"
 #include "rl_recipe.h"
 #include "rl_recipe_bind.h"
 #include "rl_recipe_gradcheck.h"
@@ -50,16 +50,16 @@ static void make_same(rl_test_batch *w, rl_test_batch *l, uint64_t seed) {
 
 static void free_pairs(rl_test_batch *w, rl_test_batch *l) { rl_test_batch_free(g_ctx, w), rl_test_batch_free(g_ctx, l); }
 
-static void bind_pairs(rl_recipe_program *p, rl_gpt2 *pol, rl_test_batch *w, rl_test_batch *l) {
+static void bind_pairs(rl_recipe_program *p, rl_model *pol, rl_test_batch *w, rl_test_batch *l) {
     assert_int_equal(rl_recipe_bind_model(p, "policy", pol), RL_OK);
     assert_int_equal(rl_recipe_bind_tokens(p, "chosen", w->ids, w->mask, w->attn), RL_OK);
     assert_int_equal(rl_recipe_bind_tokens(p, "rejected", l->ids, l->mask, l->attn), RL_OK);
 }
 
 /* log pi(ids[t] | ids[<t]) [B, T] with gradients off: 0 at t = 0 and on padding. */
-static void logprobs(rl_gpt2 *m, rl_test_batch *b, double *out) {
+static void logprobs(rl_model *m, rl_test_batch *b, double *out) {
     int was = rl_ctx_set_grad(g_ctx, 0);
-    rl_tensor *t = rl_gpt2_token_logprobs(g_ctx, m, b->ids, b->attn);
+    rl_tensor *t = rl_model_token_logprobs(g_ctx, m, b->ids, b->attn);
     assert_non_null(t);
     for (int64_t i = 0; i < t->numel; i++) out[i] = rl_test_get(t, i);
     rl_ctx_set_grad(g_ctx, was);
@@ -75,14 +75,14 @@ static void seq_means(const rl_test_batch *b, const double *lp, double *m) {
     }
 }
 
-/* rl_gpt2_sft_loss over a host mask (an independent NLL). */
-static double sft_loss(rl_gpt2 *m, rl_test_batch *b, const int32_t *hmask) {
+/* rl_model_sft_loss over a host mask (an independent NLL). */
+static double sft_loss(rl_model *m, rl_test_batch *b, const int32_t *hmask) {
     int64_t shape[2] = {b->B, b->T};
     rl_tensor *mk = rl_tensor_new(g_ctx, RL_I32, 2, shape, "loss_mask");
     assert_non_null(mk);
     assert_int_equal(rl_tensor_write(g_ctx, mk, hmask, sizeof(int32_t) * (size_t)(b->B * b->T)), RL_OK);
     int was = rl_ctx_set_grad(g_ctx, 0);
-    rl_tensor *t = rl_gpt2_sft_loss(g_ctx, m, b->ids, mk);
+    rl_tensor *t = rl_model_sft_loss(g_ctx, m, b->ids, mk);
     assert_non_null(t);
     double v = rl_test_get(t, 0);
     rl_ctx_set_grad(g_ctx, was);
@@ -103,7 +103,7 @@ typedef struct orpo_hand {
         log_odds_ratio, log_odds_chosen;
 } orpo_hand;
 
-static void orpo_by_hand(rl_gpt2 *pol, rl_test_batch *w, rl_test_batch *l, double lam, int nll_prompt, orpo_hand *o) {
+static void orpo_by_hand(rl_model *pol, rl_test_batch *w, rl_test_batch *l, double lam, int nll_prompt, orpo_hand *o) {
     const int64_t B = w->B, T = w->T;
     double lpw[96], lpl[96], mw[16], ml[16];
     logprobs(pol, w, lpw), logprobs(pol, l, lpl);
@@ -152,7 +152,7 @@ static void assert_orpo(const rl_recipe_program *p, const orpo_hand *o, const ch
 
 static void test_orpo_by_hand(void **state) {
     (void)state;
-    rl_gpt2 *pol = rl_test_tiny_gpt2(g_ctx, RL_GPT2_LM, 3);
+    rl_model *pol = rl_test_tiny_gpt2(g_ctx, RL_HEAD_LM, 3);
     rl_test_batch w, l;
     make_pairs(&w, &l, 41);
     for (int np = 1; np >= 0; np--) {
@@ -165,8 +165,8 @@ static void test_orpo_by_hand(void **state) {
         assert_orpo(p, &o, np ? "nll over prompt + response (TRL)" : "nll over the response");
         assert_true(o.accuracy <= 0.75); /* row 3 is a tie */
         /* the NLL agrees with the model's own SFT loss under the same mask
-         * (rl_gpt2_sft_loss skips t = 0 itself) */
-        rl_test_assert_close(o.nll, sft_loss(pol, &w, np ? w.hattn : w.hmask), 1e-12, "nll = rl_gpt2_sft_loss");
+         * (rl_model_sft_loss skips t = 0 itself) */
+        rl_test_assert_close(o.nll, sft_loss(pol, &w, np ? w.hattn : w.hmask), 1e-12, "nll = rl_model_sft_loss");
         rl_test_free_program(p, r);
     }
     /* lam from --set */
@@ -179,14 +179,14 @@ static void test_orpo_by_hand(void **state) {
     assert_orpo(p, &o, "lam 0.5");
     rl_test_free_program(p, r);
     free_pairs(&w, &l);
-    rl_gpt2_free(g_ctx, pol);
+    rl_model_free(g_ctx, pol);
 }
 
 /* Rejected = chosen: h = 0 in every row, so loss = nll + lam log 2, with no
  * log-prob needed for the odds-ratio term. */
 static void test_orpo_tie_closed_form(void **state) {
     (void)state;
-    rl_gpt2 *pol = rl_test_tiny_gpt2(g_ctx, RL_GPT2_LM, 4);
+    rl_model *pol = rl_test_tiny_gpt2(g_ctx, RL_HEAD_LM, 4);
     rl_test_batch w, l;
     make_same(&w, &l, 51);
     rl_recipe *r;
@@ -200,14 +200,14 @@ static void test_orpo_tie_closed_form(void **state) {
     rl_test_assert_close(rl_test_metric(p, "accuracy"), 0, 0, "ties are not wins");
     rl_test_free_program(p, r);
     free_pairs(&w, &l);
-    rl_gpt2_free(g_ctx, pol);
+    rl_model_free(g_ctx, pol);
 }
 
 /* ---- SimPO ---------------------------------------------------------------------------- */
 
 static void test_simpo_by_hand(void **state) {
     (void)state;
-    rl_gpt2 *pol = rl_test_tiny_gpt2(g_ctx, RL_GPT2_LM, 5);
+    rl_model *pol = rl_test_tiny_gpt2(g_ctx, RL_HEAD_LM, 5);
     rl_test_batch w, l;
     make_pairs(&w, &l, 61);
     double lpw[96], lpl[96], mw[16], ml[16];
@@ -250,14 +250,14 @@ static void test_simpo_by_hand(void **state) {
         rl_test_free_program(p, r);
     }
     free_pairs(&w, &l);
-    rl_gpt2_free(g_ctx, pol);
+    rl_model_free(g_ctx, pol);
 }
 
 /* Rejected = chosen: z = -gamma in every row, so the loss is
  * -(1 - eps) logsig(-gamma) - eps logsig(gamma) whatever the model. */
 static void test_simpo_tie_closed_form(void **state) {
     (void)state;
-    rl_gpt2 *pol = rl_test_tiny_gpt2(g_ctx, RL_GPT2_LM, 6);
+    rl_model *pol = rl_test_tiny_gpt2(g_ctx, RL_HEAD_LM, 6);
     rl_test_batch w, l;
     make_same(&w, &l, 71);
     for (int k = 0; k < 2; k++) {
@@ -271,7 +271,7 @@ static void test_simpo_tie_closed_form(void **state) {
         rl_test_free_program(p, r);
     }
     free_pairs(&w, &l);
-    rl_gpt2_free(g_ctx, pol);
+    rl_model_free(g_ctx, pol);
 }
 
 /* ---- defaults --------------------------------------------------------------------------- */
@@ -333,9 +333,9 @@ static void test_defaults(void **state) {
 /* ---- gradient checks -------------------------------------------------------------------- */
 
 static int lm_tensors(void) {
-    rl_gpt2 *m = rl_test_tiny_gpt2(g_ctx, RL_GPT2_LM, 1);
-    int n = rl_gpt2_n_tensors(m);
-    rl_gpt2_free(g_ctx, m);
+    rl_model *m = rl_test_tiny_gpt2(g_ctx, RL_HEAD_LM, 1);
+    int n = m->n_tensors;
+    rl_model_free(g_ctx, m);
     return n;
 }
 
@@ -346,7 +346,7 @@ static int lm_tensors(void) {
  * loss = mean(label lam_d (1 - sig(beta (h - z0))) + (1 - label) lam_u (1 - sig(beta (z0 - h)))). */
 static void test_kto_by_hand(void **state) {
     (void)state;
-    rl_gpt2 *pol = rl_test_tiny_gpt2(g_ctx, RL_GPT2_LM, 11), *ref = rl_test_tiny_gpt2(g_ctx, RL_GPT2_LM, 12);
+    rl_model *pol = rl_test_tiny_gpt2(g_ctx, RL_HEAD_LM, 11), *ref = rl_test_tiny_gpt2(g_ctx, RL_HEAD_LM, 12);
     rl_test_batch s, k;
     make_pairs(&s, &k, 71);
     double lps[96], lrs[96], lpk[96], lrk[96];
@@ -403,7 +403,7 @@ static void test_kto_by_hand(void **state) {
     assert_true(clamped > 0 && unclamped > 0);
     rl_tensor_free(g_ctx, lab);
     free_pairs(&s, &k);
-    rl_gpt2_free(g_ctx, pol), rl_gpt2_free(g_ctx, ref);
+    rl_model_free(g_ctx, pol), rl_model_free(g_ctx, ref);
 }
 
 /* `rlhf gradcheck NAME [--set ...]` in-process: every tensor of the policy

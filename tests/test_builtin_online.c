@@ -4,7 +4,7 @@
  * The by-hand tests run a recipe's rollout with tiny f64 GPT-2 models, read
  * the generated batch out of the program, read each model's per-token
  * log-probabilities and end scores back from the models themselves
- * (rl_gpt2_token_logprobs, rl_gpt2_end_score; checked against the program's
+ * (rl_model_token_logprobs, rl_model_end_score; checked against the program's
  * values), and recompute every reward, advantage, loss and metric in plain C
  * doubles from the formulas: group statistics by direct sums over each
  * prompt's rows, returns as direct sums over each row's response tokens.
@@ -24,7 +24,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "rl_gpt2.h"
+#include "rl_model.h"
 #include "rl_rng.h"
 #include "recipe_int.h"
 #include "rl_recipe.h"
@@ -60,17 +60,17 @@ static double loss0(const rl_recipe_program *p) {
 
 /* A tiny f64 GPT-2 with 9 positions: generation stops at n_ctx, so a row's
  * response length is min(max_new, 9 - its prompt length). */
-static rl_gpt2 *tiny(rl_gpt2_kind kind, uint64_t seed) {
-    rl_gpt2_config cfg;
-    assert_int_equal(rl_gpt2_config_preset("tiny", &cfg), RL_OK);
-    cfg.n_ctx = 9;
-    rl_gpt2 *m = rl_gpt2_new(g_ctx, &cfg, kind, RL_F64, seed);
+static rl_model *tiny(rl_model_head kind, uint64_t seed) {
+    rl_model_config cfg;
+    assert_int_equal(rl_model_config_preset("tiny", &cfg), RL_OK);
+    rl_model_config_set_ctx(&cfg, 9);
+    rl_model *m = rl_model_new(g_ctx, &cfg, kind, RL_F64, seed);
     assert_non_null(m);
     return m;
 }
 
 /* Adds N(0, sigma) to every weight (a policy after some training). */
-static void perturb(rl_gpt2 *m, double sigma, uint64_t seed) {
+static void perturb(rl_model *m, double sigma, uint64_t seed) {
     rl_rng rng;
     rl_rng_seed(&rng, seed);
     for (int k = 0; k < m->n_tensors; k++)
@@ -80,22 +80,22 @@ static void perturb(rl_gpt2 *m, double sigma, uint64_t seed) {
 
 /* Sets every weight of the score head to 0: every sequence scores 0 (the
  * head has no bias), so every group's rewards are equal. */
-static void zero_scores(rl_gpt2 *rm) {
+static void zero_scores(rl_model *rm) {
     for (int64_t k = 0; k < rm->score_w->numel; k++) rl_tensor_set(g_ctx, rm->score_w, k, 0);
 }
 
 typedef struct models {
-    rl_gpt2 *pol, *ref, *rm;
+    rl_model *pol, *ref, *rm;
 } models;
 
 static void models_new(models *m, uint64_t seed) {
-    m->pol = tiny(RL_GPT2_LM, seed);
-    m->ref = tiny(RL_GPT2_LM, seed + 1);
-    m->rm = tiny(RL_GPT2_SCORE, seed + 2);
+    m->pol = tiny(RL_HEAD_LM, seed);
+    m->ref = tiny(RL_HEAD_LM, seed + 1);
+    m->rm = tiny(RL_HEAD_SCORE, seed + 2);
 }
 
 static void models_free(models *m) {
-    rl_gpt2_free(g_ctx, m->pol), rl_gpt2_free(g_ctx, m->ref), rl_gpt2_free(g_ctx, m->rm);
+    rl_model_free(g_ctx, m->pol), rl_model_free(g_ctx, m->ref), rl_model_free(g_ctx, m->rm);
 }
 
 /* The prompt batch: 3 prompts of 7, 4 and 3 tokens (T = 7); its mask is unused. */
@@ -114,9 +114,9 @@ static void bind_all(rl_recipe_program *p, const models *m, bool ref, rl_test_ba
 /* A model output [rows, T] or [rows] read to the host with gradients off. */
 typedef enum { OUT_LOGPROBS, OUT_END_SCORE } out_kind;
 
-static void model_out(rl_gpt2 *m, out_kind k, rl_tensor *ids, rl_tensor *attn, double *out) {
+static void model_out(rl_model *m, out_kind k, rl_tensor *ids, rl_tensor *attn, double *out) {
     int was = rl_ctx_set_grad(g_ctx, 0);
-    rl_tensor *t = k == OUT_LOGPROBS ? rl_gpt2_token_logprobs(g_ctx, m, ids, attn) : rl_gpt2_end_score(g_ctx, m, ids, attn);
+    rl_tensor *t = k == OUT_LOGPROBS ? rl_model_token_logprobs(g_ctx, m, ids, attn) : rl_model_end_score(g_ctx, m, ids, attn);
     assert_non_null(t);
     for (int64_t i = 0; i < t->numel; i++) out[i] = rl_test_get(t, i);
     rl_ctx_set_grad(g_ctx, was);
@@ -133,7 +133,7 @@ typedef struct roll {
 /* Reads token batch `name` out of the program and the models' outputs on it:
  * lp_old from the policy, lp_ref from ref (NULL: lp_old, no KL), the end
  * scores from rm. */
-static void read_roll(const rl_recipe_program *p, const char *name, rl_gpt2 *pol, rl_gpt2 *ref, rl_gpt2 *rm,
+static void read_roll(const rl_recipe_program *p, const char *name, rl_model *pol, rl_model *ref, rl_model *rm,
                       roll *g) {
     rl_recipe_tokens tk = rl_test_tokens_of(p, name);
     g->R = tk.ids->shape[0], g->T = tk.ids->shape[1];
@@ -155,7 +155,7 @@ static void read_roll(const rl_recipe_program *p, const char *name, rl_gpt2 *pol
 }
 
 /* The policy's per-token log-probs on the batch now (after perturb). */
-static void logprobs_now(rl_gpt2 *pol, const roll *g, double *lp) {
+static void logprobs_now(rl_model *pol, const roll *g, double *lp) {
     model_out(pol, OUT_LOGPROBS, g->tids, g->tattn, lp);
 }
 
@@ -299,7 +299,7 @@ static void grpo_case(const char *agg, const char *scale, const char *kl_in, dou
      * group has zero std and zero advantages; with the KL in the reward the
      * rewards differ again */
     if (in_loss) {
-        rl_gpt2 *flat = tiny(RL_GPT2_SCORE, 99);
+        rl_model *flat = tiny(RL_HEAD_SCORE, 99);
         zero_scores(flat);
         assert_int_equal(rl_recipe_bind_model(p, "reward_model", flat), RL_OK);
         assert_int_equal(rl_recipe_run_rollout(p, g_ctx), RL_OK);
@@ -307,7 +307,7 @@ static void grpo_case(const char *agg, const char *scale, const char *kl_in, dou
         assert_int_equal(rl_recipe_run_loss(p, g_ctx, -1, -1), RL_OK);
         rl_test_assert_close(rl_test_metric(p, "frac_reward_zero_std"), 1, 0, "every group has equal rewards");
         rl_ctx_reset(g_ctx);
-        rl_gpt2_free(g_ctx, flat);
+        rl_model_free(g_ctx, flat);
     }
     rl_test_free_program(p, r);
     rl_test_batch_free(g_ctx, &pr);
@@ -392,7 +392,7 @@ static void test_dapo_by_hand(void **state) {
     /* dynamic sampling is not done: with scores of 0 each group's rewards are
      * its (equal) length penalties, every group would be dropped, and the
      * recipe logs that fraction */
-    rl_gpt2 *flat = tiny(RL_GPT2_SCORE, 98);
+    rl_model *flat = tiny(RL_HEAD_SCORE, 98);
     zero_scores(flat);
     assert_int_equal(rl_recipe_bind_model(p, "reward_model", flat), RL_OK);
     assert_int_equal(rl_recipe_run_rollout(p, g_ctx), RL_OK);
@@ -400,7 +400,7 @@ static void test_dapo_by_hand(void **state) {
     rl_test_assert_close(rl_test_metric(p, "frac_reward_zero_std"), 1, 0, "every group would be dropped");
     for (int64_t b = 0; b < R; b++) rl_test_assert_close(rl_test_value(p, "adv", b), 0, 0, "no signal");
     rl_ctx_reset(g_ctx);
-    rl_gpt2_free(g_ctx, flat);
+    rl_model_free(g_ctx, flat);
     rl_test_free_program(p, r);
     rl_test_batch_free(g_ctx, &pr);
     models_free(&m);
@@ -576,7 +576,7 @@ static void remax_case(double beta) {
      * argmax of the policy's logits at the position before it */
     {
         int was = rl_ctx_set_grad(g_ctx, 0);
-        rl_tensor *lg = rl_gpt2_logits(g_ctx, m.pol, gr.tids, NULL);
+        rl_tensor *lg = rl_model_logits(g_ctx, m.pol, gr.tids);
         const int64_t V = lg->shape[2];
         for (int64_t i = 0; i < gr.R * gr.T; i++) {
             if (!gr.mask[i]) continue;
@@ -830,7 +830,7 @@ static void test_generate_groups(void **state) {
     const char *src = "recipe n : online\ninput prompts : tokens\nhyper G = 3\nmodel policy : lm trainable\n"
                       "rollout {\n  seq = generate(policy, prompts, n = G, max_new = 2)\n}\n"
                       "loss = -masked_mean(token_logprobs(policy, seq), seq.mask)\n";
-    rl_gpt2 *pol = tiny(RL_GPT2_LM, 5);
+    rl_model *pol = tiny(RL_HEAD_LM, 5);
     rl_test_batch pr;
     rl_test_batch_make(g_ctx, &pr, 2, 4, (int[]){4, 2}, (int[]){4, 2}, 8);
     const int64_t groups[3] = {3, 4, 1};
@@ -871,7 +871,7 @@ static void test_generate_groups(void **state) {
         rl_recipe_free(r);
     }
     rl_test_batch_free(g_ctx, &pr);
-    rl_gpt2_free(g_ctx, pol);
+    rl_model_free(g_ctx, pol);
 }
 
 /* ---- gradient checks and the batch-split report ------------------------------------------- */
@@ -889,9 +889,9 @@ static void check_and_split(const char *name, const char *const *sets, int want_
     o.splits = 1;
     rl_recipe_gc_result res;
     rl_test_gradcheck_must_pass(r, &o, &res, name);
-    rl_gpt2 *lm = tiny(RL_GPT2_LM, 1);
+    rl_model *lm = tiny(RL_HEAD_LM, 1);
     assert_int_equal(res.n_tensors, lm->n_tensors);
-    rl_gpt2_free(g_ctx, lm);
+    rl_model_free(g_ctx, lm);
     assert_true(res.max_rel < 1e-4);
     assert_int_equal(res.n_splits, 2);
     if (res.n_split_dependent != want_dependent)

@@ -3,8 +3,8 @@
  * docs/objectives.md, and the language extensions they need (if(), step(),
  * adaptive_beta). Every expected number is computed here, independently, in
  * plain C doubles from the formulas, with model outputs read back from the
- * tiny GPT-2 functions (rl_gpt2_token_logprobs, rl_gpt2_end_score,
- * rl_gpt2_values, rl_gpt2_logits) or from inputs bound by the test; GAE is a
+ * tiny GPT-2 models' functions (rl_model_token_logprobs, rl_model_end_score,
+ * rl_model_values, rl_model_logits) or from inputs bound by the test; GAE is a
  * direct sum over each row's response tokens, not the native's recursion.
  */
 #include <valgrind/valgrind.h>
@@ -19,7 +19,7 @@
 
 #include "rl_optim.h"
 #include "rl_rng.h"
-#include "rl_gpt2.h"
+#include "rl_model.h"
 #include "recipe_int.h"
 #include "rl_recipe.h"
 #include "rl_recipe_bind.h"
@@ -28,10 +28,10 @@
 
 /* ---- helpers -------------------------------------------------------------------------- */
 
-static rl_gpt2 *tiny(rl_gpt2_kind kind, uint64_t seed) { return rl_test_tiny_gpt2(g_ctx, kind, seed); }
+static rl_model *tiny(rl_model_head kind, uint64_t seed) { return rl_test_tiny_gpt2(g_ctx, kind, seed); }
 
 /* Adds N(0, sigma) to every weight (a policy or critic after some training). */
-static void perturb(rl_gpt2 *m, double sigma, uint64_t seed) {
+static void perturb(rl_model *m, double sigma, uint64_t seed) {
     rl_rng rng;
     rl_rng_seed(&rng, seed);
     for (int k = 0; k < m->n_tensors; k++)
@@ -42,19 +42,19 @@ static void perturb(rl_gpt2 *m, double sigma, uint64_t seed) {
 /* A model output [B, T] or [B] read to the host with gradients off. */
 typedef enum { OUT_LOGPROBS, OUT_END_SCORE, OUT_VALUES } out_kind;
 
-static void model_out(rl_gpt2 *m, out_kind k, rl_tensor *ids, rl_tensor *attn, double *out) {
+static void model_out(rl_model *m, out_kind k, rl_tensor *ids, rl_tensor *attn, double *out) {
     int was = rl_ctx_set_grad(g_ctx, 0);
-    rl_tensor *t = k == OUT_LOGPROBS  ? rl_gpt2_token_logprobs(g_ctx, m, ids, attn)
-                 : k == OUT_END_SCORE ? rl_gpt2_end_score(g_ctx, m, ids, attn)
-                                      : rl_gpt2_values(g_ctx, m, ids, NULL);
+    rl_tensor *t = k == OUT_LOGPROBS  ? rl_model_token_logprobs(g_ctx, m, ids, attn)
+                 : k == OUT_END_SCORE ? rl_model_end_score(g_ctx, m, ids, attn)
+                                      : rl_model_values(g_ctx, m, ids);
     assert_non_null(t);
     for (int64_t i = 0; i < t->numel; i++) out[i] = rl_test_get(t, i);
     rl_ctx_set_grad(g_ctx, was);
 }
 
 /* Token-aligned values: V of the state in which token t is chosen is the
- * value head at t - 1 (rl_gpt2.h); 0 at t = 0. */
-static void aligned_values(rl_gpt2 *m, rl_tensor *ids, int64_t B, int64_t T, double *out) {
+ * value head at t - 1 (models/rl_gpt2.h); 0 at t = 0. */
+static void aligned_values(rl_model *m, rl_tensor *ids, int64_t B, int64_t T, double *out) {
     double raw[256];
     assert_true(B * T <= 256);
     model_out(m, OUT_VALUES, ids, NULL, raw);
@@ -191,7 +191,7 @@ static void test_builtins_compile_clean(void **state) {
 
 static void test_sft_by_hand(void **state) {
     (void)state;
-    rl_gpt2 *pol = tiny(RL_GPT2_LM, 3);
+    rl_model *pol = tiny(RL_HEAD_LM, 3);
     rl_test_batch d;
     rl_test_batch_make(g_ctx, &d, 3, 7, (int[]){7, 5, 6}, (int[]){3, 1, 4}, 11);
     rl_recipe *r;
@@ -209,18 +209,18 @@ static void test_sft_by_hand(void **state) {
     rl_test_assert_close(rl_test_get(rl_recipe_loss(p, 0), 0), want, 1e-12, "sft loss = global token mean");
     rl_test_assert_close(rl_test_metric(p, "perplexity"), exp(want), 1e-12, "perplexity");
     /* the model's own SFT loss agrees (prompt tokens masked out) */
-    rl_tensor *ref = rl_gpt2_sft_loss(g_ctx, pol, d.ids, d.mask);
-    rl_test_assert_close(rl_test_get(ref, 0), want, 1e-12, "rl_gpt2_sft_loss");
+    rl_tensor *ref = rl_model_sft_loss(g_ctx, pol, d.ids, d.mask);
+    rl_test_assert_close(rl_test_get(ref, 0), want, 1e-12, "rl_model_sft_loss");
     rl_test_free_program(p, r);
     rl_test_batch_free(g_ctx, &d);
-    rl_gpt2_free(g_ctx, pol);
+    rl_model_free(g_ctx, pol);
 }
 
 /* ---- bradley_terry -------------------------------------------------------------------- */
 
 static void test_bradley_terry_by_hand(void **state) {
     (void)state;
-    rl_gpt2 *rm = tiny(RL_GPT2_SCORE, 5);
+    rl_model *rm = tiny(RL_HEAD_SCORE, 5);
     rl_test_batch w, l;
     rl_test_batch_make(g_ctx, &w, 4, 6, (int[]){6, 4, 5, 6}, (int[]){2, 1, 3, 2}, 21);
     rl_test_batch_make(g_ctx, &l, 4, 6, (int[]){5, 6, 2, 6}, (int[]){2, 3, 1, 2}, 22);
@@ -260,14 +260,14 @@ static void test_bradley_terry_by_hand(void **state) {
     }
     rl_tensor_free(g_ctx, tm);
     rl_test_batch_free(g_ctx, &w), rl_test_batch_free(g_ctx, &l);
-    rl_gpt2_free(g_ctx, rm);
+    rl_model_free(g_ctx, rm);
 }
 
 /* ---- cost_model ------------------------------------------------------------------------ */
 
 static void test_cost_model_by_hand(void **state) {
     (void)state;
-    rl_gpt2 *cm = tiny(RL_GPT2_SCORE, 8);
+    rl_model *cm = tiny(RL_HEAD_SCORE, 8);
     /* a larger head so that costs have both signs and some size */
     for (int64_t k = 0; k < cm->score_w->numel; k++) rl_tensor_set(g_ctx, cm->score_w, k, 8 * rl_test_get(cm->score_w, k));
     rl_test_batch s, u;
@@ -306,25 +306,25 @@ static void test_cost_model_by_hand(void **state) {
     rl_test_free_program(p, r);
     rl_tensor_free(g_ctx, tss), rl_tensor_free(g_ctx, tsu);
     rl_test_batch_free(g_ctx, &s), rl_test_batch_free(g_ctx, &u);
-    rl_gpt2_free(g_ctx, cm);
+    rl_model_free(g_ctx, cm);
 }
 
 /* ---- ppo_kl ------------------------------------------------------------------------------ */
 
 typedef struct ppo_models {
-    rl_gpt2 *pol, *ref, *rm, *critic;
+    rl_model *pol, *ref, *rm, *critic;
 } ppo_models;
 
 static void ppo_models_new(ppo_models *m) {
-    m->pol = tiny(RL_GPT2_LM, 41);
-    m->ref = tiny(RL_GPT2_LM, 42);
-    m->rm = tiny(RL_GPT2_SCORE, 43);
-    m->critic = tiny(RL_GPT2_VALUE, 44);
+    m->pol = tiny(RL_HEAD_LM, 41);
+    m->ref = tiny(RL_HEAD_LM, 42);
+    m->rm = tiny(RL_HEAD_SCORE, 43);
+    m->critic = tiny(RL_HEAD_VALUE, 44);
 }
 
 static void ppo_models_free(ppo_models *m) {
-    rl_gpt2_free(g_ctx, m->pol), rl_gpt2_free(g_ctx, m->ref), rl_gpt2_free(g_ctx, m->rm);
-    rl_gpt2_free(g_ctx, m->critic);
+    rl_model_free(g_ctx, m->pol), rl_model_free(g_ctx, m->ref), rl_model_free(g_ctx, m->rm);
+    rl_model_free(g_ctx, m->critic);
 }
 
 static void ppo_bind(rl_recipe_program *p, const ppo_models *m, rl_test_batch *prompts) {
@@ -410,7 +410,7 @@ static void test_ppo_kl_rollout_by_hand(void **state) {
     /* entropy of the policy where each response token is chosen (logits of the previous position) */
     {
         int was = rl_ctx_set_grad(g_ctx, 0);
-        rl_tensor *lg = rl_gpt2_logits(g_ctx, m.pol, g.tids, NULL);
+        rl_tensor *lg = rl_model_logits(g_ctx, m.pol, g.tids);
         const int64_t V = lg->shape[2];
         double ent = 0;
         for (int64_t i = 0; i < n; i++) {
@@ -692,21 +692,21 @@ static void test_gradcheck_setting_avoids_kinks(void **state) {
 /* ---- safe_rlhf --------------------------------------------------------------------------- */
 
 typedef struct safe_models {
-    rl_gpt2 *pol, *ref, *rm, *cm, *vr, *vc;
+    rl_model *pol, *ref, *rm, *cm, *vr, *vc;
 } safe_models;
 
 static void safe_models_new(safe_models *m) {
-    m->pol = tiny(RL_GPT2_LM, 141);
-    m->ref = tiny(RL_GPT2_LM, 142);
-    m->rm = tiny(RL_GPT2_SCORE, 143);
-    m->cm = tiny(RL_GPT2_SCORE, 144);
-    m->vr = tiny(RL_GPT2_VALUE, 145);
-    m->vc = tiny(RL_GPT2_VALUE, 146);
+    m->pol = tiny(RL_HEAD_LM, 141);
+    m->ref = tiny(RL_HEAD_LM, 142);
+    m->rm = tiny(RL_HEAD_SCORE, 143);
+    m->cm = tiny(RL_HEAD_SCORE, 144);
+    m->vr = tiny(RL_HEAD_VALUE, 145);
+    m->vc = tiny(RL_HEAD_VALUE, 146);
 }
 
 static void safe_models_free(safe_models *m) {
-    rl_gpt2 *all[6] = {m->pol, m->ref, m->rm, m->cm, m->vr, m->vc};
-    for (int i = 0; i < 6; i++) rl_gpt2_free(g_ctx, all[i]);
+    rl_model *all[6] = {m->pol, m->ref, m->rm, m->cm, m->vr, m->vc};
+    for (int i = 0; i < 6; i++) rl_model_free(g_ctx, all[i]);
 }
 
 static void safe_bind(rl_recipe_program *p, const safe_models *m, rl_test_batch *prompts) {

@@ -30,7 +30,7 @@
 
 #include "rl_gradcheck.h"
 #include "rl_rng.h"
-#include "rl_gpt2.h"
+#include "rl_model.h"
 #include "rl_foreign.h"
 #include "rl_recipe.h"
 #include "rl_recipe_bind.h"
@@ -117,10 +117,10 @@ static void copy_file(const char *from, const char *to) {
 /* ---- the example recipe end to end ------------------------------------------------------ */
 
 static void run_example(rl_dtype dt, double tol) {
-    rl_gpt2_config cfg;
-    assert_int_equal(rl_gpt2_config_preset("tiny", &cfg), RL_OK);
-    rl_gpt2 *pol = rl_gpt2_new(g_ctx, &cfg, RL_GPT2_LM, dt, 11);
-    rl_gpt2 *ref = rl_gpt2_new(g_ctx, &cfg, RL_GPT2_LM, dt, 12);
+    rl_model_config cfg;
+    assert_int_equal(rl_model_config_preset("tiny", &cfg), RL_OK);
+    rl_model *pol = rl_model_new(g_ctx, &cfg, RL_HEAD_LM, dt, 11);
+    rl_model *ref = rl_model_new(g_ctx, &cfg, RL_HEAD_LM, dt, 12);
     assert_non_null(pol);
     assert_non_null(ref);
     rl_test_batch w, l;
@@ -172,7 +172,7 @@ static void run_example(rl_dtype dt, double tol) {
     rl_recipe_program_free(p);
     rl_recipe_free(r);
     rl_test_batch_free(g_ctx, &w), rl_test_batch_free(g_ctx, &l);
-    rl_gpt2_free(g_ctx, pol), rl_gpt2_free(g_ctx, ref);
+    rl_model_free(g_ctx, pol), rl_model_free(g_ctx, ref);
 }
 
 static void test_example_recipe(void **state) {

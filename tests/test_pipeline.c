@@ -7,7 +7,8 @@
  * (checkpoints, metrics, plots, evaluations, the table, the safe_rlhf
  * picture), that a second run skips the finished steps, that bad pipeline
  * files and overrides are refused with the recipe diagnostics' format (file,
- * line, column, source line, caret, hint), and that aims are checked. Only
+ * line, column, source line, caret, hint), and that aims are checked; and
+ * the same pipeline on the Llama family with one --set. Only
  * test_command_line runs `rlhf pipeline` itself.
  */
 #define _XOPEN_SOURCE 700 /* nftw */
@@ -173,6 +174,40 @@ static void test_tiny_pipeline(void **state) {
     rl_pipeline_free(p);
 }
 
+/* The main job on the Llama family with one --set (preset=llama-tiny: GQA,
+ * rotary, RMSNorm, SiLU), fewer steps: every stage runs, the checkpoints are
+ * Hugging Face Llama directories, every policy is evaluated into the table. */
+static void test_tiny_pipeline_llama(void **state) {
+    (void)state;
+    char out_set[1100], err[8192] = "", *out = NULL;
+    snprintf(out_set, sizeof out_set, "out=%s", P("llama"));
+    const char *sets[] = {out_set, "preset=llama-tiny", "threads=1",
+                          "synth_args=--n-sft 400 --n-pairs 400 --n-eval 12 --n-eval-pairs 40", "sft_steps=30",
+                          "rm_steps=20", "ppo_steps=3", "ppo_batch=8", "max_new=8", "grpo_steps=3",
+                          "eval=--samples 1 --max-new 8 --seed 1"};
+    rl_pipeline *p = load_ok("recipes/pipelines/safe_rlhf_demo.pipeline", sets, (int)(sizeof sets / sizeof sets[0]));
+    int rc = run_pipeline(p, 0, err, sizeof err, &out);
+    if (rc != 0) print_message("%s\n%s\n", out, err);
+    assert_int_equal(rc, 0);
+    free(out);
+    static const char *const dirs[] = {"llama/sft/policy", "llama/rm/rm", "llama/cm/cm", "llama/ppo_kl/policy",
+                                       "llama/safe_rlhf/policy", "llama/grpo/policy"};
+    for (size_t i = 0; i < sizeof dirs / sizeof dirs[0]; i++) {
+        char path[1200];
+        snprintf(path, sizeof path, "%s/config.json", P(dirs[i]));
+        json_t *cj = json_load_file(path, 0, NULL);
+        if (!cj) fail_msg("the pipeline did not write %s", path);
+        assert_string_equal(json_string_value(json_object_get(cj, "model_type")), "llama");
+        json_decref(cj);
+    }
+    char *table = rl_test_read_file(P("llama/table.md"));
+    assert_non_null(table);
+    assert_contains(table, "| Safe RLHF |");
+    assert_contains(table, "| GRPO |");
+    free(table);
+    rl_pipeline_free(p);
+}
+
 static void test_bad_pipelines(void **state) {
     (void)state;
     char text[2048], err[8192], *out = NULL;
@@ -328,6 +363,7 @@ int main(void) {
         cmocka_unit_test(test_table),
         cmocka_unit_test(test_command_line),
         cmocka_unit_test(test_tiny_pipeline),
+        cmocka_unit_test(test_tiny_pipeline_llama),
     };
     return cmocka_run_group_tests(tests, setup, NULL);
 }

@@ -14,7 +14,7 @@
 
 #include "rl_gradcheck.h"
 #include "rl_optim.h"
-#include "rl_gpt2.h"
+#include "rl_model.h"
 #include "rl_ops.h"
 #include "recipe_int.h"
 #include "rl_recipe.h"
@@ -67,7 +67,7 @@ static bool has_warning(const rl_recipe *r, int line, int col, const char *msg) 
 
 static double sigmoid(double x) { return 1 / (1 + exp(-x)); }
 
-static rl_gpt2 *tiny(rl_gpt2_kind kind, uint64_t seed) { return rl_test_tiny_gpt2(g_ctx, kind, seed); }
+static rl_model *tiny(rl_model_head kind, uint64_t seed) { return rl_test_tiny_gpt2(g_ctx, kind, seed); }
 
 /* ---- malformed recipes: exact messages and positions ----------------------------- */
 
@@ -629,7 +629,7 @@ static rl_tensor *bt_loss_fn(rl_ctx *ctx, rl_tensor **in, void *user) {
 
 static void test_pairwise_bradley_terry(void **state) {
     (void)state;
-    rl_gpt2 *rm = tiny(RL_GPT2_SCORE, 11);
+    rl_model *rm = tiny(RL_HEAD_SCORE, 11);
     rl_test_batch w, l;
     rl_test_batch_make(g_ctx, &w, 3, 6, (int[]){6, 4, 5}, (int[]){2, 1, 3}, 1);
     rl_test_batch_make(g_ctx, &l, 3, 6, (int[]){5, 6, 2}, (int[]){2, 3, 1}, 2);
@@ -661,8 +661,8 @@ static void test_pairwise_bradley_terry(void **state) {
      * d loss / d score_w = sum_b dL/dr_w[b] h_w[b] + dL/dr_l[b] h_l[b], with h
      * the final hidden state at each row's last real token. */
     int was = rl_ctx_set_grad(g_ctx, 0);
-    rl_tensor *sw = rl_gpt2_end_score(g_ctx, rm, w.ids, w.attn), *sl = rl_gpt2_end_score(g_ctx, rm, l.ids, l.attn);
-    rl_tensor *hw = rl_gpt2_forward_hidden(g_ctx, rm, w.ids, NULL), *hl = rl_gpt2_forward_hidden(g_ctx, rm, l.ids, NULL);
+    rl_tensor *sw = rl_model_end_score(g_ctx, rm, w.ids, w.attn), *sl = rl_model_end_score(g_ctx, rm, l.ids, l.attn);
+    rl_tensor *hw = rl_model_hidden(g_ctx, rm, w.ids), *hl = rl_model_hidden(g_ctx, rm, l.ids);
     assert_non_null(hw);
     const double reg = 0.001, B = 3;
     double want = 0, want_acc = 0, dw[32] = {0};
@@ -688,7 +688,7 @@ static void test_pairwise_bradley_terry(void **state) {
     rl_gc_opts_default(&o);
     o.max_elems = 8;
     rl_gc_result res;
-    rl_tensor *in[2] = {rm->ln_f_b, rm->h[1].mlp_proj_w};
+    rl_tensor *in[2] = {rm->gpt2->ln_f_b, rm->gpt2->h[1].mlp_proj_w};
     rl_gradcheck_fn(g_ctx, bt_loss_fn, &bc, 2, in, &o, &res);
     if (!res.passed) fail_msg("gradcheck: %s", res.msg);
     rl_ctx_reset(g_ctx);
@@ -707,13 +707,13 @@ static void test_pairwise_bradley_terry(void **state) {
     rl_recipe_program_free(p);
     rl_recipe_free(r);
     rl_test_batch_free(g_ctx, &w), rl_test_batch_free(g_ctx, &l);
-    rl_gpt2_free(g_ctx, rm);
+    rl_model_free(g_ctx, rm);
 }
 
 /* Summed response log-probabilities of a batch under a model, on the host. */
-static void seq_logp(rl_gpt2 *m, const rl_test_batch *b, double *out) {
+static void seq_logp(rl_model *m, const rl_test_batch *b, double *out) {
     int was = rl_ctx_set_grad(g_ctx, 0);
-    rl_tensor *lp = rl_gpt2_token_logprobs(g_ctx, m, b->ids, NULL);
+    rl_tensor *lp = rl_model_token_logprobs(g_ctx, m, b->ids, NULL);
     assert_non_null(lp);
     for (int64_t i = 0; i < b->B; i++) {
         out[i] = 0;
@@ -725,8 +725,8 @@ static void seq_logp(rl_gpt2 *m, const rl_test_batch *b, double *out) {
 
 static void test_dpo_and_ipo_files(void **state) {
     (void)state;
-    rl_gpt2 *pol = tiny(RL_GPT2_LM, 5), *ref = tiny(RL_GPT2_LM, 6);
-    rl_gpt2 *same = rl_gpt2_new_from(g_ctx, pol, RL_GPT2_LM, 0);
+    rl_model *pol = tiny(RL_HEAD_LM, 5), *ref = tiny(RL_HEAD_LM, 6);
+    rl_model *same = rl_model_new_from(g_ctx, pol, RL_HEAD_LM, 0);
     rl_test_batch w, l;
     rl_test_batch_make(g_ctx, &w, 2, 7, (int[]){7, 5}, (int[]){3, 2}, 21);
     rl_test_batch_make(g_ctx, &l, 2, 7, (int[]){6, 7}, (int[]){3, 4}, 22);
@@ -788,14 +788,14 @@ static void test_dpo_and_ipo_files(void **state) {
     /* the frozen reference gets no gradient: it runs with gradients off */
     assert_int_equal(rl_recipe_backward(p, g_ctx), RL_OK);
     double gsum = 0;
-    for (int64_t k = 0; k < same->wte->numel && same->wte->grad; k++) gsum += fabs(rl_test_get(same->wte->grad, k));
+    for (int64_t k = 0; k < same->gpt2->wte->numel && same->gpt2->wte->grad; k++) gsum += fabs(rl_test_get(same->gpt2->wte->grad, k));
     assert_true(gsum == 0);
-    assert_non_null(pol->wte->grad);
+    assert_non_null(pol->gpt2->wte->grad);
     rl_ctx_reset(g_ctx);
     rl_recipe_program_free(p);
     rl_recipe_free(r);
     rl_test_batch_free(g_ctx, &w), rl_test_batch_free(g_ctx, &l);
-    rl_gpt2_free(g_ctx, pol), rl_gpt2_free(g_ctx, ref), rl_gpt2_free(g_ctx, same);
+    rl_model_free(g_ctx, pol), rl_model_free(g_ctx, ref), rl_model_free(g_ctx, same);
 }
 
 /* GAE from its definition as a sum: A_t = sum_k (gamma lam)^k delta_{t+k}
@@ -980,7 +980,7 @@ static void test_natives(void **state) {
  * -sum(r * mask) / sum(mask) over the rows taken. */
 static void test_online_rollout_and_minibatches(void **state) {
     (void)state;
-    rl_gpt2 *pol = tiny(RL_GPT2_LM, 31), *ref = tiny(RL_GPT2_LM, 32);
+    rl_model *pol = tiny(RL_HEAD_LM, 31), *ref = tiny(RL_HEAD_LM, 32);
     const char *src = "recipe pg : online\ninput prompts : tokens\nmodel policy : lm trainable\n"
                       "model ref : lm frozen\nhyper beta = 0.1\n"
                       "rollout {\n"
@@ -1038,7 +1038,7 @@ static void test_online_rollout_and_minibatches(void **state) {
     rl_recipe_program_free(p);
     rl_recipe_free(r);
     rl_test_batch_free(g_ctx, &pr);
-    rl_gpt2_free(g_ctx, pol), rl_gpt2_free(g_ctx, ref);
+    rl_model_free(g_ctx, pol), rl_model_free(g_ctx, ref);
 }
 
 static void test_externs(void **state) {
@@ -1140,7 +1140,7 @@ static void test_language_without_model_fns(void **state) {
     assert_int_equal(d->line, 4);
     assert_int_equal(d->col, 21);
     assert_string_equal(d->hint, "this program was compiled without model functions: pass them in opts.fns "
-                                 "(rl_recipe_opts_gpt2 gives GPT-2's)");
+                                 "(rl_recipe_opts_models gives GPT-2's)");
     rl_recipe_free(r);
     /* with GPT-2's table it compiles */
     r = rl_test_parse("recipe a : supervised\ninput c : tokens\nmodel policy : lm trainable\n"
@@ -1298,7 +1298,7 @@ static void test_prelude_and_natives_tables(void **state) {
         assert_true(found);
     }
     assert_null(rl_recipe_native_at(-1));
-    rl_recipe_fns f = rl_recipe_gpt2_fns(NULL);
+    rl_recipe_fns f = rl_recipe_model_fns(NULL);
     const char *fns[] = {"token_logprobs", "end_score", "values", "logits", "generate", "reward_match", "reward_format"};
     assert_int_equal(f.n_fns, 7);
     for (int k = 0; k < 7; k++) assert_string_equal(f.fns[k].name, fns[k]);
@@ -1312,7 +1312,7 @@ static void test_robust_to_garbage(void **state) {
     size_t n = strlen(src);
     for (size_t k = 0; k < n; k += 7) {
         rl_recipe *r = rl_recipe_parse(src, k, "prefix");
-        rl_recipe_opts o = rl_recipe_opts_gpt2(NULL);
+        rl_recipe_opts o = rl_recipe_opts_models(NULL);
         o.externs = NULL;
         o.no_dry_run = 1;
         rl_recipe_program *p = rl_recipe_compile(r, g_ctx, &o);

@@ -53,10 +53,10 @@ typedef struct rewards {
 static void run(int n, const char *const *prompt, const char *const *resp, int na, const char *const *answers,
                 int32_t eos, rewards *out) {
     rl_recipe *r = rl_test_parse(k_src);
-    rl_recipe_gpt2_env env;
-    rl_recipe_gpt2_env_init(&env, 1);
+    rl_recipe_model_env env;
+    rl_recipe_model_env_init(&env, 1);
     env.eos_id = eos;
-    rl_recipe_opts o = rl_recipe_opts_gpt2(&env);
+    rl_recipe_opts o = rl_recipe_opts_models(&env);
     o.externs = NULL;
     o.dtype = RL_F64;
     rl_recipe_program *p = rl_recipe_compile(r, g_ctx, &o);

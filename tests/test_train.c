@@ -15,6 +15,7 @@
 #include "rl_checkpoint.h"
 #include "rl_safetensors.h"
 #include "rl_runner.h"
+#include "rl_test_runner.h"
 
 #include <dirent.h>
 #include <jansson.h>
@@ -45,27 +46,11 @@ static int exists(const char *path) {
     return stat(path, &sb) == 0 && (S_ISDIR(sb.st_mode) || sb.st_size > 0);
 }
 
-/* Runs `rlhf train ARGS... --quiet`; the argument list ends with NULL. */
-static rl_status train(rl_runner_result *res, char *err, size_t n, ...) {
-    char *argv[64];
-    int argc = 0;
-    argv[argc++] = "train";
-    va_list ap;
-    va_start(ap, n);
-    for (char *a; (a = va_arg(ap, char *)) != NULL;) argv[argc++] = a;
-    va_end(ap);
-    argv[argc++] = "--quiet";
-    rl_runner_cfg c;
-    rl_runner_cfg_init(&c);
-    rl_status st = rl_runner_parse_args(&c, argc, argv, err, n);
-    if (st) return st;
-    return rl_runner_run(&c, res, err, n);
-}
 
 #define TRAIN_OK(res, ...)                                                                                             \
     do {                                                                                                               \
         char err_[8192];                                                                                               \
-        if (train(res, err_, sizeof err_, __VA_ARGS__, NULL) != RL_OK) fail_msg("train: %s", err_);                    \
+        if (rl_test_train(res, err_, sizeof err_, __VA_ARGS__, NULL) != RL_OK) fail_msg("train: %s", err_);            \
     } while (0)
 
 /* ---- fixtures: data and recipes -------------------------------------------------------- */
@@ -464,7 +449,7 @@ static void test_bad_lines(void **state) {
                                "{\"prompt\": \"Say cloud.\", \"response\": \" cloud.\"}\n");
     rl_runner_result res;
     char err[4096];
-    assert_int_equal(train(&res, err, sizeof err, (char *)P("sft_fast.recipe"), "--data", (char *)P("bad.jsonl"),
+    assert_int_equal(rl_test_train(&res, err, sizeof err, (char *)P("sft_fast.recipe"), "--data", (char *)P("bad.jsonl"),
                            "--out", (char *)P("bad"), "--steps", "1", "--batch", "2", "--ctx", "32", NULL),
                      RL_ERR_ARG);
     assert_contains(err, "bad.jsonl:3:");
@@ -482,7 +467,7 @@ static void test_bad_lines(void **state) {
     do {                                                                                                               \
         char err_[8192];                                                                                               \
         rl_runner_result res_;                                                                                         \
-        if (train(&res_, err_, sizeof err_, __VA_ARGS__, NULL) == RL_OK)                                               \
+        if (rl_test_train(&res_, err_, sizeof err_, __VA_ARGS__, NULL) == RL_OK)                                              \
             fail_msg("train succeeded; expected an error with '%s'", contains);                                        \
         assert_contains(err_, contains);                                                                               \
     } while (0)

@@ -21,6 +21,7 @@ int rl_cmd_plot(int argc, char **argv);
 int rl_cmd_graph(int argc, char **argv);
 int rl_cmd_pipeline(int argc, char **argv);
 int rl_cmd_tokenize(int argc, char **argv);
+int rl_cmd_generate(int argc, char **argv);
 
 /* OpenBLAS's kernel core ("Haswell", "Prescott", ...) and thread count. */
 const char *rl_blas_corename(void);

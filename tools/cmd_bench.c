@@ -5,15 +5,16 @@
  * throughput on large tensors, and the cost of one recorded op on a 1-element
  * tensor.
  *
- * `rlhf bench model` times one supervised fine-tuning step of the GPT-2
- * presets (forward, backward, AdamW), reports ms/step, tokens/s, model FLOPs
+ * `rlhf bench model` times one supervised fine-tuning step of a model preset
+ * of either family (GPT-2; the Llama family's smollm2-135m, ...) (forward,
+ * backward, AdamW), reports ms/step, tokens/s, model FLOPs
  * and the fraction of the sgemm peak measured in the same run. It is the C
- * side of tools/bench_model.sh, which runs tools/gpt2_ref.py's PyTorch step
- * on the same shapes next to it.
+ * side of tools/bench_model.sh, which runs the PyTorch step of
+ * tools/gpt2_ref.py or tools/llama_ref.py on the same shapes next to it.
  */
 #include "cli.h"
 
-#include "rl_gpt2.h"
+#include "rl_model.h"
 #include "rl_optim.h"
 #include "rl_ops.h"
 
@@ -217,10 +218,19 @@ static double rl_bench_sgemm_peak(int64_t n, int runs, double *native, double *s
  * 12 * L * T * C * tokens for the attention products QK^T and PV (forward 4
  * flops per (query, key, channel), x3 with backward; full T x T, i.e. the
  * causal half skipped by the kernel is counted, as PaLM does). */
-static double rl_bench_model_flops(const rl_gpt2_config *c, int64_t B, int64_t T) {
-    double n = (double)rl_gpt2_config_num_params(c, RL_GPT2_LM) - (double)(c->n_ctx * c->n_embd);
+static double rl_bench_model_flops(const rl_model *m, int64_t B, int64_t T) {
     double tokens = (double)(B * T);
-    return 6.0 * n * tokens + 12.0 * (double)c->n_layer * (double)T * (double)c->n_embd * tokens;
+    if (m->gpt2) {
+        const rl_gpt2_config *c = &m->gpt2->cfg;
+        double n = (double)rl_gpt2_config_num_params(c, RL_GPT2_LM) - (double)(c->n_ctx * c->n_embd);
+        return 6.0 * n * tokens + 12.0 * (double)c->n_layer * (double)T * (double)c->n_embd * tokens;
+    }
+    /* Llama family: every weight is a GEMM operand but an untied embedding
+     * (a lookup) and the RMSNorm vectors; attention over H * head_dim */
+    const rl_llama_config *c = &m->llama->cfg;
+    double n = (double)rl_model_num_params(m) - (c->tie ? 0.0 : (double)(c->vocab * c->hidden)) -
+               (double)((2 * c->n_layer + 1) * c->hidden);
+    return 6.0 * n * tokens + 12.0 * (double)c->n_layer * (double)T * (double)(c->n_head * c->head_dim) * tokens;
 }
 
 typedef struct rl_bench_phase {
@@ -231,36 +241,37 @@ typedef struct rl_bench_phase {
  * steps; prints one line (and a JSON line with --json). Returns 0 or 1. */
 static int rl_bench_model_one(const char *preset, int64_t B, int64_t T, int steps, double peak,
                               int json) {
-    rl_gpt2_config cfg;
-    if (rl_gpt2_config_preset(preset, &cfg) != RL_OK) {
-        fprintf(stderr, "rlhf bench model: unknown preset '%s' (tiny, small, gpt2, all)\n", preset);
+    rl_model_config cfg;
+    if (rl_model_config_preset(preset, &cfg) != RL_OK) {
+        fprintf(stderr, "rlhf bench model: unknown preset '%s' (%s)\n", preset, rl_model_preset_names());
         return 1;
     }
-    if (T < 2 || T > cfg.n_ctx || B < 1) {
+    if (T < 2 || T > rl_model_config_ctx(&cfg) || B < 1) {
         fprintf(stderr, "rlhf bench model: %s needs --batch >= 1 and 2 <= --ctx <= %lld\n", preset,
-                (long long)cfg.n_ctx);
+                (long long)rl_model_config_ctx(&cfg));
         return 1;
     }
+    const int64_t V = rl_model_config_vocab(&cfg);
     rl_ctx *ctx = rl_ctx_new("cpu");
     if (!ctx) return 1;
     int bad = 1;
     rl_optim *opt = NULL;
     int32_t *ids = malloc(sizeof(int32_t) * (size_t)(B * T));
     double *ts = malloc(sizeof(double) * (size_t)steps * 5);
-    rl_gpt2 *m = rl_gpt2_new(ctx, &cfg, RL_GPT2_LM, RL_F32, 1234);
+    rl_model *m = rl_model_new(ctx, &cfg, RL_HEAD_LM, RL_F32, 1234);
     if (!m || !ids || !ts) goto done;
     opt = rl_optim_adamw_new(ctx, m->tensors, m->n_tensors, NULL);
     if (!opt) goto done;
     uint32_t s = 99;
     for (int64_t i = 0; i < B * T; i++) {
         s = s * 1664525u + 1013904223u;
-        ids[i] = (int32_t)((s >> 8) % (uint32_t)cfg.vocab);
+        ids[i] = (int32_t)((s >> 8) % (uint32_t)V);
     }
     double first_loss = 0;
     for (int k = -2; k < steps; k++) { /* k < 0: warm-up (page faults, thread pools) */
         double t0 = rl_now();
         rl_tensor *tid = rl_const(ctx, RL_I32, 2, (int64_t[]){B, T}, ids);
-        rl_tensor *loss = rl_gpt2_sft_loss(ctx, m, tid, NULL);
+        rl_tensor *loss = rl_model_sft_loss(ctx, m, tid, NULL);
         double t1 = rl_now();
         if (!loss || rl_backward(ctx, loss) != RL_OK) break;
         double t2 = rl_now();
@@ -286,12 +297,12 @@ static int rl_bench_model_one(const char *preset, int64_t B, int64_t T, int step
     for (int k = 1; k < steps; k++) lo = ts[k] < lo ? ts[k] : lo, hi = ts[k] > hi ? ts[k] : hi;
     double med[5];
     for (int p = 0; p < 5; p++) med[p] = rl_median(ts + p * steps, steps);
-    const double flops = rl_bench_model_flops(&cfg, B, T);
+    const double flops = rl_bench_model_flops(m, B, T);
     const double gflops = flops / med[0] * 1e-9, tok = (double)(B * T) / med[0];
     printf("%-5s B %lld T %lld (%lld params): %.2f ms/step (min %.2f, max %.2f), %.0f tokens/s, "
            "%.3f GFLOP/step, %.1f GFLOP/s = %.1f%% of sgemm peak; fwd %.2f bwd %.2f adamw %.2f "
            "zero+reset %.2f ms; loss %.4f\n",
-           preset, (long long)B, (long long)T, (long long)rl_gpt2_num_params(m), med[0] * 1e3,
+           preset, (long long)B, (long long)T, (long long)rl_model_num_params(m), med[0] * 1e3,
            lo * 1e3, hi * 1e3, tok, flops * 1e-9, gflops, 100.0 * gflops / peak, med[1] * 1e3,
            med[2] * 1e3, med[3] * 1e3, med[4] * 1e3, first_loss);
     if (json)
@@ -305,7 +316,7 @@ static int rl_bench_model_one(const char *preset, int64_t B, int64_t T, int step
     bad = 0;
 done:
     rl_optim_free(opt);
-    if (m) rl_gpt2_free(ctx, m);
+    rl_model_free(ctx, m);
     free(ids);
     free(ts);
     rl_ctx_free(ctx);
@@ -314,14 +325,15 @@ done:
 
 static void rl_bench_model_usage(FILE *f) {
     fprintf(f,
-            "usage: rlhf bench model [--preset tiny|mini|small|gpt2|all] [--batch B] [--ctx T] "
-            "[--steps N] [--json]\n"
-            "  one SFT step (forward, backward, AdamW, zero grads, reset) of f32 GPT-2 on random\n"
-            "  ids; the median of N steps after 2 warm-up steps. Defaults: --preset all, --steps\n"
-            "  10 (3 for gpt2), and per preset B x T = tiny 8 x 32, small 8 x 128, gpt2 4 x 128\n"
-            "  (--batch/--ctx override them for every preset run). Prints ms/step, tokens/s,\n"
-            "  model FLOPs (6 N BT + 12 L T C BT, N = parameters without wpe) and the fraction\n"
-            "  of the sgemm peak measured at the start of the run.\n");
+            "usage: rlhf bench model [--preset NAME|all] [--batch B] [--ctx T] [--steps N] [--json]\n"
+            "  one SFT step (forward, backward, AdamW, zero grads, reset) of an f32 model on random\n"
+            "  ids; the median of N steps after 2 warm-up steps. Defaults: --preset all (tiny,\n"
+            "  small, gpt2), --steps 10 (3 for gpt2 and smollm2-135m), and per preset B x T = tiny\n"
+            "  8 x 32, small 8 x 128, gpt2 4 x 128, llama-tiny 8 x 32, llama-mini 8 x 128,\n"
+            "  smollm2-135m 4 x 128 (--batch/--ctx override them). NAME is any model preset\n"
+            "  (%s). Prints ms/step, tokens/s, model FLOPs (6 N BT + 12 L T C BT, N = the GEMM\n"
+            "  parameters) and the fraction of the sgemm peak measured at the start of the run.\n",
+            rl_model_preset_names());
 }
 
 static int rl_bench_model(int argc, char **argv) {
@@ -362,12 +374,16 @@ static int rl_bench_model(int argc, char **argv) {
         const char *name;
         int64_t B, T;
         int steps;
-    } defaults[] = {{"tiny", 8, 32, 10}, {"small", 8, 128, 10}, {"gpt2", 4, 128, 3}};
+    } defaults[] = {{"tiny", 8, 32, 10},      {"small", 8, 128, 10},      {"gpt2", 4, 128, 3},
+                    {"llama-tiny", 8, 32, 10}, {"llama-mini", 8, 128, 10}, {"smollm2-135m", 4, 128, 3},
+                    {"qwen2.5-0.5b", 2, 128, 2}, {"mini", 8, 128, 10}};
+    const size_t n_all = 3; /* "all": the GPT-2 rows, as before */
     int found = 0;
+    rl_model_config probe;
     for (size_t d = 0; d < sizeof defaults / sizeof defaults[0]; d++)
         found |= strcmp(preset, "all") == 0 || strcmp(preset, defaults[d].name) == 0;
-    if (!found) {
-        fprintf(stderr, "rlhf bench model: unknown preset '%s' (tiny, small, gpt2, all)\n", preset);
+    if (!found && rl_model_config_preset(preset, &probe) != RL_OK) {
+        fprintf(stderr, "rlhf bench model: unknown preset '%s' (%s, all)\n", preset, rl_model_preset_names());
         return 2;
     }
     const char *env = getenv("OPENBLAS_CORETYPE");
@@ -379,11 +395,14 @@ static int rl_bench_model(int argc, char **argv) {
            RL_VERSION, rl_blas_corename(), env ? env : "unset", omp_get_max_threads(), peak,
            omp_get_max_threads(), native, split);
     int bad = 0;
+    int ran = 0;
     for (size_t d = 0; d < sizeof defaults / sizeof defaults[0]; d++) {
-        if (strcmp(preset, "all") != 0 && strcmp(preset, defaults[d].name) != 0) continue;
+        if (strcmp(preset, "all") == 0 ? d >= n_all : strcmp(preset, defaults[d].name) != 0) continue;
         bad |= rl_bench_model_one(defaults[d].name, B ? B : defaults[d].B, T ? T : defaults[d].T,
                                   steps ? steps : defaults[d].steps, peak, json);
+        ran = 1;
     }
+    if (!ran) bad |= rl_bench_model_one(preset, B ? B : 4, T ? T : 128, steps ? steps : 3, peak, json);
     return bad;
 }
 

@@ -33,6 +33,7 @@ static void rl_gradcheck_usage(FILE *f) {
             "  --set K=V     override a recipe hyper (repeatable)\n"
             "  --elems N     recipes: elements sampled per model tensor (default 6)\n"
             "  --batch N     recipes: rows of the made-up batch (default 3)\n"
+            "  --preset P    recipes: the models' shape: tiny (GPT-2, default) or llama-tiny (Llama family)\n"
             "  --splits      recipes: also check that micro-batches (every size dividing the batch)\n"
             "                accumulate to the batch's loss and gradients, and say which losses do not\n"
             "  --seed N      seed of the random inputs (default 1234 for ops, 1 for recipes)\n"
@@ -108,6 +109,7 @@ int rl_cmd_gradcheck(int argc, char **argv) {
         else if (strcmp(argv[i], "--set") == 0 && i + 1 < argc) sets[n_sets++] = argv[++i];
         else if (strcmp(argv[i], "--elems") == 0 && i + 1 < argc) go.model_elems = atoi(argv[++i]);
         else if (strcmp(argv[i], "--splits") == 0) go.splits = 1;
+        else if (strcmp(argv[i], "--preset") == 0 && i + 1 < argc) go.preset = argv[++i];
         else if (strcmp(argv[i], "--batch") == 0 && i + 1 < argc) go.batch = atoll(argv[++i]);
         else if (strcmp(argv[i], "--seed") == 0 && i + 1 < argc) {
             opts.seed = go.seed = strtoull(argv[++i], NULL, 10);

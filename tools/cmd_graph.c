@@ -72,7 +72,7 @@ int rl_cmd_graph(int argc, char **argv) {
     rl_ctx *ctx = rl_ctx_new(NULL);
     rl_recipe_program *p = NULL;
     if (ctx && !bad) {
-        rl_recipe_opts o = rl_recipe_opts_gpt2(NULL);
+        rl_recipe_opts o = rl_recipe_opts_models(NULL);
         o.externs = NULL; /* a picture loads no plug-ins */
         p = rl_recipe_compile(r, ctx, &o);
     }

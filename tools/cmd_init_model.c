@@ -1,17 +1,21 @@
 /* tools/cmd_init_model.c - `rlhf init-model`: writes a freshly initialised
- * GPT-2 (a named preset, GPT-2's initialisation, a seed) as a checkpoint, the
- * starting point of training runs and of test fixtures.
+ * model of either family (a named preset, the family's Hugging Face
+ * initialisation, a seed) as a checkpoint, the starting point of training
+ * runs and of test fixtures.
  */
 #include "cli.h"
 
-#include "rl_checkpoint.h"
+#include "rl_model.h"
 
 #include <stdlib.h>
 #include <string.h>
 
 static void rl_init_model_usage(FILE *f) {
-    fprintf(f, "usage: rlhf init-model --preset tiny|mini|small|gpt2 [--kind lm|score|value] [--seed N] [--f64]\n"
-               "                        -o DIR|FILE.safetensors\n");
+    fprintf(f, "usage: rlhf init-model --preset NAME [--kind lm|score|value] [--seed N] [--f64]\n"
+               "                        -o DIR|FILE.safetensors\n"
+               "  NAME: %s\n"
+               "  (a Llama-family model is written as a directory: config.json + model.safetensors)\n",
+            rl_model_preset_names());
 }
 
 int rl_cmd_init_model(int argc, char **argv) {
@@ -37,30 +41,30 @@ int rl_cmd_init_model(int argc, char **argv) {
         rl_init_model_usage(stderr);
         return 2;
     }
-    rl_gpt2_kind kind = RL_GPT2_LM;
-    if (strcmp(kind_s, "score") == 0) kind = RL_GPT2_SCORE;
-    else if (strcmp(kind_s, "value") == 0) kind = RL_GPT2_VALUE;
+    rl_model_head kind = RL_HEAD_LM;
+    if (strcmp(kind_s, "score") == 0) kind = RL_HEAD_SCORE;
+    else if (strcmp(kind_s, "value") == 0) kind = RL_HEAD_VALUE;
     else if (strcmp(kind_s, "lm") != 0) {
         fprintf(stderr, "rlhf init-model: --kind must be lm, score or value, not '%s'\n", kind_s);
         return 2;
     }
-    rl_gpt2_config cfg;
-    if (rl_gpt2_config_preset(preset, &cfg) != RL_OK) {
-        fprintf(stderr, "rlhf init-model: unknown preset '%s' (tiny, small, gpt2)\n", preset);
+    rl_model_config cfg;
+    if (rl_model_config_preset(preset, &cfg) != RL_OK) {
+        fprintf(stderr, "rlhf init-model: unknown preset '%s' (%s)\n", preset, rl_model_preset_names());
         return 2;
     }
     rl_ctx *ctx = rl_ctx_new("cpu");
-    rl_gpt2 *m = rl_gpt2_new(ctx, &cfg, kind, f64 ? RL_F64 : RL_F32, seed);
+    rl_model *m = rl_model_new(ctx, &cfg, kind, f64 ? RL_F64 : RL_F32, seed);
     int rc = 1;
     char err[1024];
     if (!m) fprintf(stderr, "rlhf init-model: %s\n", rl_ctx_error(ctx));
-    else if (rl_gpt2_save(ctx, m, out, err, sizeof err) != RL_OK) fprintf(stderr, "rlhf init-model: %s\n", err);
+    else if (rl_model_save(ctx, m, out, err, sizeof err) != RL_OK) fprintf(stderr, "rlhf init-model: %s\n", err);
     else {
         char d[256];
-        printf("%s -> %s\n", rl_gpt2_describe(m, d, sizeof d), out);
+        printf("%s -> %s\n", rl_model_describe(m, d, sizeof d), out);
         rc = 0;
     }
-    rl_gpt2_free(ctx, m);
+    rl_model_free(ctx, m);
     rl_ctx_free(ctx);
     return rc;
 }

@@ -1,11 +1,11 @@
 /* tools/cmd_logits.c - `rlhf logits --model DIR|FILE --ids IDS -o OUT`:
- * runs a GPT-2 checkpoint on given token ids and writes the logits and the
+ * runs a checkpoint of any family (GPT-2, Llama, Qwen2, ...) on given token ids and writes the logits and the
  * mean next-token cross-entropy, so users can compare with another
- * implementation (e.g. tools/gpt2_ref.py or Hugging Face transformers).
+ * implementation (tools/gpt2_ref.py, tools/llama_ref.py or transformers).
  */
 #include "cli.h"
 
-#include "rl_checkpoint.h"
+#include "rl_model.h"
 #include "rl_safetensors.h"
 #include "rl_ops.h"
 
@@ -126,9 +126,9 @@ int rl_cmd_logits(int argc, char **argv) {
         return 1;
     }
     rl_ctx *ctx = rl_ctx_new("cpu");
-    rl_gpt2 *m = NULL;
+    rl_model *m = NULL;
     rl_dtype dt = f64 ? RL_F64 : RL_F32;
-    if (rl_gpt2_load(ctx, model, RL_GPT2_LM, dt, 0, &m, err, sizeof err) != RL_OK) {
+    if (rl_model_load(ctx, model, RL_HEAD_LM, dt, 0, &m, err, sizeof err) != RL_OK) {
         fprintf(stderr, "rlhf logits: %s\n", err);
         free(ids);
         rl_ctx_free(ctx);
@@ -136,23 +136,23 @@ int rl_cmd_logits(int argc, char **argv) {
     }
     int rc = 1;
     for (int64_t i = 0; i < B * T; i++)
-        if (ids[i] < 0 || ids[i] >= m->cfg.vocab) {
+        if (ids[i] < 0 || ids[i] >= m->vocab) {
             fprintf(stderr, "rlhf logits: token id %d at row %lld, position %lld is outside the vocabulary (%lld)\n",
-                    ids[i], (long long)(i / T), (long long)(i % T), (long long)m->cfg.vocab);
+                    ids[i], (long long)(i / T), (long long)(i % T), (long long)m->vocab);
             goto done;
         }
-    if (T > m->cfg.n_ctx) {
+    if (T > m->n_ctx) {
         fprintf(stderr, "rlhf logits: %lld tokens per row exceed the model's context of %lld\n",
-                (long long)T, (long long)m->cfg.n_ctx);
+                (long long)T, (long long)m->n_ctx);
         goto done;
     }
     rl_ctx_set_grad(ctx, 0);
     rl_tensor *tids = rl_const(ctx, RL_I32, 2, (int64_t[]){B, T}, ids);
-    rl_tensor *logits = rl_gpt2_logits(ctx, m, tids, NULL);
+    rl_tensor *logits = rl_model_logits(ctx, m, tids);
     /* mean next-token cross-entropy over every position but the last */
     int32_t *mask = malloc(sizeof(int32_t) * (size_t)(B * T));
     for (int64_t i = 0; i < B * T; i++) mask[i] = 1;
-    rl_tensor *loss = T > 1 ? rl_gpt2_sft_loss(ctx, m, tids, rl_const(ctx, RL_I32, 2, (int64_t[]){B, T}, mask)) : NULL;
+    rl_tensor *loss = T > 1 ? rl_model_sft_loss(ctx, m, tids, rl_const(ctx, RL_I32, 2, (int64_t[]){B, T}, mask)) : NULL;
     free(mask);
     if (!logits || (T > 1 && !loss)) {
         fprintf(stderr, "rlhf logits: %s\n", rl_ctx_error(ctx));
@@ -173,14 +173,14 @@ int rl_cmd_logits(int argc, char **argv) {
         fprintf(stderr, "rlhf logits: %s\n", rl_st_writer_error(w));
     } else {
         printf("logits [%lld, %lld, %lld] written to %s\nmean next-token cross-entropy %.10f\n",
-               (long long)B, (long long)T, (long long)m->cfg.vocab, out, ce);
+               (long long)B, (long long)T, (long long)m->vocab, out, ce);
         rc = 0;
     }
     rl_st_writer_free(w);
     free(lbuf);
 done:
     free(ids);
-    rl_gpt2_free(ctx, m);
+    rl_model_free(ctx, m);
     rl_ctx_free(ctx);
     return rc;
 }

@@ -28,6 +28,7 @@ static const rl_cli_cmd rl_cli_cmds[] = {
     {"graph", rl_cmd_graph, "draw a recipe's dataflow with Graphviz (-o FILE.svg|.png|.dot)"},
     {"pipeline", rl_cmd_pipeline, "run a pipeline file: chained stages, evaluations, results table, aims"},
     {"tokenize", rl_cmd_tokenize, "text (JSON strings, one a line) to token ids and back (--decode)"},
+    {"generate", rl_cmd_generate, "sample from a checkpoint of any family: a streamed --prompt, or --prompts FILE.jsonl (--chat)"},
 };
 
 static void rl_cli_usage(FILE *f) {

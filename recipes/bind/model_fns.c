@@ -1,5 +1,6 @@
-/* recipes/bind/model_fns.c - the GPT-2 model functions a recipe can call, as a
- * function table for rl_recipe_compile (models/rl_gpt2.h does the work):
+/* recipes/bind/model_fns.c - the model functions a recipe can call, as a
+ * function table for rl_recipe_compile; models/rl_model.h does the work on
+ * any family (GPT-2, the Llama family), so a recipe runs unchanged on each:
  *
  *   token_logprobs(model, tokens) -> f32[B, T]  log pi(ids[t] | ids[<t]); 0 at t = 0 and on padding
  *   end_score(model, tokens)      -> f32[B]     score head at each row's last real token (attn)
@@ -11,20 +12,20 @@
  *   reward_match(seq, answer), reward_format(seq, kind)  verifiable rewards (rewards.c)
  *
  * Everything is token-aligned: position t belongs to token t. values()
- * therefore shifts the value head's output right by one (rl_gpt2_values
+ * therefore shifts the value head's output right by one (rl_model_values
  * gives V(ids[<=t]); the state before token t is ids[<t]), so rewards,
  * values, log-probabilities and masks line up for gae() and the losses.
- * Model handles are rl_gpt2 *.
+ * Model handles are rl_model *.
  */
 #include "rl_recipe_bind.h"
 
-#include "rl_gpt2.h"
+#include "rl_model.h"
 #include "rl_ops.h"
 
 #include <stdlib.h>
 #include <string.h>
 
-void rl_recipe_gpt2_env_init(rl_recipe_gpt2_env *env, uint64_t seed) {
+void rl_recipe_model_env_init(rl_recipe_model_env *env, uint64_t seed) {
     rl_rng r;
     rl_rng_seed(&r, seed);
     memcpy(env->rng_state, r.s, sizeof r.s);
@@ -36,21 +37,21 @@ void rl_recipe_gpt2_env_init(rl_recipe_gpt2_env *env, uint64_t seed) {
 static rl_status fn_token_logprobs(const rl_recipe_call *c, rl_recipe_value *out) {
     const rl_recipe_tokens *tk = &c->args[1].tok;
     out->kind = RL_RV_TENSOR;
-    out->t = rl_gpt2_token_logprobs(c->ctx, c->args[0].model, tk->ids, tk->attn);
+    out->t = rl_model_token_logprobs(c->ctx, c->args[0].model, tk->ids, tk->attn);
     return out->t ? RL_OK : rl_ctx_status(c->ctx);
 }
 
 static rl_status fn_end_score(const rl_recipe_call *c, rl_recipe_value *out) {
     const rl_recipe_tokens *tk = &c->args[1].tok;
     out->kind = RL_RV_TENSOR;
-    out->t = rl_gpt2_end_score(c->ctx, c->args[0].model, tk->ids, tk->attn);
+    out->t = rl_model_end_score(c->ctx, c->args[0].model, tk->ids, tk->attn);
     return out->t ? RL_OK : rl_ctx_status(c->ctx);
 }
 
 static rl_status fn_values(const rl_recipe_call *c, rl_recipe_value *out) {
     rl_ctx *ctx = c->ctx;
     const rl_recipe_tokens *tk = &c->args[1].tok;
-    rl_tensor *v = rl_gpt2_values(ctx, c->args[0].model, tk->ids, NULL); /* [B, T]: V(ids[<=t]) */
+    rl_tensor *v = rl_model_values(ctx, c->args[0].model, tk->ids); /* [B, T]: V(ids[<=t]) */
     if (!v) return rl_ctx_status(ctx);
     const int64_t B = v->shape[0], T = v->shape[1];
     /* aligned[b, t] = v[b, t - 1], 0 at t = 0 */
@@ -64,19 +65,19 @@ static rl_status fn_values(const rl_recipe_call *c, rl_recipe_value *out) {
 
 static rl_status fn_logits(const rl_recipe_call *c, rl_recipe_value *out) {
     out->kind = RL_RV_TENSOR;
-    out->t = rl_gpt2_logits(c->ctx, c->args[0].model, c->args[1].tok.ids, NULL);
+    out->t = rl_model_logits(c->ctx, c->args[0].model, c->args[1].tok.ids);
     return out->t ? RL_OK : rl_ctx_status(c->ctx);
 }
 
 static rl_status fn_generate(const rl_recipe_call *c, rl_recipe_value *out) {
-    static rl_recipe_gpt2_env fallback;
+    static rl_recipe_model_env fallback;
     static int fallback_ready;
     rl_ctx *ctx = c->ctx;
-    const rl_gpt2 *m = c->args[0].model;
+    const rl_model *m = c->args[0].model;
     const rl_recipe_tokens *pr = &c->args[1].tok;
-    rl_recipe_gpt2_env *env = c->user;
+    rl_recipe_model_env *env = c->user;
     if (!env) {
-        if (!fallback_ready) rl_recipe_gpt2_env_init(&fallback, 0), fallback_ready = 1;
+        if (!fallback_ready) rl_recipe_model_env_init(&fallback, 0), fallback_ready = 1;
         env = &fallback;
     }
     if (!pr->ids || pr->ids->ndim != 2 || !pr->attn)
@@ -133,7 +134,7 @@ static rl_status fn_generate(const rl_recipe_call *c, rl_recipe_value *out) {
     }
     rl_rng rng;
     memcpy(rng.s, env->rng_state, sizeof rng.s);
-    st = rl_gpt2_generate(ctx, m, ids, plen, B, T, &cfg, &rng, &g);
+    st = rl_model_generate(ctx, m, ids, plen, B, T, &cfg, &rng, &g);
     memcpy(env->rng_state, rng.s, sizeof rng.s);
     if (st != RL_OK) goto done;
     int64_t shape[2] = {g.B, g.T};
@@ -148,25 +149,26 @@ done:
     return st;
 }
 
+/* Dry-run checks need a model of each kind, not of a family: GPT-2's tiny. */
 static void *dry_make(rl_ctx *ctx, rl_recipe_model_kind kind, rl_dtype dt, int64_t vocab,
                       int64_t n_ctx, void *user) {
     (void)user;
-    rl_gpt2_config cfg;
-    rl_gpt2_config_preset("tiny", &cfg);
-    cfg.vocab = vocab;
-    if (n_ctx > cfg.n_ctx) cfg.n_ctx = n_ctx;
-    rl_gpt2_kind k = kind == RL_MODEL_SCORE ? RL_GPT2_SCORE : kind == RL_MODEL_VALUE ? RL_GPT2_VALUE : RL_GPT2_LM;
-    return rl_gpt2_new(ctx, &cfg, k, dt, 1);
+    rl_model_config cfg;
+    rl_model_config_preset("tiny", &cfg);
+    rl_model_config_set_vocab(&cfg, vocab);
+    if (n_ctx > rl_model_config_ctx(&cfg)) rl_model_config_set_ctx(&cfg, n_ctx);
+    rl_model_head h = kind == RL_MODEL_SCORE ? RL_HEAD_SCORE : kind == RL_MODEL_VALUE ? RL_HEAD_VALUE : RL_HEAD_LM;
+    return rl_model_new(ctx, &cfg, h, dt, 1);
 }
 
 static void dry_free(rl_ctx *ctx, void *model, void *user) {
     (void)user;
-    rl_gpt2_free(ctx, model);
+    rl_model_free(ctx, model);
 }
 
 #define MODEL_TOKENS {{"model", RL_RP_MODEL}, {"tokens", RL_RP_TOKENS}}
 
-static const rl_recipe_fn rl_gpt2_fn_table[] = {
+static const rl_recipe_fn rl_model_fn_table[] = {
     {.name = "token_logprobs",
      .doc = "token_logprobs(model, tokens) -> f32[B, T]: log pi(ids[t] | ids[<t]), 0 at t = 0 and on "
             "padding",
@@ -237,19 +239,19 @@ static const rl_recipe_fn rl_gpt2_fn_table[] = {
      .call = rl_recipe_fn_reward_format},
 };
 
-rl_recipe_fns rl_recipe_gpt2_fns(rl_recipe_gpt2_env *env) {
+rl_recipe_fns rl_recipe_model_fns(rl_recipe_model_env *env) {
     rl_recipe_fns f = {
-        .fns = rl_gpt2_fn_table,
-        .n_fns = (int)(sizeof rl_gpt2_fn_table / sizeof rl_gpt2_fn_table[0]),
+        .fns = rl_model_fn_table,
+        .n_fns = (int)(sizeof rl_model_fn_table / sizeof rl_model_fn_table[0]),
         .dry = {.make = dry_make, .free = dry_free},
         .user = env,
     };
     return f;
 }
 
-rl_recipe_opts rl_recipe_opts_gpt2(rl_recipe_gpt2_env *env) {
+rl_recipe_opts rl_recipe_opts_models(rl_recipe_model_env *env) {
     rl_recipe_opts o = rl_recipe_opts_default();
-    o.fns = rl_recipe_gpt2_fns(env);
+    o.fns = rl_recipe_model_fns(env);
     o.externs = rl_recipe_ffi_bridge();
     return o;
 }

@@ -34,7 +34,7 @@
 #include <string.h>
 
 /* The response text of row r (malloc'ed, NUL-terminated; *n its length). */
-static char *response_text(const rl_recipe_gpt2_env *env, const int32_t *ids, const int32_t *mask, int64_t T,
+static char *response_text(const rl_recipe_model_env *env, const int32_t *ids, const int32_t *mask, int64_t T,
                            size_t *n) {
     int32_t *keep = malloc(sizeof(int32_t) * (size_t)(T ? T : 1));
     if (!keep) return NULL;
@@ -171,7 +171,7 @@ static rl_status read_tokens(rl_ctx *ctx, const rl_recipe_tokens *tk, int32_t **
 
 static rl_status fn_reward(const rl_recipe_call *c, rl_recipe_value *out, int match) {
     rl_ctx *ctx = c->ctx;
-    const rl_recipe_gpt2_env *env = c->user;
+    const rl_recipe_model_env *env = c->user;
     const rl_recipe_tokens *seq = &c->args[0].tok;
     const char *who = match ? "reward_match" : "reward_format";
     const int64_t R = seq->ids->shape[0], T = seq->ids->shape[1];
@@ -203,7 +203,7 @@ static rl_status fn_reward(const rl_recipe_call *c, rl_recipe_value *out, int ma
             }
             if (match) {
                 /* no EOS stops an answer: it is the column's text */
-                rl_recipe_gpt2_env plain = env ? *env : (rl_recipe_gpt2_env){.eos_id = -1};
+                rl_recipe_model_env plain = env ? *env : (rl_recipe_model_env){.eos_id = -1};
                 plain.eos_id = -1;
                 char *ans = response_text(&plain, aids + (i / G) * TA, amask + (i / G) * TA, TA, &na);
                 double got, want;

@@ -387,7 +387,7 @@ void rl_ck_unknown_fn(rl_ck *c, const rl_ast *e) {
     if (c->p->fns.n_fns == 0 && c->p->n_models > 0)
         /* a model function (token_logprobs, generate, ...) without a table */
         snprintf(hint, sizeof hint, "this program was compiled without model functions: pass them in "
-                                    "opts.fns (rl_recipe_opts_gpt2 gives GPT-2's)");
+                                    "opts.fns (rl_recipe_opts_models gives GPT-2's)");
     else if (s) snprintf(hint, sizeof hint, "did you mean '%s'?", s);
     else snprintf(hint, sizeof hint, "functions are ops, model functions, natives, externs and fn declarations");
     free(v);

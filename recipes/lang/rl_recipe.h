@@ -10,11 +10,11 @@
  * Model of use (the stage runner does this):
  *   rl_recipe *r = rl_recipe_load("recipes/dpo.recipe");
  *   rl_recipe_set(r, "beta", "0.05");                  // --set beta=0.05
- *   rl_recipe_opts o = rl_recipe_opts_gpt2(&env);      // f32, GPT-2 model functions and
+ *   rl_recipe_opts o = rl_recipe_opts_models(&env);      // f32, the model functions and
  *                                                      // the libffi bridge (rl_recipe_bind.h)
  *   rl_recipe_program *p = rl_recipe_compile(r, ctx, &o);
  *   if (!p) { rl_recipe_print_diags(r, stderr); ... }  // file:line:col: error: ...
- *   rl_recipe_bind_model(p, "policy", policy);          // an rl_gpt2 * for the GPT-2 table
+ *   rl_recipe_bind_model(p, "policy", policy);          // an rl_model * (models/rl_model.h)
  *   each step:
  *     rl_recipe_bind_tokens(p, "chosen", ids, mask, attn); ...
  *     rl_recipe_run_loss(p, ctx, -1, -1);               // online: rl_recipe_run_rollout first
@@ -228,7 +228,7 @@ typedef struct rl_recipe_dry_models {
     void (*free)(rl_ctx *ctx, void *model, void *user);
 } rl_recipe_dry_models;
 
-/* The model functions a caller registers (the runner: GPT-2). */
+/* The model functions a caller registers (the runner: recipes/bind's, on rl_model). */
 typedef struct rl_recipe_fns {
     const rl_recipe_fn *fns;
     int n_fns;
@@ -293,7 +293,7 @@ typedef struct rl_recipe_extern_bridge {
 typedef struct rl_recipe_opts {
     rl_dtype dtype;           /* the run's float dtype: RL_F32, or RL_F64 for gradient checks */
     rl_recipe_fns fns;        /* the model functions (token_logprobs, generate, ...); none by
-                                 default: rl_recipe_opts_gpt2 gives GPT-2's */
+                                 default: rl_recipe_opts_models gives the model table */
     int no_dry_run;           /* 1: skip the shape check (static checks only) */
     const rl_recipe_extern_bridge *externs; /* NULL: externs check, but calling one is a
                                                run-time error */
@@ -388,8 +388,8 @@ const rl_recipe_extern *rl_recipe_extern_at(const rl_recipe_program *p, int i);
 
 /* ---- running ------------------------------------------------------------------------------- */
 
-/* Binds a declared model to a handle for the model functions (an rl_gpt2 * for
- * the GPT-2 table). Bindings persist across steps. */
+/* Binds a declared model to a handle for the model functions (an rl_model * for
+ * the model table). Bindings persist across steps. */
 rl_status rl_recipe_bind_model(rl_recipe_program *p, const char *name, void *model);
 /* Binds a tensor input (dtype: the run dtype for f32, RL_I32 for i32; ndim
  * and literal dims as declared; symbolic dims must agree across inputs). */

@@ -71,7 +71,8 @@
  *                             temporary file and renamed: a crash never loses
  *                             the previous checkpoint
  *   NAME/                     each trainable model at the end: config.json +
- *                             model.safetensors (rl_gpt2_load reads it)
+ *                             model.safetensors in the family's Hugging Face layout
+ *                             (rl_model_load and transformers read it)
  *   params.json               the final values of the recipe's params
  *
  * Checkpoint layout (tensors; model tensors in the model's dtype, F32):
@@ -140,7 +141,10 @@ typedef struct rl_runner_cfg {
     int resume;
     int skip_bad_lines;
     const char *preset;            /* fresh models: "tiny" | "small" | "gpt2" ("tiny") */
-    const char *tokenizer;         /* "bytes" or a BPE directory ("bytes") */
+    const char *tokenizer;         /* "bytes", a directory or a tokenizer.json ("bytes") */
+    const char *chat_template;     /* "auto": the --tokenizer directory's tokenizer_config.json
+                                    * chat_template when it has one; "off"; or a
+                                    * tokenizer_config.json path ("auto") */
     int64_t ctx;                   /* row width T; 0: the smallest n_ctx of the LM-kind models */
     int64_t sample_every;          /* steps between samples; 0: never */
     int n_samples;                 /* rows per sample (3) */

@@ -82,11 +82,11 @@ static rl_status rn_load_recipe(rn *r) {
 }
 
 static rl_status rn_compile(rn *r) {
-    rl_recipe_gpt2_env_init(&r->env, r->cfg->seed ^ 0x67656e6572617465ull); /* "generate" */
+    rl_recipe_model_env_init(&r->env, r->cfg->seed ^ 0x67656e6572617465ull); /* "generate" */
     r->env.eos_id = rl_tokenizer_eos_id(r->tok);
     r->env.tok = r->tok; /* the verifiable rewards decode responses with it */
     /* GPT-2's model functions; externs run from their shared libraries */
-    rl_recipe_opts o = rl_recipe_opts_gpt2(&r->env);
+    rl_recipe_opts o = rl_recipe_opts_models(&r->env);
     o.dtype = RL_F32;
     r->p = rl_recipe_compile(r->recipe, r->ctx, &o);
     if (!r->p) return rn_recipe_errors(r);
@@ -108,8 +108,8 @@ static rl_status rn_compile(rn *r) {
 
 /* ---- models ---------------------------------------------------------------------------- */
 
-static rl_gpt2_kind rn_gpt2_kind(rl_recipe_model_kind k) {
-    return k == RL_MODEL_SCORE ? RL_GPT2_SCORE : k == RL_MODEL_VALUE ? RL_GPT2_VALUE : RL_GPT2_LM;
+static rl_model_head rn_model_head(rl_recipe_model_kind k) {
+    return k == RL_MODEL_SCORE ? RL_HEAD_SCORE : k == RL_MODEL_VALUE ? RL_HEAD_VALUE : RL_HEAD_LM;
 }
 
 /* The --init value of model `name`, or NULL. */
@@ -129,7 +129,7 @@ static rn_model *rn_find_model(rn *r, const char *name) {
 
 /* Frozen models are called with gradients off: their gradient buffers
  * would only cost memory (a GPT-2 124M's is 0.5 GB). */
-static void rn_drop_grads(rn *r, rl_gpt2 *m) {
+static void rn_drop_grads(rn *r, rl_model *m) {
     for (int i = 0; i < m->n_tensors; i++) {
         rl_tensor *t = m->tensors[i];
         if (t->grad) rl_tensor_free(r->ctx, t->grad);
@@ -157,12 +157,12 @@ static rl_status rn_make_models(rn *r) {
             return rn_fail(r, RL_ERR_ARG, "--init %s: the recipe declares no model '%.*s'", c->init[i],
                            (int)(eq - c->init[i]), c->init[i]);
     }
-    rl_gpt2_config pc;
-    if (rl_gpt2_config_preset(c->preset, &pc) != RL_OK)
-        return rn_fail(r, RL_ERR_ARG, "--preset: unknown preset '%s' (tiny, small or gpt2)", c->preset);
+    rl_model_config pc;
+    if (rl_model_config_preset(c->preset, &pc) != RL_OK)
+        return rn_fail(r, RL_ERR_ARG, "--preset: unknown preset '%s' (%s)", c->preset, rl_model_preset_names());
     /* the tokenizer decides the vocabulary of a fresh model; --ctx its context */
-    pc.vocab = rl_tokenizer_vocab_size(r->tok);
-    if (c->ctx > 0) pc.n_ctx = c->ctx;
+    rl_model_config_set_vocab(&pc, rl_tokenizer_vocab_size(r->tok));
+    if (c->ctx > 0) rl_model_config_set_ctx(&pc, c->ctx);
     /* checkpoints and fresh models first, then copies of other models (in
      * passes, so that a copy may name a model declared after it) */
     for (int pass = 0, left = r->n_models; left > 0; pass++) {
@@ -171,23 +171,23 @@ static rl_status rn_make_models(rn *r) {
             rn_model *m = &r->models[i];
             if (m->m) continue;
             rn_model *src = m->init ? rn_find_model(r, m->init) : NULL;
-            rl_gpt2_kind kind = rn_gpt2_kind(m->kind);
+            rl_model_head kind = rn_model_head(m->kind);
             char e[1024] = "";
             if (src == m)
                 return rn_fail(r, RL_ERR_ARG, "--init %s=%s: a model cannot be a copy of itself", m->name, m->init);
             if (src) {
                 if (!src->m) continue; /* not made yet */
-                m->m = rl_gpt2_new_from(r->ctx, src->m, kind, c->seed);
+                m->m = rl_model_new_from(r->ctx, src->m, kind, c->seed);
                 if (!m->m) return rn_fail(r, RL_ERR_ARG, "model '%s': %s", m->name, rl_ctx_error(r->ctx));
             } else if (m->init) {
-                if (rl_gpt2_load(r->ctx, m->init, kind, RL_F32, c->seed, &m->m, e, sizeof e) != RL_OK)
+                if (rl_model_load(r->ctx, m->init, kind, RL_F32, c->seed, &m->m, e, sizeof e) != RL_OK)
                     return rn_fail(r, RL_ERR_IO, "--init %s=%s: %s", m->name, m->init, e);
             } else {
                 /* LM models share the seed (a fresh reference equals a fresh
                  * policy); score and value models get their own, so that two
                  * heads of a kind (reward and cost) differ */
                 uint64_t seed = m->kind == RL_MODEL_LM ? c->seed : c->seed + 1 + (uint64_t)i;
-                m->m = rl_gpt2_new(r->ctx, &pc, kind, RL_F32, seed);
+                m->m = rl_model_new(r->ctx, &pc, kind, RL_F32, seed);
                 if (!m->m)
                     return rn_fail(r, RL_ERR_ARG, "model '%s' (--preset %s): %s", m->name, c->preset,
                                    rl_ctx_error(r->ctx));
@@ -201,25 +201,49 @@ static rl_status rn_make_models(rn *r) {
     /* one row width for every model; ids must fit every vocabulary */
     int64_t T = c->ctx;
     for (int i = 0; i < r->n_models; i++) {
-        const rl_gpt2 *m = r->models[i].m;
-        if (T <= 0 || m->cfg.n_ctx < T) {
+        const rl_model *m = r->models[i].m;
+        if (T <= 0 || m->n_ctx < T) {
             if (c->ctx > 0)
                 return rn_fail(r, RL_ERR_ARG, "--ctx %" PRId64 " exceeds model '%s''s context of %" PRId64, c->ctx,
-                               r->models[i].name, m->cfg.n_ctx);
-            T = m->cfg.n_ctx;
+                               r->models[i].name, m->n_ctx);
+            T = m->n_ctx;
         }
-        if (m->cfg.vocab < rl_tokenizer_vocab_size(r->tok))
+        if (m->vocab < rl_tokenizer_vocab_size(r->tok))
             return rn_fail(r, RL_ERR_ARG,
                            "model '%s' has a vocabulary of %" PRId64 " but the tokenizer (%s) has %d ids "
                            "(give the matching --tokenizer)",
-                           r->models[i].name, m->cfg.vocab, c->tokenizer, rl_tokenizer_vocab_size(r->tok));
+                           r->models[i].name, m->vocab, c->tokenizer, rl_tokenizer_vocab_size(r->tok));
     }
-    r->T = T > 0 ? T : (c->ctx > 0 ? c->ctx : pc.n_ctx);
+    r->T = T > 0 ? T : (c->ctx > 0 ? c->ctx : rl_model_config_ctx(&pc));
     if (r->T < 2) return rn_fail(r, RL_ERR_ARG, "the context (%" PRId64 " tokens) is too short", r->T);
     return RL_OK;
 }
 
 /* ---- data -------------------------------------------------------------------------------- */
+
+/* --chat-template: "off"; a tokenizer_config.json; or "auto", which takes the
+ * --tokenizer directory's template when its tokenizer_config.json has a
+ * chat_template (or chat_template.jinja lies beside it) and is silent
+ * otherwise (the byte tokenizer, GPT-2, base models without one). */
+static rl_status rn_open_chat_template(rn *r) {
+    const rl_runner_cfg *c = r->cfg;
+    char path[RN_PATH], jinja[RN_PATH], e[1024];
+    if (!strcmp(c->chat_template, "off")) return RL_OK;
+    if (strcmp(c->chat_template, "auto") != 0) {
+        snprintf(path, sizeof path, "%s", c->chat_template);
+    } else {
+        struct stat sb;
+        if (stat(c->tokenizer, &sb) != 0 || !S_ISDIR(sb.st_mode)) return RL_OK;
+        snprintf(path, sizeof path, "%s/tokenizer_config.json", c->tokenizer);
+        snprintf(jinja, sizeof jinja, "%s/chat_template.jinja", c->tokenizer);
+        json_t *o = json_load_file(path, 0, NULL);
+        int has = (o && json_object_get(o, "chat_template")) || stat(jinja, &sb) == 0;
+        json_decref(o);
+        if (!has) return RL_OK;
+    }
+    if (!(r->chat = rl_chat_template_load(path, e, sizeof e))) return rn_fail(r, RL_ERR_IO, "--chat-template: %s", e);
+    return RL_OK;
+}
 
 /* 1 when some compiled statement reads input `name` (an input that only an
  * if() branch not taken uses need not be bound). */
@@ -427,6 +451,7 @@ static rl_status rn_load_data(rn *r) {
                            rl_recipe_input_at(r->p, i)->name, c->data, rl_data_format_name(r->ds->format));
     rl_tok_opts o = rl_tok_opts_default(r->T);
     o.pad_to_longest = 1;                                 /* short batches cost less; shapes may change between steps */
+    o.chat = r->chat;
     if (rows == RL_ROWS_PROMPTS) {
         /* room for the generated tokens: the recipe's max_new when it has one, else half the context */
         const rl_recipe_hyper_info *mn = rl_recipe_hyper(r->p, "max_new");
@@ -474,6 +499,7 @@ static rl_status rn_load_data(rn *r) {
         if (r->ptx_ds->n == 0) return rn_fail(r, RL_ERR_ARG, "%s: no records", c->ptx_data);
         rl_tok_opts po = rl_tok_opts_default(r->T);
         po.pad_to_longest = 1;
+        po.chat = r->chat;
         if (!(r->ptx_td = rl_tokdata_new(r->ptx_ds, r->tok, RL_ROWS_SFT, &po, e, sizeof e)))
             return rn_fail(r, RL_ERR_ARG, "%s", e);
         /* its own order: the demonstrations' stream does not disturb the prompts' */
@@ -917,7 +943,7 @@ static void rn_free(rn *r) {
     free(r->train);
     rl_recipe_program_free(r->p);
     for (int i = 0; i < r->n_models; i++)
-        if (r->models[i].m) rl_gpt2_free(r->ctx, r->models[i].m);
+        if (r->models[i].m) rl_model_free(r->ctx, r->models[i].m);
     free(r->models);
     rl_recipe_free(r->recipe);
     rl_batcher_free(r->it);
@@ -929,6 +955,7 @@ static void rn_free(rn *r) {
     rl_tokdata_free(r->td);
     rl_dataset_free(r->ds);
     rl_tokenizer_free(r->tok);
+    rl_chat_template_free(r->chat);
     free(r->feed);
     free(r->feed_col);
     free(r->cols);
@@ -959,6 +986,7 @@ static rl_status rn_setup(rn *r) {
         snprintf(r->out, sizeof r->out, "runs/%s", rl_recipe_name(r->recipe)[0] ? rl_recipe_name(r->recipe) : "run");
     char e[1024];
     if (!(r->tok = rl_tokenizer_open(c->tokenizer, e, sizeof e))) return rn_fail(r, RL_ERR_IO, "--tokenizer: %s", e);
+    if (rn_open_chat_template(r) != RL_OK) return RL_ERR_IO;
     if (!(r->ctx = rl_ctx_new(c->device)))
         return rn_fail(r, RL_ERR_BACKEND, "--device %s: the backend cannot be started", c->device);
     if ((st = rn_compile(r)) || (st = rn_make_models(r)) || (st = rn_load_data(r))) return st;

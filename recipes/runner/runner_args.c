@@ -20,6 +20,7 @@ void rl_runner_cfg_init(rl_runner_cfg *c) {
     c->device = "cpu";
     c->preset = "tiny";
     c->tokenizer = "bytes";
+    c->chat_template = "auto";
     c->n_samples = 3;
 }
 
@@ -31,13 +32,17 @@ void rl_runner_usage(FILE *f) {
             "                  [--steps N | --epochs N] [--batch B] [--minibatch M] [--ppo-epochs K]\n"
             "                  [--lr-schedule constant|warmup:W|cosine:W[:MIN]] [--seed S] [--threads N]\n"
             "                  [--device cpu|cuda] [--ckpt-every N] [--resume] [--skip-bad-lines]\n"
-            "                  [--preset tiny|mini|small|gpt2] [--tokenizer bytes|DIR] [--ctx T]\n"
+            "                  [--preset NAME] [--tokenizer bytes|DIR] [--chat-template auto|off|FILE] [--ctx T]\n"
             "                  [--sample-every N] [--samples N] [--log-every N] [--group-by-length G] [--quiet]\n"
             "RECIPE is a .recipe file or a built-in name (%s).\n"
             "Trains the recipe's stage (supervised, pairwise, online or fullbatch) and writes\n"
             "OUT/metrics.jsonl, OUT/samples.jsonl, OUT/checkpoint.safetensors (every --ckpt-every\n"
             "steps and at the end; --resume continues from it) and OUT/MODEL/ for every trainable\n"
-            "model. Models without --init are fresh --preset models (seed S). `rlhf plot OUT` draws\n"
+            "model. Models without --init are fresh --preset models (seed S): GPT-2's tiny, mini,\n"
+            "small, gpt2 or the Llama family's llama-tiny, llama-mini, smollm2-135m, qwen2.5-0.5b;\n"
+            "--init takes a Hugging Face directory of either family. Prompts go through the chat\n"
+            "template of --tokenizer DIR's tokenizer_config.json when it has one (--chat-template off:\n"
+            "the data's own text). `rlhf plot OUT` draws\n"
             "the curves. --group-by-length G batches examples of similar length (windows of G\n"
             "batches sorted by length; less padding, same order for a seed). Defaults: --batch 8,\n"
             "--ppo-epochs 1, 1 epoch (fullbatch: 100 steps), no length grouping,\n"
@@ -85,7 +90,7 @@ rl_status rl_runner_parse_args(rl_runner_cfg *c, int argc, char **argv, char *er
             "--data",         "--data-kind", "--init",       "--set",        "--out",         "--steps",
             "--epochs",       "--batch",     "--minibatch",  "--ppo-epochs", "--lr-schedule", "--seed",
             "--threads",      "--device",    "--ckpt-every", "--preset",     "--tokenizer",   "--ctx",
-            "--sample-every", "--samples",   "--log-every",  "--ptx-data",   "--group-by-length"};
+            "--sample-every", "--samples",   "--log-every",  "--ptx-data",   "--group-by-length", "--chat-template"};
         int known = 0;
         for (size_t k = 0; k < sizeof with_value / sizeof with_value[0]; k++) known |= !strcmp(a, with_value[k]);
         if (!known) return rl_errf(err, errlen, RL_ERR_ARG, "unknown option '%s' (rlhf train --help lists them)", a);
@@ -122,6 +127,8 @@ rl_status rl_runner_parse_args(rl_runner_cfg *c, int argc, char **argv, char *er
             c->preset = v;
         else if (!strcmp(a, "--tokenizer"))
             c->tokenizer = v;
+        else if (!strcmp(a, "--chat-template"))
+            c->chat_template = v;
         else {
             /* the integer options */
             int64_t lo = !strcmp(a, "--seed") || !strcmp(a, "--threads") || !strcmp(a, "--ckpt-every") ||

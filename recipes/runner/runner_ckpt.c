@@ -83,10 +83,19 @@ static char *rn_models_json(const rn *r) {
     json_t *o = json_object();
     for (int i = 0; i < r->n_models; i++) {
         const rn_model *m = &r->models[i];
-        const rl_gpt2_config *g = &m->m->cfg;
-        json_t *cfg =
-            json_pack("{sIsIsIsIsI}", "vocab", (json_int_t)g->vocab, "n_ctx", (json_int_t)g->n_ctx, "n_layer",
-                      (json_int_t)g->n_layer, "n_head", (json_int_t)g->n_head, "n_embd", (json_int_t)g->n_embd);
+        json_t *cfg;
+        if (m->m->gpt2) { /* the fields GPT-2 checkpoints have always recorded */
+            const rl_gpt2_config *g = &m->m->gpt2->cfg;
+            cfg = json_pack("{sIsIsIsIsI}", "vocab", (json_int_t)g->vocab, "n_ctx", (json_int_t)g->n_ctx, "n_layer",
+                            (json_int_t)g->n_layer, "n_head", (json_int_t)g->n_head, "n_embd", (json_int_t)g->n_embd);
+        } else {
+            const rl_llama_config *g = &m->m->llama->cfg;
+            cfg = json_pack("{sssIsIsIsIsIsIsIsIsb}", "family", rl_model_family_name(m->m), "vocab",
+                            (json_int_t)g->vocab, "n_ctx", (json_int_t)g->max_pos, "n_layer", (json_int_t)g->n_layer,
+                            "n_head", (json_int_t)g->n_head, "n_kv_head", (json_int_t)g->n_kv_head, "head_dim",
+                            (json_int_t)g->head_dim, "hidden", (json_int_t)g->hidden, "intermediate",
+                            (json_int_t)g->intermediate, "tie", g->tie);
+        }
         json_object_set_new(o, m->name,
                             json_pack("{sssbsoso}", "kind", rl_recipe_model_kind_name(m->kind), "trainable",
                                       m->trainable, "init", m->init ? json_string(m->init) : json_null(), "config",
@@ -385,7 +394,7 @@ rl_status rn_export(rn *r) {
     for (int i = 0; i < r->n_models; i++) {
         const rn_model *m = &r->models[i];
         if (!m->trainable) continue;
-        if (rl_gpt2_save(r->ctx, m->m, rn_path(r, m->name, path), e, sizeof e) != RL_OK)
+        if (rl_model_save(r->ctx, m->m, rn_path(r, m->name, path), e, sizeof e) != RL_OK)
             return rn_fail(r, RL_ERR_IO, "exporting model '%s': %s", m->name, e);
     }
     int np = rl_recipe_n_params(r->p);

@@ -13,8 +13,9 @@
 #include "rl_optim.h"
 #include "rl_rng.h"
 #include "rl_file.h"
-#include "rl_gpt2.h"
+#include "rl_model.h"
 #include "rl_tokenizer.h"
+#include "rl_chat_template.h"
 #include "rl_data.h"
 #include "rl_recipe.h"
 #include "rl_recipe_bind.h"
@@ -33,7 +34,7 @@ typedef struct rn_model {
     rl_recipe_model_kind kind;
     int trainable;
     const char *init;        /* the --init value, or NULL (fresh from the preset) */
-    rl_gpt2 *m;
+    rl_model *m;
 } rn_model;
 
 /* A trainable (a trainable model or a param) and its optimizer. */
@@ -77,10 +78,11 @@ typedef struct rn {
     rl_recipe_program *p;
     rl_recipe_kind kind;
     uint64_t recipe_hash;
-    rl_recipe_gpt2_env env;  /* generate's sampling stream, EOS and pad ids */
+    rl_recipe_model_env env;  /* generate's sampling stream, EOS and pad ids */
     rl_rng rng;              /* minibatch order */
 
     rl_tokenizer *tok;
+    rl_chat_template *chat;  /* prompts rendered through it (--chat-template), or NULL */
     rl_dataset *ds;
     rl_tokdata *td;
     rl_batcher *it;          /* NULL for fullbatch */

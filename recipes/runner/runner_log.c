@@ -112,7 +112,7 @@ rl_status rn_write_run_json(rn *r) {
     for (int i = 0; i < r->n_models; i++) {
         const rn_model *m = &r->models[i];
         char d[256];
-        rl_gpt2_describe(m->m, d, sizeof d);
+        rl_model_describe(m->m, d, sizeof d);
         json_object_set_new(models, m->name,
                             json_pack("{sssbsoss}", "kind", rl_recipe_model_kind_name(m->kind), "trainable",
                                       m->trainable, "init", m->init ? json_string(m->init) : json_null(), "describe",
@@ -285,7 +285,7 @@ void rn_sample_rollout(rn *r, const rl_rows *prompts) {
 }
 
 void rn_sample_greedy(rn *r) {
-    const rl_gpt2 *m = NULL;
+    const rl_model *m = NULL;
     for (int i = 0; i < r->n_models && !m; i++)
         if (r->models[i].trainable && r->models[i].kind == RL_MODEL_LM) m = r->models[i].m;
     if (!m || !r->sample_td || !r->samples) return;
@@ -308,7 +308,7 @@ void rn_sample_greedy(rn *r) {
     g.pad_id = r->pad_id;
     rl_gen_out out;
     if (g.max_new_tokens > 0 &&
-        rl_gpt2_generate(r->ctx, m, b->rows.ids, b->rows.len, n, b->rows.T, &g, NULL, &out) == RL_OK) {
+        rl_model_generate(r->ctx, m, b->rows.ids, b->rows.len, n, b->rows.T, &g, NULL, &out) == RL_OK) {
         for (int64_t i = 0; i < n; i++) {
             const int32_t *row = out.tokens + i * out.T;
             rn_sample_write(r, row, out.prompt_len[i], row + out.prompt_len[i], out.len[i] - out.prompt_len[i], (int)i, -1);

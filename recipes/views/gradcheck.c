@@ -11,7 +11,7 @@
 #include "rl_file.h"
 
 #include "rl_gradcheck.h"
-#include "rl_gpt2.h"
+#include "rl_model.h"
 #include "recipe_int.h"
 #include "rl_recipe_bind.h"
 
@@ -50,7 +50,7 @@ static void set_msg(rl_recipe_gc_result *res, const char *fmt, ...) {
 typedef struct gc_state {
     rl_ctx *ctx;
     rl_recipe_program *p;
-    rl_gpt2 **models;          /* per declared model */
+    rl_model **models;         /* per declared model */
     rl_tensor **owned;         /* input tensors */
     int n_owned, cap_owned;
     int64_t step0;             /* step() is held here */
@@ -261,7 +261,7 @@ static void perturb_models(gc_state *s, rl_rng *rng, double sigma) {
     rl_recipe_program *p = s->p;
     for (int i = 0; i < rl_recipe_n_models(p); i++) {
         if (!rl_recipe_model_at(p, i)->trainable || !s->models[i]) continue;
-        rl_gpt2 *m = s->models[i];
+        rl_model *m = s->models[i];
         for (int k = 0; k < m->n_tensors; k++) {
             rl_tensor *t = m->tensors[k];
             for (int64_t e = 0; e < t->numel; e++)
@@ -398,10 +398,10 @@ rl_status rl_recipe_gradcheck(rl_recipe *r, const rl_recipe_gc_opts *opts, rl_re
     }
     rl_status st = RL_OK;
     int nm = 0;
-    rl_recipe_gpt2_env env;
-    rl_recipe_gpt2_env_init(&env, o.seed);
+    rl_recipe_model_env env;
+    rl_recipe_model_env_init(&env, o.seed);
     /* GPT-2's model functions; user plug-ins are checked like any op */
-    rl_recipe_opts ro = rl_recipe_opts_gpt2(&env);
+    rl_recipe_opts ro = rl_recipe_opts_models(&env);
     ro.dtype = RL_F64;
     s.p = rl_recipe_compile(r, s.ctx, &ro);
     if (!s.p) {
@@ -422,8 +422,12 @@ rl_status rl_recipe_gradcheck(rl_recipe *r, const rl_recipe_gc_opts *opts, rl_re
     rl_rng_seed(&rng, o.seed ^ 0x9c0ffeeull);
 
     /* tiny models with room for the longest token input plus the rollout */
-    rl_gpt2_config cfg;
-    rl_gpt2_config_preset("tiny", &cfg);
+    rl_model_config cfg;
+    if (rl_model_config_preset(o.preset ? o.preset : "tiny", &cfg) != RL_OK) {
+        st = RL_ERR_ARG;
+        set_msg(res, "unknown preset '%s' (%s)", o.preset, rl_model_preset_names());
+        goto done;
+    }
     int64_t tmax = 2;
     for (int i = 0; i < rl_recipe_n_inputs(p); i++) {
         const rl_recipe_input_info *in = rl_recipe_input_at(p, i);
@@ -432,9 +436,9 @@ rl_status rl_recipe_gradcheck(rl_recipe *r, const rl_recipe_gc_opts *opts, rl_re
         shape_of(&o, &in->type, shape);
         if (shape[1] > tmax) tmax = shape[1];
     }
-    cfg.n_ctx = tmax + o.gen_len;
+    rl_model_config_set_ctx(&cfg, tmax + o.gen_len);
     nm = rl_recipe_n_models(p);
-    s.models = calloc((size_t)nm + 1, sizeof(rl_gpt2 *));
+    s.models = calloc((size_t)nm + 1, sizeof(rl_model *));
     if (!s.models) {
         st = RL_ERR_MEMORY;
         set_msg(res, "out of memory");
@@ -442,9 +446,9 @@ rl_status rl_recipe_gradcheck(rl_recipe *r, const rl_recipe_gc_opts *opts, rl_re
     }
     for (int i = 0; i < nm; i++) {
         const rl_recipe_model_info *mi = rl_recipe_model_at(p, i);
-        rl_gpt2_kind k = mi->kind == RL_MODEL_SCORE ? RL_GPT2_SCORE
-                       : mi->kind == RL_MODEL_VALUE ? RL_GPT2_VALUE : RL_GPT2_LM;
-        s.models[i] = rl_gpt2_new(s.ctx, &cfg, k, RL_F64, o.seed * 7919u + (uint64_t)i + 1);
+        rl_model_head k = mi->kind == RL_MODEL_SCORE ? RL_HEAD_SCORE
+                        : mi->kind == RL_MODEL_VALUE ? RL_HEAD_VALUE : RL_HEAD_LM;
+        s.models[i] = rl_model_new(s.ctx, &cfg, k, RL_F64, o.seed * 7919u + (uint64_t)i + 1);
         if (!s.models[i]) {
             st = rl_ctx_status(s.ctx);
             set_msg(res, "model '%s': %s", mi->name, rl_ctx_error(s.ctx) ? rl_ctx_error(s.ctx) : "failed");
@@ -452,7 +456,7 @@ rl_status rl_recipe_gradcheck(rl_recipe *r, const rl_recipe_gc_opts *opts, rl_re
         }
         rl_recipe_bind_model(p, mi->name, s.models[i]);
     }
-    st = bind_inputs(&s, &o, &rng, cfg.vocab);
+    st = bind_inputs(&s, &o, &rng, rl_model_config_vocab(&cfg));
     if (st) {
         set_msg(res, "binding inputs: %s",
                 rl_recipe_program_error(p) ? rl_recipe_program_error(p)
@@ -476,8 +480,8 @@ rl_status rl_recipe_gradcheck(rl_recipe *r, const rl_recipe_gc_opts *opts, rl_re
                 rl_recipe_program_name(p), rl_recipe_kind_name(rl_recipe_program_kind(p)), o.h, o.atol, o.rtol,
                 (unsigned long long)o.seed);
         if (nm)
-            fprintf(o.out, "  tiny f64 models (n_ctx %lld), B %lld, T %lld; %d sampled elements per model tensor%s\n",
-                    (long long)cfg.n_ctx, (long long)o.batch, (long long)o.len, o.model_elems,
+            fprintf(o.out, "  %s f64 models (n_ctx %lld), B %lld, T %lld; %d sampled elements per model tensor%s\n",
+                    o.preset ? o.preset : "tiny", (long long)rl_model_config_ctx(&cfg), (long long)o.batch, (long long)o.len, o.model_elems,
                     online ? "; rollout once, then trainable models perturbed" : "");
         fprintf(o.out, "  %-20s %-36s %5s   %9s %9s   %s\n", "loss", "tensor", "elems", "max abs", "max rel",
                 "result");
@@ -489,7 +493,7 @@ rl_status rl_recipe_gradcheck(rl_recipe *r, const rl_recipe_gc_opts *opts, rl_re
             const char *tn = l->trainables[k];
             for (int i = 0; i < nm; i++) {
                 if (strcmp(rl_recipe_model_at(p, i)->name, tn) != 0) continue;
-                rl_gpt2 *m = s.models[i];
+                rl_model *m = s.models[i];
                 for (int j = 0; j < m->n_tensors; j++) {
                     char label[160];
                     snprintf(label, sizeof label, "%s:%s", tn, m->tensors[j]->name);
@@ -539,7 +543,7 @@ rl_status rl_recipe_gradcheck(rl_recipe *r, const rl_recipe_gc_opts *opts, rl_re
 done:
     rl_recipe_program_free(s.p);
     for (int i = 0; s.models && i < nm; i++)
-        if (s.models[i]) rl_gpt2_free(s.ctx, s.models[i]);
+        if (s.models[i]) rl_model_free(s.ctx, s.models[i]);
     free(s.models);
     for (int i = 0; i < s.n_owned; i++) rl_tensor_free(s.ctx, s.owned[i]);
     free(s.owned);

@@ -1,7 +1,8 @@
 /* recipes/views/rl_recipe_gradcheck.h - the gradient check of a whole recipe
  * (`rlhf gradcheck RECIPE`, tests/test_recipe_gradcheck.c): every loss's
  * gradient, as the recipe compiles it onto the tape, against central
- * differences in float64, with tiny GPT-2 models and random data.
+ * differences in float64, with tiny models (GPT-2 or the Llama family) and
+ * random data.
  *
  * What is checked (per tensor, with engine/rl_gradcheck.h's rl_gradcheck_fn):
  *   - each loss against every trainable it trains (the audit's list,
@@ -17,8 +18,9 @@
  * internal `only` mask.
  *
  * The setting: the recipe compiled in f64; each model a fresh seeded tiny
- * GPT-2 of its kind (preset "tiny", n_ctx = T + gen_len so that rollouts stop
- * after gen_len new tokens); symbolic dims B = batch, T = len, any other 4;
+ * model of its kind (opts.preset: GPT-2's "tiny" by default, "llama-tiny"
+ * for the Llama family; n_ctx = T + gen_len so that rollouts stop after
+ * gen_len new tokens); symbolic dims B = batch, T = len, any other 4;
  * token inputs right-padded with random lengths and a response mask of at
  * least one token after a prompt of at least one; float inputs uniform in
  * [-1, 1]; i32 inputs +-1 (labels and signs, e.g. safe-rlhf's cost signs).
@@ -72,6 +74,7 @@ typedef struct rl_recipe_gc_opts {
     FILE *out;            /* a line per checked tensor and a summary; NULL: quiet */
     int verbose;          /* also print failing elements (to stderr) */
     int splits;           /* also run the batch-split check (below) */
+    const char *preset;   /* the models' shape (rl_model_config_preset; default "tiny") */
 } rl_recipe_gc_opts;
 
 typedef struct rl_recipe_gc_result {

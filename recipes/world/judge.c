@@ -7,7 +7,7 @@
 #include "rl_checkpoint.h"
 #include "rl_data.h"
 #include "rl_file.h"
-#include "rl_gpt2.h"
+#include "rl_model.h"
 #include "rl_ops.h"
 #include "rl_rng.h"
 #include "rl_tokenizer.h"
@@ -82,14 +82,14 @@ static rl_status jd_write_json(json_t *o, const char *path, char *err, size_t n)
     return rl_atomic_commit(&af, err, n);
 }
 
-static rl_tokenizer *jd_tokenizer(const rl_judge_opts *a, const rl_gpt2 *m, char *err, size_t n) {
+static rl_tokenizer *jd_tokenizer(const rl_judge_opts *a, const rl_model *m, char *err, size_t n) {
     rl_tokenizer *tok = rl_tokenizer_open(a->tok, err, n);
     if (!tok) return NULL;
-    if (rl_tokenizer_vocab_size(tok) > m->cfg.vocab) {
+    if (rl_tokenizer_vocab_size(tok) > m->vocab) {
         rl_errf(err, n, RL_ERR_ARG,
                 "the tokenizer has %d ids but the model's vocabulary only %" PRId64
                 " (use --tokenizer DIR for a BPE model)",
-                rl_tokenizer_vocab_size(tok), (int64_t)m->cfg.vocab);
+                rl_tokenizer_vocab_size(tok), (int64_t)m->vocab);
         rl_tokenizer_free(tok);
         return NULL;
     }
@@ -208,7 +208,7 @@ rl_status rl_judge_policy(const rl_judge_opts *a, rl_judge_tallies *tallies, cha
         return rl_errf(err, errn, RL_ERR_ARG, "samples, batch and max_new must be >= 1 and temperature > 0");
     rl_ctx *ctx = jd_ctx(a, err, errn);
     if (!ctx) return RL_ERR_ARG;
-    rl_gpt2 *m = NULL, *ref = NULL;
+    rl_model *m = NULL, *ref = NULL;
     rl_tokenizer *tok = NULL;
     rl_dataset *ds = NULL;
     rl_tokdata *td = NULL;
@@ -219,12 +219,12 @@ rl_status rl_judge_policy(const rl_judge_opts *a, rl_judge_tallies *tallies, cha
     double *kl = NULL, *lp_a = NULL;
     int64_t *idx = NULL;
     rl_status st = RL_ERR_ARG;
-    if (rl_gpt2_load(ctx, a->model, RL_GPT2_LM, RL_F32, 0, &m, err, errn) != RL_OK ||
-        (a->ref && rl_gpt2_load(ctx, a->ref, RL_GPT2_LM, RL_F32, 0, &ref, err, errn) != RL_OK))
+    if (rl_model_load(ctx, a->model, RL_HEAD_LM, RL_F32, 0, &m, err, errn) != RL_OK ||
+        (a->ref && rl_model_load(ctx, a->ref, RL_HEAD_LM, RL_F32, 0, &ref, err, errn) != RL_OK))
         goto done;
-    if (ref && ref->cfg.vocab != m->cfg.vocab) {
+    if (ref && ref->vocab != m->vocab) {
         rl_errf(err, errn, RL_ERR_ARG, "the reference's vocabulary (%" PRId64 ") differs from the model's (%" PRId64 ")",
-                (int64_t)ref->cfg.vocab, (int64_t)m->cfg.vocab);
+                (int64_t)ref->vocab, (int64_t)m->vocab);
         goto done;
     }
     if (!(tok = jd_tokenizer(a, m, err, errn))) goto done;
@@ -233,8 +233,8 @@ rl_status rl_judge_policy(const rl_judge_opts *a, rl_judge_tallies *tallies, cha
         rl_errf(err, errn, RL_ERR_ARG, "%s holds no prompts", a->prompts);
         goto done;
     }
-    int64_t n_ctx = m->cfg.n_ctx;
-    if (ref && ref->cfg.n_ctx < n_ctx) n_ctx = ref->cfg.n_ctx;
+    int64_t n_ctx = m->n_ctx;
+    if (ref && ref->n_ctx < n_ctx) n_ctx = ref->n_ctx;
     if (a->max_new >= n_ctx) {
         rl_errf(err, errn, RL_ERR_ARG, "--max-new %" PRId64 " leaves no room for a prompt in a context of %" PRId64,
                 a->max_new, n_ctx);
@@ -287,7 +287,7 @@ rl_status rl_judge_policy(const rl_judge_opts *a, rl_judge_tallies *tallies, cha
         for (int64_t k = 0; k < nb; k++) idx[k] = (start + k) % ds->n;
         rl_data_batch_fill(td, idx, nb, batch);
         rl_gen_out g;
-        if (rl_gpt2_generate(ctx, m, batch->rows.ids, batch->rows.len, nb, batch->rows.T, &gc, &rng, &g) != RL_OK) {
+        if (rl_model_generate(ctx, m, batch->rows.ids, batch->rows.len, nb, batch->rows.T, &gc, &rng, &g) != RL_OK) {
             rl_errf(err, errn, RL_ERR_ARG, "generation failed: %s", rl_ctx_error(ctx));
             goto done;
         }
@@ -296,8 +296,8 @@ rl_status rl_judge_policy(const rl_judge_opts *a, rl_judge_tallies *tallies, cha
             int64_t shape[2] = {g.B, g.T};
             rl_tensor *ids = rl_const(ctx, RL_I32, 2, shape, g.tokens);
             rl_tensor *mask = rl_const(ctx, RL_I32, 2, shape, g.response_mask);
-            if (!jd_row_sums(ctx, rl_gpt2_token_logprobs(ctx, m, ids, mask), lp_a) ||
-                !jd_row_sums(ctx, rl_gpt2_token_logprobs(ctx, ref, ids, mask), kl)) {
+            if (!jd_row_sums(ctx, rl_model_token_logprobs(ctx, m, ids, mask), lp_a) ||
+                !jd_row_sums(ctx, rl_model_token_logprobs(ctx, ref, ids, mask), kl)) {
                 rl_errf(err, errn, RL_ERR_ARG, "log-probabilities failed: %s", rl_ctx_error(ctx));
                 rl_gen_out_free(&g);
                 goto done;
@@ -348,8 +348,8 @@ done:
     rl_tokdata_free(td);
     rl_dataset_free(ds);
     rl_tokenizer_free(tok);
-    rl_gpt2_free(ctx, ref);
-    rl_gpt2_free(ctx, m);
+    rl_model_free(ctx, ref);
+    rl_model_free(ctx, m);
     rl_ctx_free(ctx);
     return st;
 }
@@ -357,10 +357,10 @@ done:
 /* ---- reward and cost models on pairs ------------------------------------------------ */
 
 /* End scores of a set of rows into out[0..B). */
-static int jd_scores(rl_ctx *ctx, const rl_gpt2 *m, const rl_rows *r, double *out) {
+static int jd_scores(rl_ctx *ctx, const rl_model *m, const rl_rows *r, double *out) {
     int64_t shape[2] = {r->B, r->T};
-    rl_tensor *s = rl_gpt2_end_score(ctx, m, rl_const(ctx, RL_I32, 2, shape, r->ids),
-                                     rl_const(ctx, RL_I32, 2, shape, r->attn));
+    rl_tensor *s = rl_model_end_score(ctx, m, rl_const(ctx, RL_I32, 2, shape, r->ids),
+                                      rl_const(ctx, RL_I32, 2, shape, r->attn));
     if (!s) return 0;
     for (int64_t b = 0; b < r->B; b++) out[b] = rl_tensor_get(ctx, s, b);
     return 1;
@@ -371,7 +371,7 @@ rl_status rl_judge_scores(const rl_judge_opts *a, char *err, size_t errn) {
     if (a->batch < 1) return rl_errf(err, errn, RL_ERR_ARG, "batch must be >= 1");
     rl_ctx *ctx = jd_ctx(a, err, errn);
     if (!ctx) return RL_ERR_ARG;
-    rl_gpt2 *m = NULL;
+    rl_model *m = NULL;
     rl_tokenizer *tok = NULL;
     rl_dataset *ds = NULL;
     rl_tokdata *td = NULL;
@@ -381,7 +381,7 @@ rl_status rl_judge_scores(const rl_judge_opts *a, char *err, size_t errn) {
     int64_t *idx = NULL;
     rl_status st = RL_ERR_ARG;
     FILE *f = a->report;
-    if (rl_gpt2_load(ctx, a->score_model, RL_GPT2_SCORE, RL_F32, 0, &m, err, errn) != RL_OK) goto done;
+    if (rl_model_load(ctx, a->score_model, RL_HEAD_SCORE, RL_F32, 0, &m, err, errn) != RL_OK) goto done;
     if (!(tok = jd_tokenizer(a, m, err, errn))) goto done;
     if (rl_dataset_load(a->pairs, RL_DATA_AUTO, 0, &ds, err, errn) != RL_OK) goto done;
     if (a->cost && ds->format != RL_DATA_PKU) {
@@ -393,7 +393,7 @@ rl_status rl_judge_scores(const rl_judge_opts *a, char *err, size_t errn) {
         rl_errf(err, errn, RL_ERR_ARG, "%s holds no pairs", a->pairs);
         goto done;
     }
-    int64_t T = a->ctx_len > 0 && a->ctx_len < m->cfg.n_ctx ? a->ctx_len : m->cfg.n_ctx;
+    int64_t T = a->ctx_len > 0 && a->ctx_len < m->n_ctx ? a->ctx_len : m->n_ctx;
     rl_tok_opts o = rl_tok_opts_default(T);
     o.tmpl = a->tmpl;
     o.pad_to_longest = 1;
@@ -480,7 +480,7 @@ done:
     rl_tokdata_free(td);
     rl_dataset_free(ds);
     rl_tokenizer_free(tok);
-    rl_gpt2_free(ctx, m);
+    rl_model_free(ctx, m);
     rl_ctx_free(ctx);
     return st;
 }

@@ -21,7 +21,7 @@
  *   unsafe_rate         unsafe responses / judged responses
  *   kl_ref              mean over sampled sequences of sum over response tokens
  *                       of log pi(y_t) - log pi_ref(y_t), both from
- *                       rl_gpt2_token_logprobs on the sampled tokens; an
+ *                       rl_model_token_logprobs on the sampled tokens; an
  *                       unbiased estimate of KL(pi || pi_ref) only at
  *                       temperature 1 without greedy decoding
  *   accuracy            (score models) mean(r(chosen) > r(rejected)) on the
