@@ -22,6 +22,10 @@
 
 static const char *const rl_llama_family_names[] = {"llama", "mistral", "qwen2", "qwen3"};
 
+int64_t rl_llama_ctx_limit(const rl_llama_config *c) {
+    return c->sliding_window && c->sliding_window < c->max_pos ? c->sliding_window : c->max_pos;
+}
+
 const char *rl_llama_family_name(rl_llama_family f) {
     return (unsigned)f < 4 ? rl_llama_family_names[f] : "?";
 }
@@ -150,12 +154,17 @@ rl_status rl_llama_config_load(const char *path, rl_llama_config *cfg, char *err
         rl_errf(err, n, RL_ERR_IO, "%s: mlp_bias true is not supported", path);
         goto done;
     }
+    /* A sliding window changes nothing for sequences no longer than it (every
+     * key is inside every query's window), so such models load and are used
+     * up to the window: rl_llama_ctx_limit. Mistral applies it whenever it is
+     * set; Qwen2/Qwen3 only with use_sliding_window. */
     json_t *sw = json_object_get(o, "sliding_window");
     if (sw && !json_is_null(sw) && cfg_bool(o, "use_sliding_window", c.family == RL_LLAMA_FAMILY_MISTRAL)) {
-        rl_errf(err, n, RL_ERR_IO,
-                "%s: sliding-window attention (sliding_window %lld) is not supported; set it to null",
-                path, json_is_integer(sw) ? (long long)json_integer_value(sw) : -1LL);
-        goto done;
+        if (!json_is_integer(sw) || json_integer_value(sw) < 1) {
+            rl_errf(err, n, RL_ERR_IO, "%s: sliding_window must be null or a positive integer", path);
+            goto done;
+        }
+        c.sliding_window = json_integer_value(sw);
     }
     /* transformers' PretrainedConfig defaults tie_word_embeddings to true, but
      * LlamaConfig, MistralConfig, Qwen2Config and Qwen3Config all default it to false */
@@ -635,7 +644,10 @@ static json_t *rl_llama_config_json(const rl_llama_config *c) {
     if (c->family != RL_LLAMA_FAMILY_QWEN2) json_object_set_new(o, "attention_bias", json_boolean(c->qkv_bias));
     json_object_set_new(o, "hidden_act", json_string("silu"));
     json_object_set_new(o, "torch_dtype", json_string("float32"));
-    if (c->family != RL_LLAMA_FAMILY_LLAMA) json_object_set_new(o, "sliding_window", json_null());
+    if (c->family != RL_LLAMA_FAMILY_LLAMA)
+        json_object_set_new(o, "sliding_window", c->sliding_window ? json_integer(c->sliding_window) : json_null());
+    if (c->sliding_window && c->family != RL_LLAMA_FAMILY_MISTRAL)
+        json_object_set_new(o, "use_sliding_window", json_true());
     if (c->rope_llama3)
         json_object_set_new(o, "rope_scaling",
                             json_pack("{s:s,s:f,s:f,s:f,s:I}", "rope_type", "llama3", "factor", c->rope_factor,
@@ -820,7 +832,7 @@ rl_status rl_llama_generate(rl_ctx *ctx, const rl_llama *m, const int32_t *promp
                        .forward = rl_llama_gen_forward, .lm_head = rl_llama_gen_lm_head, .step = rl_llama_gen_step};
     if (m) {
         f.dtype = m->dtype;
-        f.vocab = m->cfg.vocab, f.n_ctx = m->cfg.max_pos, f.hidden = m->cfg.hidden;
+        f.vocab = m->cfg.vocab, f.n_ctx = rl_llama_ctx_limit(&m->cfg), f.hidden = m->cfg.hidden;
         f.n_layer = m->cfg.n_layer, f.n_kv_head = m->cfg.n_kv_head, f.head_dim = m->cfg.head_dim;
     }
     return rl_gen_run(ctx, &f, prompts, prompt_len, B, stride, cfg, rng, out);

@@ -102,7 +102,7 @@ static rl_model *rl_model_finish(rl_ctx *ctx, rl_model *m, uint64_t seed) {
     }
     const rl_llama *l = m->llama;
     m->family = RL_FAMILY_LLAMA, m->dtype = l->dtype;
-    m->vocab = l->cfg.vocab, m->n_ctx = l->cfg.max_pos, m->width = l->cfg.hidden;
+    m->vocab = l->cfg.vocab, m->n_ctx = rl_llama_ctx_limit(&l->cfg), m->width = l->cfg.hidden;
     if (rl_model_llama_heads(ctx, m, seed) != RL_OK) {
         rl_model_free(ctx, m);
         return NULL;

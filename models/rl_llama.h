@@ -59,7 +59,7 @@ extern "C" {
 
 typedef enum {
     RL_LLAMA_FAMILY_LLAMA = 0, /* model_type "llama" */
-    RL_LLAMA_FAMILY_MISTRAL,   /* "mistral" (sliding_window must be null) */
+    RL_LLAMA_FAMILY_MISTRAL,   /* "mistral" (a sliding window limits the length: rl_llama_ctx_limit) */
     RL_LLAMA_FAMILY_QWEN2,     /* "qwen2": q/k/v biases */
     RL_LLAMA_FAMILY_QWEN3,     /* "qwen3": q/k RMSNorms per head */
 } rl_llama_family;
@@ -86,6 +86,8 @@ typedef struct rl_llama_config {
     double rope_factor, rope_low_freq, rope_high_freq;
     int64_t rope_orig_max_pos;
     int32_t bos_id, eos_id;     /* -1 when absent (the first, when a list) */
+    int64_t sliding_window;     /* sliding_window when it applies (Mistral; Qwen with
+                                 * use_sliding_window), else 0 */
 } rl_llama_config;
 
 /* Reads config.json at path; RL_OK, or an error "PATH: ..." naming the field
@@ -101,6 +103,10 @@ rl_status rl_llama_config_load(const char *path, rl_llama_config *cfg, char *err
 rl_status rl_llama_config_preset(const char *name, rl_llama_config *cfg);
 /* config.json's model_type for a family ("llama", "mistral", "qwen2", "qwen3"). */
 const char *rl_llama_family_name(rl_llama_family f);
+/* The longest sequence the model computes exactly: max_pos, or the sliding
+ * window when it is shorter (within it, windowed attention is full causal
+ * attention; longer sequences are refused rather than computed differently). */
+int64_t rl_llama_ctx_limit(const rl_llama_config *c);
 
 /* One decoder layer's tensors; biases and q/k norms NULL when absent. */
 typedef struct rl_llama_layer {

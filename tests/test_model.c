@@ -248,6 +248,51 @@ static void test_llama_heads_save_load(void **state) {
     rl_ctx_reset(ctx);
 }
 
+/* A sliding window (Mistral's default config has one) loads and limits the
+ * length the model computes, since within the window nothing differs. */
+static void test_sliding_window(void **state) {
+    rl_ctx *ctx = *state;
+    char err[1024], path[2048];
+    rl_model_config c;
+    assert_int_equal(rl_model_config_preset("llama-tiny", &c), RL_OK);
+    c.llama.family = RL_LLAMA_FAMILY_MISTRAL;
+    c.llama.sliding_window = 6;
+    rl_model *m = rl_model_new(ctx, &c, RL_HEAD_LM, RL_F32, 2);
+    assert_non_null(m);
+    assert_int_equal(m->n_ctx, 6);
+    if (rl_model_save(ctx, m, P("mistral"), err, sizeof err) != RL_OK) fail_msg("save: %s", err);
+    rl_model_free(ctx, m);
+    snprintf(path, sizeof path, "%s/config.json", P("mistral"));
+    json_t *cj = json_load_file(path, 0, NULL);
+    assert_int_equal(json_integer_value(json_object_get(cj, "sliding_window")), 6);
+    json_decref(cj);
+    if (rl_model_load(ctx, P("mistral"), RL_HEAD_LM, RL_F32, 0, &m, err, sizeof err) != RL_OK) fail_msg("%s", err);
+    assert_int_equal(m->n_ctx, 6);
+    const int32_t ids[7] = {1, 2, 3, 4, 5, 6, 7};
+    assert_non_null(rl_model_logits(ctx, m, ids_of(ctx, ids, 1, 6)));
+    assert_null(rl_model_logits(ctx, m, ids_of(ctx, ids, 1, 7)));
+    assert_non_null(strstr(rl_ctx_error(ctx), "n_ctx = 6"));
+    rl_ctx_clear_error(ctx);
+    /* generation stops at the window too */
+    rl_gen_cfg g = rl_gen_cfg_default();
+    g.greedy = 1, g.max_new_tokens = 10;
+    const int64_t plen = 2;
+    rl_gen_out out;
+    assert_int_equal(rl_model_generate(ctx, m, ids, &plen, 1, 2, &g, NULL, &out), RL_OK);
+    assert_int_equal(out.len[0], 6);
+    rl_gen_out_free(&out);
+    rl_model_free(ctx, m);
+    /* Qwen2's window applies only with use_sliding_window */
+    rl_test_write_file(path, "{\"model_type\": \"qwen2\", \"vocab_size\": 64, \"hidden_size\": 32, "
+                             "\"num_hidden_layers\": 2, \"num_attention_heads\": 4, \"num_key_value_heads\": 2, "
+                             "\"intermediate_size\": 48, \"max_position_embeddings\": 64, \"rms_norm_eps\": 1e-6, "
+                             "\"sliding_window\": 16, \"use_sliding_window\": false, \"tie_word_embeddings\": true}");
+    rl_llama_config lc;
+    if (rl_llama_config_load(path, &lc, err, sizeof err) != RL_OK) fail_msg("%s", err);
+    assert_int_equal(rl_llama_ctx_limit(&lc), 64);
+    rl_ctx_reset(ctx);
+}
+
 /* ---- recipes on the Llama family ----------------------------------------------------------- */
 
 /* Every built-in recipe, unchanged, passes its f64 gradient check with tiny
@@ -458,6 +503,7 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_gpt2_through_interface, rl_test_setup_ctx, rl_test_teardown_ctx),
         cmocka_unit_test_setup_teardown(test_llama_heads_gradcheck, rl_test_setup_ctx, rl_test_teardown_ctx),
         cmocka_unit_test_setup_teardown(test_llama_heads_save_load, setup_dir, teardown_dir),
+        cmocka_unit_test_setup_teardown(test_sliding_window, setup_dir, teardown_dir),
         cmocka_unit_test_setup_teardown(test_builtin_recipes_on_llama, rl_test_setup_ctx, rl_test_teardown_ctx),
         cmocka_unit_test_setup_teardown(test_runner_on_llama, setup_dir, teardown_dir),
         cmocka_unit_test_setup_teardown(test_hh_through_chat_template, setup_dir, teardown_dir),
