@@ -1,5 +1,5 @@
 /* models/rl_gpt2.h - GPT-2 on the engine, exactly as Hugging Face's
- * transformers/models/gpt2/modeling_gpt2.py defines it, with the heads RLHF
+ * transformers defines it in modeling_gpt2.py, with the heads RLHF
  * needs (tied LM head, sequence score head, per-token value head) and batched
  * generation with a KV cache (models/generate.c).
  *
