@@ -16,6 +16,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include <valgrind/valgrind.h>
 
 #include "rl_chat_template.h"
 #include "rl_data.h"
@@ -299,9 +300,16 @@ static void test_sliding_window(void **state) {
  * Llama-family models (GQA, rotary, RMSNorm, SiLU) in every role. */
 static void test_builtin_recipes_on_llama(void **state) {
     (void)state;
-    int n = rl_recipe_n_builtins(), passed = 0;
+    int n = rl_recipe_n_builtins(), passed = 0, skipped = 0;
     for (int i = 0; i < n; i++) {
         const char *name = rl_recipe_builtin_name(i);
+        /* under valgrind the group recipes (from grpo on) take minutes each in the
+         * shape check, as in test_builtin_recipes.c; the plain and sanitizer runs
+         * check all of them */
+        if (RUNNING_ON_VALGRIND && i >= 10) {
+            skipped++;
+            continue;
+        }
         char path[1024];
         assert_int_equal(rl_recipe_resolve(name, path, sizeof path), RL_OK);
         const char *e = NULL;
@@ -320,7 +328,8 @@ static void test_builtin_recipes_on_llama(void **state) {
         passed++;
         rl_recipe_free(r);
     }
-    assert_int_equal(passed, n);
+    assert_int_equal(passed + skipped, n);
+    assert_true(passed >= 10);
 }
 
 /* ---- the runner on the Llama family -------------------------------------------------------- */
