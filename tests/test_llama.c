@@ -23,6 +23,16 @@ static void fixture_dir(const char *name, char *out, size_t n) {
     snprintf(out, n, "%s/tests/fixtures/llama_ref/%s", RLHF_SOURCE_DIR, name);
 }
 
+/* Fixture `name`'s directory into dir, and its open ref.safetensors. */
+static rl_st_file *open_ref(const char *name, char *dir, size_t n) {
+    char path[1100], err[512];
+    fixture_dir(name, dir, n);
+    snprintf(path, sizeof path, "%s/ref.safetensors", dir);
+    rl_st_file *rf = NULL;
+    if (rl_st_open(path, &rf, err, sizeof err) != RL_OK) fail_msg("%s", err);
+    return rf;
+}
+
 /* tensor `name` of the reference file, as doubles (malloc'ed) */
 static double *ref_f64(rl_st_file *f, const char *name, int64_t *numel) {
     const rl_st_tensor *t = rl_st_find(f, name);
@@ -61,11 +71,8 @@ static double max_diff(rl_ctx *ctx, const rl_tensor *logits, const double *ref, 
 static void test_logits_match_reference(void **state) {
     rl_ctx *ctx = *state;
     for (size_t c = 0; c < sizeof CONFIGS / sizeof CONFIGS[0]; c++) {
-        char dir[1024], refp[1100], err[512];
-        fixture_dir(CONFIGS[c], dir, sizeof dir);
-        snprintf(refp, sizeof refp, "%s/ref.safetensors", dir);
-        rl_st_file *rf;
-        assert_int_equal(rl_st_open(refp, &rf, err, sizeof err), RL_OK);
+        char dir[1024], err[512];
+        rl_st_file *rf = open_ref(CONFIGS[c], dir, sizeof dir);
         double *want = ref_f64(rf, "logits", NULL), *pwant = ref_f64(rf, "pad_logits", NULL);
         double *pmask = ref_f64(rf, "pad_mask", NULL);
         int64_t nf;
@@ -97,11 +104,8 @@ static void test_logits_match_reference(void **state) {
 static void test_greedy_tokens(void **state) {
     rl_ctx *ctx = *state;
     for (size_t c = 0; c < sizeof CONFIGS / sizeof CONFIGS[0]; c++) {
-        char dir[1024], refp[1100], err[512];
-        fixture_dir(CONFIGS[c], dir, sizeof dir);
-        snprintf(refp, sizeof refp, "%s/ref.safetensors", dir);
-        rl_st_file *rf;
-        assert_int_equal(rl_st_open(refp, &rf, err, sizeof err), RL_OK);
+        char dir[1024], err[512];
+        rl_st_file *rf = open_ref(CONFIGS[c], dir, sizeof dir);
         int64_t np, nt;
         double *prompt = ref_f64(rf, "greedy_prompt", &np), *want = ref_f64(rf, "greedy_tokens", &nt);
         rl_llama *m = rl_llama_load(ctx, dir, RL_F32, err, sizeof err);
