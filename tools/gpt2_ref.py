@@ -159,13 +159,20 @@ def cmd_bench(preset, B, T, steps, threads=None):
     for t in p.values():
         t.requires_grad_(True)
     model = GPT2(p, H)
-    opt = torch.optim.AdamW(list(p.values()), lr=1e-4, weight_decay=0.0)
     ids = torch.randint(0, V, (B, T + 1), generator=g)
+    bench_report(preset, B, T, *bench_steps(
+        lambda: F.cross_entropy(model.logits(ids[:, :-1]).reshape(-1, V), ids[:, 1:].reshape(-1)),
+        list(p.values()), steps))
+
+
+def bench_steps(loss_fn, params, steps):
+    """SFT steps (loss, backward, AdamW lr 1e-4 without decay, as rlhf bench
+    model), 2 untimed warm-up steps then `steps` timed: (sorted seconds, first loss)."""
+    opt = torch.optim.AdamW(params, lr=1e-4, weight_decay=0.0)
     times = []
     for s in range(steps + 2):
         t0 = time.perf_counter()
-        logits = model.logits(ids[:, :-1])
-        loss = F.cross_entropy(logits.reshape(-1, V), ids[:, 1:].reshape(-1))
+        loss = loss_fn()
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -174,13 +181,17 @@ def cmd_bench(preset, B, T, steps, threads=None):
         if s >= 2:  # warm-up steps are not timed
             times.append(time.perf_counter() - t0)
     times.sort()
+    return times, first_loss
+
+
+def bench_report(preset, B, T, times, first_loss):
+    """The JSON line tools/bench_model.sh reads."""
     med = times[len(times) // 2]
     bi = blas_info()
     print(json.dumps({"side": "torch", "preset": preset, "B": B, "T": T, "ms": med * 1e3,
                       "ms_min": times[0] * 1e3, "ms_max": times[-1] * 1e3, "tokens_per_s": B * T / med,
                       "threads": torch.get_num_threads(), "openblas_core": bi["openblas_core"],
                       "openblas_threads": bi["openblas_threads"], "loss": first_loss}))
-
 
 if __name__ == "__main__":
     if len(sys.argv) == 5 and sys.argv[1] == "logits":

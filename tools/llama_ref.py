@@ -707,30 +707,12 @@ def cmd_bench(preset, B, T, steps, threads=None):
     model = LlamaRef(family, cfg, p, torch.float32)
     assert all(model.p[k] is p[k] for k in p)  # the forward uses the Parameters themselves
     V = cfg["vocab_size"]
-    opt = torch.optim.AdamW(list(p.values()), lr=1e-4, weight_decay=0.0)
     ids = torch.randint(0, V, (B, T), generator=g)
-    times = []
-    for s in range(steps + 2):
-        t0 = time.perf_counter()
-        logits = model.logits(ids)[0]
-        loss = F.cross_entropy(logits[:, :-1].reshape(-1, V), ids[:, 1:].reshape(-1))
-        loss.backward()
-        opt.step()
-        opt.zero_grad(set_to_none=True)
-        if s == 0:
-            first_loss = loss.item()
-        if s >= 2:  # warm-up steps are not timed
-            times.append(time.perf_counter() - t0)
-    times.sort()
-    med = times[len(times) // 2]
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-    from gpt2_ref import blas_info  # the same BLAS report as the GPT-2 side
-    bi = blas_info()
-    print(json.dumps({"side": "torch", "preset": preset, "B": B, "T": T, "ms": med * 1e3,
-                      "ms_min": times[0] * 1e3, "ms_max": times[-1] * 1e3, "tokens_per_s": B * T / med,
-                      "threads": torch.get_num_threads(), "openblas_core": bi["openblas_core"],
-                      "openblas_threads": bi["openblas_threads"], "loss": first_loss}))
-
+    from gpt2_ref import bench_steps, bench_report  # one timing loop and report for both families
+    bench_report(preset, B, T, *bench_steps(
+        lambda: F.cross_entropy(model.logits(ids)[0][:, :-1].reshape(-1, V), ids[:, 1:].reshape(-1)),
+        list(p.values()), steps))
 
 if __name__ == "__main__":
     if len(sys.argv) in (6, 7) and sys.argv[1] == "bench":
